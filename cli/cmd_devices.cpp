@@ -1,0 +1,32 @@
+// `vksd devices`: what Vulkan devices exist and the limits that decide how vksd runs on them.
+#include <cstdio>
+
+#include "cli/command.h"
+#include "runtime/context.h"
+
+static int cmd_devices(int, char**) {
+  auto devs = vksd::Context::list_devices();
+  if (devs.empty()) {
+    std::fprintf(stderr, "vksd: no Vulkan devices found\n");
+    return 1;
+  }
+  for (const auto& d : devs) {
+    std::printf("[%u] %s\n", d.index, d.name.c_str());
+    std::printf("    vendor %s, type %s, driver %s, Vulkan %u.%u.%u\n", d.vendor.c_str(), d.type.c_str(),
+                d.driver.c_str(), VK_API_VERSION_MAJOR(d.api_version), VK_API_VERSION_MINOR(d.api_version),
+                VK_API_VERSION_PATCH(d.api_version));
+    std::printf("    maxStorageBufferRange %llu MiB, maxMemoryAllocationSize %llu MiB, maxTexelBufferElements %llu\n",
+                (unsigned long long)(d.max_storage_buffer_range >> 20),
+                (unsigned long long)(d.max_memory_allocation >> 20),
+                (unsigned long long)d.max_texel_buffer_elements);
+    for (size_t h = 0; h < d.heaps.size(); ++h)
+      std::printf("    heap %zu: %llu MiB%s\n", h, (unsigned long long)(d.heaps[h].first >> 20),
+                  d.heaps[h].second ? " device-local" : "");
+    std::printf("    subgroup %u, shared memory %u KiB, fp16 %s, int8 %s, cooperative matrix %s\n", d.subgroup_size,
+                d.max_shared_memory >> 10, d.fp16 ? "yes" : "no", d.int8 ? "yes" : "no",
+                d.cooperative_matrix ? "yes" : "no");
+  }
+  return 0;
+}
+
+VKSD_COMMAND(devices, "list Vulkan devices and the limits that matter to vksd", cmd_devices);

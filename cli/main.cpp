@@ -1,0 +1,46 @@
+// vksd command-line tool: one binary; each subcommand (cli/cmd_*.cpp) calls the runtime library.
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
+#include <string>
+
+#include "cli/command.h"
+#include "runtime/error.h"
+
+namespace vksd::cli {
+std::vector<Command>& registry() {
+  static std::vector<Command> r;
+  return r;
+}
+}  // namespace vksd::cli
+
+static void usage() {
+  auto cmds = vksd::cli::registry();
+  std::sort(cmds.begin(), cmds.end(), [](auto& a, auto& b) { return a.name < b.name; });
+  std::printf("vksd — Stable Diffusion on any Vulkan GPU\n\nusage: vksd <command> [options]   (vksd <command> --help for more)\n\ncommands:\n");
+  for (auto& c : cmds) std::printf("  %-12s %s\n", c.name.c_str(), c.summary.c_str());
+  std::printf(
+      "\nenvironment: VKSD_DEVICE=<index|name> picks a device, VKSD_VALIDATION=1 enables the\n"
+      "Khronos validation layer, VKSD_FP32=1 stores tensors in fp32 instead of fp16.\n");
+}
+
+int main(int argc, char** argv) {
+  if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h")) {
+    usage();
+    return argc < 2 ? 2 : 0;
+  }
+  for (auto& c : vksd::cli::registry())
+    if (c.name == argv[1]) {
+      try {
+        return c.run(argc - 1, argv + 1);
+      } catch (const vksd::Error& e) {
+        std::fprintf(stderr, "vksd %s: error: %s\n", argv[1], e.what());
+        return 1;
+      } catch (const std::exception& e) {
+        std::fprintf(stderr, "vksd %s: error: %s\n", argv[1], e.what());
+        return 1;
+      }
+    }
+  std::fprintf(stderr, "vksd: unknown command '%s' (see vksd --help)\n", argv[1]);
+  return 2;
+}

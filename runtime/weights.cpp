@@ -1,0 +1,34 @@
+#include "runtime/weights.h"
+
+#include "runtime/error.h"
+
+namespace vksd {
+
+WeightStore::WeightStore(Context& ctx, DType storage) : storage_(storage), arena_(ctx, "weights") {}
+
+void WeightStore::add(const std::string& name, const Shape& shape, const float* data) {
+  if (has(name)) fail("weight '" + name + "' added twice");
+  DeviceTensor t = arena_.alloc(shape, storage_);
+  upload(arena_.context(), t, data);
+  tensors_.emplace(name, t);
+}
+
+const DeviceTensor& WeightStore::get(const std::string& name, const Shape& expect) const {
+  auto it = tensors_.find(name);
+  if (it == tensors_.end()) fail("missing tensor '" + name + "' in the checkpoint");
+  if (!expect.empty() && it->second.shape != expect)
+    fail("tensor '" + name + "' has shape " + shape_str(it->second.shape) + ", expected " + shape_str(expect));
+  return it->second;
+}
+
+Tensor WeightStore::bind(Graph& g, const std::string& name, const Shape& expect) const {
+  return g.bind(get(name, expect), name);
+}
+
+std::vector<std::string> WeightStore::names() const {
+  std::vector<std::string> r;
+  for (auto& [k, v] : tensors_) r.push_back(k);
+  return r;
+}
+
+}  // namespace vksd

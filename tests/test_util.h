@@ -1,0 +1,46 @@
+// Helpers shared by the tests: the validated Context, random data, error metrics, .npy files.
+#pragma once
+#include <cmath>
+#include <cstdint>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "runtime/context.h"
+#include "runtime/dtype.h"
+
+namespace vksd::test {
+
+// The process-wide Context (validation on when VKSD_VALIDATION=1, as ctest sets it).
+Context& ctx();
+void shutdown_context();
+uint64_t validation_messages_so_far();
+uint64_t validation_messages_at_shutdown();
+
+// Deterministic uniform/normal data.
+std::vector<float> randn(size_t n, uint64_t seed, float stddev = 1.f);
+std::vector<float> randu(size_t n, uint64_t seed, float lo = -1.f, float hi = 1.f);
+
+// ||a - b|| / ||b|| computed in double (b is the reference).
+double rel_l2(const std::vector<float>& a, const std::vector<double>& b);
+double rel_l2(const std::vector<float>& a, const std::vector<float>& b);
+double max_abs_diff(const std::vector<float>& a, const std::vector<float>& b);
+
+// Tolerances for relative L2 error against a double-precision reference.
+inline double tol_for(DType dt) { return dt == DType::F16 ? 2e-3 : 1e-5; }
+
+// Round-trip through fp16 (what the device stores when dtype is F16): references start from
+// the same rounded inputs so that the comparison measures the kernel, not the input rounding.
+std::vector<float> round_to(DType dt, std::vector<float> v);
+
+// NumPy .npy (v1/v2, little-endian, C order, f32/i32/i64/f64 converted to the requested type).
+struct Npy {
+  std::vector<int64_t> shape;
+  std::vector<float> data;
+};
+Npy load_npy(const std::string& path);
+std::string shared_dir();          // ../shared beside the checkout
+std::string vectors_dir();         // ../shared/vectors/tiny
+bool shared_available();
+
+}  // namespace vksd::test
