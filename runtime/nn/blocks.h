@@ -1,0 +1,68 @@
+// Shared building blocks of the three Stable Diffusion networks, composed from vksd::ops.
+//
+//   Scope        names weights like the checkpoint does: Scope("model.diffusion_model").sub("out")
+//                .w("0.weight") binds "model.diffusion_model.out.0.weight" into the graph.
+//   NetOptions   what every network takes besides its weights and geometry.
+//   linear / conv / group_norm / layer_norm bound to a weight prefix, so that a network's code
+//   reads like the PyTorch module it mirrors.
+#pragma once
+#include <optional>
+#include <string>
+
+#include "runtime/graph.h"
+#include "runtime/ops.h"
+#include "runtime/weights.h"
+
+namespace vksd::nn {
+
+struct NetOptions {
+  // Storage type of activations; unset = the weights' storage type (F32 for parity runs, F16 to
+  // halve activation memory). Arithmetic is fp32 either way.
+  std::optional<DType> activations;
+  // UNet: keep every block's output alive so that block_output() can read it (tests, debugging).
+  bool keep_blocks = false;
+  // Compile with timestamp queries so that timings() reports per-dispatch times.
+  bool profile = false;
+};
+
+// A weight-name prefix within a WeightStore, bound to the graph being built.
+class Scope {
+ public:
+  Scope(Graph& g, const WeightStore& w, std::string prefix) : g_(g), w_(w), prefix_(std::move(prefix)) {}
+  Scope sub(const std::string& name) const { return Scope(g_, w_, join(name)); }
+  Scope sub(int index) const { return sub(std::to_string(index)); }
+  // The tensor `prefix.name`, checked against `expect` when given.
+  Tensor w(const std::string& name, const Shape& expect = {}) const { return w_.bind(g_, join(name), expect); }
+  bool has(const std::string& name) const { return w_.has(join(name)); }
+  Shape shape(const std::string& name) const { return w_.get(join(name)).shape; }
+  const std::string& prefix() const { return prefix_; }
+  Graph& graph() const { return g_; }
+  const WeightStore& weights() const { return w_; }
+
+ private:
+  std::string join(const std::string& name) const { return prefix_.empty() ? name : prefix_ + "." + name; }
+  Graph& g_;
+  const WeightStore& w_;
+  std::string prefix_;
+};
+
+// nn.Linear at `s`: x [..., in] -> [..., out]; the bias is used when the checkpoint has one.
+Tensor linear(const Scope& s, Tensor x);
+// A 1x1 nn.Conv2d applied to a token sequence [B, L, C] as the linear layer it is.
+Tensor conv1x1_as_linear(const Scope& s, Tensor x);
+// nn.Conv2d at `s` with the given padding/stride (kernel size from the weight).
+Tensor conv(const Scope& s, Tensor x, ops::Conv2d p);
+inline Tensor conv3x3(const Scope& s, Tensor x) { return conv(s, x, ops::Conv2d::same(3)); }
+inline Tensor conv1x1(const Scope& s, Tensor x) { return conv(s, x, ops::Conv2d{}); }
+// nn.GroupNorm(32, C) at `s`, optionally followed by SiLU (fused).
+Tensor group_norm(const Scope& s, Tensor x, float eps, bool silu);
+// nn.LayerNorm at `s` over the last dimension.
+Tensor layer_norm(const Scope& s, Tensor x, float eps);
+
+// Multi-head attention over token sequences given already projected q [B, Lq, C] and k/v
+// [B, Lk, C]; the per-head scale is 1/sqrt(C / heads).
+inline Tensor multi_head_attention(Tensor q, Tensor k, Tensor v, int heads, bool causal = false) {
+  return ops::attention(q, k, v, heads, causal);
+}
+
+}  // namespace vksd::nn

@@ -1,0 +1,59 @@
+// The latent-diffusion UNet (LDM openaimodel.UNetModel with SpatialTransformer cross-attention),
+// weights under model.diffusion_model.*:
+//   time_embed: sinusoidal(t, model_channels) -> Linear -> SiLU -> Linear
+//   input_blocks:  conv_in, then per level num_res_blocks x [ResBlock (+ SpatialTransformer)],
+//                  and a Downsample between levels; every block's output is saved as a skip
+//   middle_block:  ResBlock, SpatialTransformer, ResBlock
+//   output_blocks: per level (deepest first) num_res_blocks + 1 x [concat(skip) -> ResBlock
+//                  (+ SpatialTransformer)], and an Upsample between levels
+//   out:           GroupNorm + SiLU, conv3x3 -> eps (or v)
+// The graph is built and compiled once for a fixed batch and latent size and replayed per step.
+#pragma once
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "runtime/model_config.h"
+#include "runtime/nn/blocks.h"
+
+namespace vksd::nn {
+
+class UNet {
+ public:
+  static constexpr const char* kPrefix = "model.diffusion_model";
+
+  UNet(Context& ctx, const WeightStore& weights, const UNetConfig& cfg, int batch, int latent_h, int latent_w,
+       int context_len = 77, NetOptions opts = {});
+  ~UNet();
+
+  // Cross-attention context [batch, context_len, context_dim]; uploaded once per prompt.
+  void set_context(const std::vector<float>& ctx);
+  // x [batch, in_channels, h, w], t [batch] (float, may be fractional, one per sample)
+  // -> model output [batch, out_channels, h, w] (eps or v, as the checkpoint was trained).
+  std::vector<float> forward(const std::vector<float>& x, const std::vector<float>& t);
+  // After forward(), with opts.keep_blocks: "time_embed" (the MLP output), "t_emb" (sinusoidal),
+  // "input_blocks.N", "middle_block", "output_blocks.N".
+  std::vector<float> block_output(const std::string& name);
+  std::vector<std::string> block_names() const;
+
+  VkDeviceSize peak_bytes() const;
+  const Graph& graph() const { return *graph_; }
+  int batch() const { return batch_; }
+  int latent_h() const { return h_; }
+  int latent_w() const { return w_; }
+
+ private:
+  void build();
+
+  Context& ctx_;
+  const WeightStore& weights_;
+  UNetConfig cfg_;
+  int batch_, h_, w_, context_len_;
+  NetOptions opts_;
+  std::unique_ptr<Graph> graph_;
+  Tensor x_, t_, context_, out_;
+  std::map<std::string, Tensor> blocks_;
+};
+
+}  // namespace vksd::nn
