@@ -1,0 +1,85 @@
+// Multi-head attention: one dispatch of the flash-style kernel (shaders/attention.comp).
+#include <algorithm>
+#include <cmath>
+
+#include "runtime/context.h"
+#include "runtime/error.h"
+#include "runtime/ops.h"
+
+namespace vksd::ops {
+
+namespace {
+
+struct AttentionPush {
+  uint32_t batch, heads, lq, lk, q_tiles;
+  float scale_log2;
+  uint32_t groups_x;
+};
+
+// Tile shape of one kernel variant.
+struct AttentionTiles {
+  uint32_t split;  // lanes sharing a query's head dim
+  uint32_t qpi;    // queries per invocation
+  uint32_t kb;     // keys per online-softmax block
+  uint32_t wg;     // workgroup size
+};
+
+AttentionTiles choose_tiles(const DeviceInfo& dev, int64_t d4) {
+  AttentionTiles t{1, 4, 8, 64};
+  // Heads wider than 160 dims (the VAE's 512) do not fit one lane's registers: spread each
+  // query's head dim over a cluster of subgroup lanes.
+  const int64_t max_dv = 40;
+  while (d4 / t.split > max_dv && t.split * 2 <= std::max<uint32_t>(dev.subgroup_size, 1) && d4 % (t.split * 2) == 0)
+    t.split *= 2;
+  int64_t dv = d4 / t.split;
+  // Queries per invocation: enough to reuse each K/V load several times, few enough to keep
+  // q and the accumulator (2 · QPI · DV vec4s) in (or near) registers.
+  t.qpi = dv <= 10 ? 4 : dv <= 20 ? 2 : 1;
+  if (dev.type_rank >= 2) t.qpi = 1;  // GPUs: more invocations beat register reuse
+  return t;
+}
+
+}  // namespace
+
+Tensor attention(Tensor q, Tensor k, Tensor v, int heads, bool causal, float scale) {
+  Graph& g = *q.g;
+  if (q.rank() != 3 || k.rank() != 3 || v.rank() != 3)
+    fail("attention: q, k, v must be [B, L, H*D]; got " + shape_str(q.shape()) + ", " + shape_str(k.shape()) +
+         ", " + shape_str(v.shape()));
+  if (k.shape() != v.shape())
+    fail("attention: k " + shape_str(k.shape()) + " and v " + shape_str(v.shape()) + " differ");
+  const int64_t batch = q.dim(0), lq = q.dim(1), lk = k.dim(1), width = q.dim(2);
+  if (k.dim(0) != batch || k.dim(2) != width)
+    fail("attention: q " + shape_str(q.shape()) + " and k " + shape_str(k.shape()) + " disagree in batch or width");
+  if (heads <= 0 || width % heads)
+    fail("attention: width " + std::to_string(width) + " is not divisible into " + std::to_string(heads) + " heads");
+  const int64_t d = width / heads;
+  if (d % 4)
+    fail("attention: head dim " + std::to_string(d) + " is not a multiple of 4 (the kernel reads vec4 lanes)");
+  if (causal && lq != lk) fail("attention: a causal mask needs Lq == Lk");
+  if (scale == 0.f) scale = (float)(1.0 / std::sqrt((double)d));
+
+  const DeviceInfo& dev = g.context().info();
+  AttentionTiles t = choose_tiles(dev, d / 4);
+  const uint32_t dv = (uint32_t)(d / 4 / t.split);
+  const uint64_t q_tiles = (uint64_t)(lq + t.qpi - 1) / t.qpi;
+  const uint64_t invocations = (uint64_t)batch * heads * q_tiles * t.split;
+  Grid grid = grid_1d(g, invocations, t.wg);
+
+  Tensor o = g.temp(q.shape(), q.dtype());
+  AttentionPush p{(uint32_t)batch, (uint32_t)heads, (uint32_t)lq, (uint32_t)lk, (uint32_t)q_tiles,
+                  scale * 1.4426950408889634f, grid.x};
+  Dispatch dsp;
+  dsp.kernel = "attention";
+  dsp.label = causal ? "attention_causal" : "attention";
+  dsp.spec = {t.wg, dv, t.split, t.qpi, t.kb, causal ? 1u : 0u};
+  dsp.args = {in(q, 4), in(k, 4), in(v, 4), out(o, 4)};
+  dsp.set_push(p);
+  dsp.groups[0] = grid.x;
+  dsp.groups[1] = grid.y;
+  dsp.flops = 4.0 * (double)batch * heads * (double)lq * (double)lk * (double)d;
+  g.add(std::move(dsp));
+  return o;
+}
+
+}  // namespace vksd::ops
