@@ -18,6 +18,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "runtime/dtype.h"
@@ -46,6 +47,8 @@ class Checkpoint {
   const ModelConfig& config() const { return config_; }
   // Where the config came from, for messages: "SD 1.x defaults", file names applied in order.
   const std::vector<std::string>& config_sources() const { return config_sources_; }
+  // Config keys that were present but not understood (e.g. "unet.image_size"), as "file: key".
+  const std::vector<std::string>& config_ignored_keys() const { return config_ignored_; }
 
   // Network weights (original names, sorted) starting with `prefix` ("" = all three networks).
   std::vector<std::string> tensor_names(const std::string& prefix = "") const;
@@ -74,24 +77,31 @@ class Checkpoint {
   static Checkpoint open_impl(const std::string& path, const std::string& config_path, const std::string* config_text);
   void add_tensor(const std::string& original_name, const SafetensorsFile& f, const StTensor& t, Shape shape);
   const Entry& entry(const std::string& name) const;
-  void infer_and_validate();
+  void load_single_file();
+  void load_diffusers_folder();
+  void infer_architecture();  // shape-derived ModelConfig fields
+  void validate();            // every expected tensor present with its shape, nothing else
 
   CheckpointFormat format_ = CheckpointFormat::SingleFile;
   std::string path_;
   ModelConfig config_;
   std::vector<std::string> config_sources_;
+  std::vector<std::string> config_ignored_;
   std::vector<std::unique_ptr<SafetensorsFile>> files_;
   std::map<std::string, Entry> tensors_;
   std::vector<std::string> ignored_;
   std::vector<float> alphas_cumprod_;
   std::string tokenizer_vocab_, tokenizer_merges_;
-  friend struct DiffusersLoader;
+  std::vector<std::pair<std::string, std::string>> diffusers_configs_;  // component, config.json
 };
 
 // Apply a vksd model config JSON (docs/model-config.md) on top of `cfg`. Shape-derived fields
-// (channels, levels, ...) may be stated but must then equal what `cfg` already says; unknown
-// keys are errors. `what` names the source in messages.
-void apply_model_config_json(ModelConfig& cfg, const Json& j, const std::string& what);
+// (channels, levels, ...) may be stated but must then equal what `cfg` already says (Error
+// otherwise); a known key with a wrong type or value is an Error; unknown keys are appended to
+// `ignored` (so that a file with extra keys, like the reference model.json, still applies).
+// `what` names the source in messages.
+void apply_model_config_json(ModelConfig& cfg, const Json& j, const std::string& what,
+                             std::vector<std::string>* ignored = nullptr);
 
 // Upload the network weights starting with `prefix` (e.g. kUNetPrefix; "" = all) into a new
 // WeightStore, converted to `storage`. Names stay the full original names.
