@@ -36,6 +36,13 @@ class Scope {
   bool has(const std::string& name) const { return w_.has(join(name)); }
   Shape shape(const std::string& name) const { return w_.get(join(name)).shape; }
   const std::string& prefix() const { return prefix_; }
+  // "'prefix.name'" for error messages.
+  std::string quoted(const std::string& name = "") const {
+    std::string r(1, '\'');
+    r.append(name.empty() ? prefix_ : join(name));
+    r.push_back('\'');
+    return r;
+  }
   Graph& graph() const { return g_; }
   const WeightStore& weights() const { return w_; }
 
@@ -47,12 +54,16 @@ class Scope {
 };
 
 // nn.Linear at `s`: x [..., in] -> [..., out]; the bias is used when the checkpoint has one.
-Tensor linear(const Scope& s, Tensor x);
+// With `residual` (the output's shape) it is added in the same kernel: y = linear(x) + residual.
+Tensor linear(const Scope& s, Tensor x, Tensor residual = {});
 // A 1x1 nn.Conv2d applied to a token sequence [B, L, C] as the linear layer it is.
 Tensor conv1x1_as_linear(const Scope& s, Tensor x);
-// nn.Conv2d at `s` with the given padding/stride (kernel size from the weight).
-Tensor conv(const Scope& s, Tensor x, ops::Conv2d p);
-inline Tensor conv3x3(const Scope& s, Tensor x) { return conv(s, x, ops::Conv2d::same(3)); }
+// nn.Conv2d at `s` with the given padding/stride (kernel size from the weight); `residual`
+// (the output's shape), when given, is added in the same kernel.
+Tensor conv(const Scope& s, Tensor x, ops::Conv2d p, Tensor residual = {});
+inline Tensor conv3x3(const Scope& s, Tensor x, Tensor residual = {}) {
+  return conv(s, x, ops::Conv2d::same(3), residual);
+}
 inline Tensor conv1x1(const Scope& s, Tensor x) { return conv(s, x, ops::Conv2d{}); }
 // nn.GroupNorm(32, C) at `s`, optionally followed by SiLU (fused).
 Tensor group_norm(const Scope& s, Tensor x, float eps, bool silu);

@@ -53,6 +53,7 @@ class UNet {
   NetOptions opts_;
   std::unique_ptr<Graph> graph_;
   Tensor x_, t_, context_, out_;
+  bool context_set_ = false;
   std::map<std::string, Tensor> blocks_;
 };
 
