@@ -1,0 +1,155 @@
+// `vksd tokenize`: how CLIP cuts a prompt into tokens, and what SD 1.x's text encoder receives.
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+
+#include "cli/command.h"
+#include "runtime/error.h"
+#include "runtime/prompt.h"
+#include "runtime/text_clean.h"
+#include "runtime/tokenizer.h"
+
+namespace {
+
+void usage() {
+  std::printf(
+      "usage: vksd tokenize [--vocab FILE] [--model PATH] [--pad ID] [--emphasis] [--ids] TEXT...\n"
+      "\n"
+      "Shows how CLIP's BPE tokenizer splits TEXT (several arguments are joined with spaces):\n"
+      "each token's id and text ('_' marks the end of a word), then the 77 ids SD 1.x's text\n"
+      "encoder receives: [BOS 49406] + up to 75 tokens + [EOS 49407], padded.\n"
+      "\n"
+      "  --vocab FILE   bpe_simple_vocab_16e6.txt.gz, or a tokenizer/ vocab.json (merges.txt beside)\n"
+      "  --model PATH   look for the vocabulary beside this checkpoint / in this diffusers folder\n"
+      "                 (default search: beside the model, then $VKSD_VOCAB)\n"
+      "  --pad ID       padding id (default: EOS, as SD 1.x; OpenCLIP models pad with 0)\n"
+      "  --emphasis     parse (word), [word], (word:1.3) and BREAK as A1111 does and show the\n"
+      "                 weighted segments and the 77-token chunks of a long prompt\n"
+      "  --ids          print only the BPE ids (no BOS/EOS), space separated\n");
+}
+
+// A token's text for display: "</w>" (end of word) shown as '_', control bytes escaped.
+std::string display(const vksd::Tokenizer& tok, int32_t id) {
+  std::string t = tok.token_text(id);
+  bool end_of_word = t.size() >= 4 && t.compare(t.size() - 4, 4, "</w>") == 0 && id != tok.eos_id() && id != tok.bos_id();
+  if (end_of_word) t.resize(t.size() - 4);
+  std::string out;
+  for (unsigned char c : t) {
+    if (c < 0x20 || c == 0x7f) {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\x%02x", c);
+      out += buf;
+    } else {
+      out.push_back((char)c);
+    }
+  }
+  return end_of_word ? out + "_" : out;
+}
+
+void print_ids(const int32_t* ids, size_t n) {
+  for (size_t i = 0; i < n; ++i) std::printf("%s%d", i % 16 == 0 ? (i ? "\n    " : "    ") : " ", ids[i]);
+  std::printf("\n");
+}
+
+int cmd_tokenize(int argc, char** argv) {
+  std::string vocab, model, text;
+  int pad = -1;
+  bool emphasis = false, ids_only = false;
+  for (int i = 1; i < argc; ++i) {
+    auto arg = [&](const char* name) -> std::string {
+      if (i + 1 >= argc) vksd::fail(std::string(name) + " needs a value");
+      return argv[++i];
+    };
+    if (!std::strcmp(argv[i], "--help") || !std::strcmp(argv[i], "-h")) {
+      usage();
+      return 0;
+    } else if (!std::strcmp(argv[i], "--vocab")) {
+      vocab = arg("--vocab");
+    } else if (!std::strcmp(argv[i], "--model")) {
+      model = arg("--model");
+    } else if (!std::strcmp(argv[i], "--pad")) {
+      std::string v = arg("--pad");
+      char* end = nullptr;
+      long p = std::strtol(v.c_str(), &end, 10);
+      if (v.empty() || *end || p < 0) vksd::fail("--pad wants a token id, got '" + v + "'");
+      pad = (int)p;
+    } else if (!std::strcmp(argv[i], "--emphasis")) {
+      emphasis = true;
+    } else if (!std::strcmp(argv[i], "--ids")) {
+      ids_only = true;
+    } else if (!std::strcmp(argv[i], "--")) {
+      for (++i; i < argc; ++i) {
+        if (!text.empty()) text += ' ';
+        text += argv[i];
+      }
+    } else if (argv[i][0] == '-' && argv[i][1] == '-') {
+      usage();
+      vksd::fail(std::string("unknown option ") + argv[i]);
+    } else {
+      if (!text.empty()) text += ' ';
+      text += argv[i];
+    }
+  }
+
+  const std::string path = vksd::find_vocabulary(model, vocab);
+  const vksd::Tokenizer tok = vksd::Tokenizer::load(path);
+  if (pad >= (int)tok.vocab_size()) vksd::fail("--pad " + std::to_string(pad) + " is outside the vocabulary");
+
+  if (ids_only) {
+    auto ids = tok.encode(text);
+    for (size_t i = 0; i < ids.size(); ++i) std::printf("%s%d", i ? " " : "", ids[i]);
+    std::printf("\n");
+    return 0;
+  }
+
+  std::printf("vocabulary: %s (%zu tokens, %zu merges)\n", path.c_str(), tok.vocab_size(), tok.merge_count());
+  std::printf("cleaned:    \"%s\"\n", vksd::clip_clean_text(text).c_str());
+
+  if (!emphasis) {
+    auto words = tok.encode_words(text);
+    size_t n = 0;
+    for (auto& w : words) n += w.ids.size();
+    std::printf("%zu tokens ('_' = end of word):\n", n);
+    for (auto& w : words) {
+      std::printf("  %-20s", w.text.c_str());
+      for (int32_t id : w.ids) std::printf(" %6d %-12s", id, display(tok, id).c_str());
+      std::printf("\n");
+    }
+    vksd::SdTokens sd = tok.encode_for_sd(text, 77, pad);
+    std::printf("SD 1.x input (77 ids):\n");
+    print_ids(sd.ids.data(), sd.ids.size());
+    if (sd.truncated) std::printf("warning: %s\n", sd.truncation_warning().c_str());
+    return 0;
+  }
+
+  std::printf("segments (A1111 emphasis):\n");
+  for (const auto& s : vksd::parse_prompt_emphasis(text)) {
+    if (s.is_break)
+      std::printf("  BREAK\n");
+    else
+      std::printf("  %-8.4f \"%s\"\n", s.weight, s.text.c_str());
+  }
+  vksd::ChunkOptions opt;
+  opt.pad_id = pad;
+  vksd::WeightedPrompt wp = vksd::tokenize_weighted(tok, text, opt);
+  std::printf("%d tokens in %d chunk%s of 77 (the text encoder runs once per chunk; outputs are concatenated):\n",
+              wp.token_count, wp.chunk_count, wp.chunk_count == 1 ? "" : "s");
+  for (int c = 0; c < wp.chunk_count; ++c) {
+    std::printf("chunk %d:\n", c);
+    const int32_t* ids = wp.chunk_ids(c);
+    const float* w = wp.chunk_weights(c);
+    const int32_t pad_id = pad < 0 ? tok.eos_id() : pad;
+    const int len = vksd::WeightedPrompt::kChunkLength;
+    int end = len;  // rows up to the padding
+    while (end > 1 && ids[end - 1] == pad_id && w[end - 1] == 1.0f) --end;
+    if (pad_id == tok.eos_id() && end < len) ++end;  // the first EOS is content, not padding
+    for (int k = 0; k < end; ++k) std::printf("  %2d %6d %-16s x%.4f\n", k, ids[k], display(tok, ids[k]).c_str(), w[k]);
+    if (end < len) std::printf("  %2d..%d  %d (padding)\n", end, len - 1, pad_id);
+  }
+  return 0;
+}
+
+}  // namespace
+
+VKSD_COMMAND(tokenize, "show how a prompt is cut into CLIP tokens (and emphasis weights)", cmd_tokenize);
