@@ -1,0 +1,52 @@
+// Images in and out: PNG/JPEG/... reading (stb_image), PNG writing with text metadata (our own
+// small encoder over zlib, so that the generation parameters travel in a tEXt chunk the way
+// AUTOMATIC1111 stores them), atomic file replacement, and the mapping between 8-bit pixels
+// and the [-1, 1] float images the VAE works with.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace vksd {
+
+// 8-bit interleaved pixels, row-major (HWC); channels 1 (gray), 3 (RGB) or 4 (RGBA).
+struct Image {
+  int width = 0, height = 0, channels = 3;
+  std::vector<uint8_t> pixels;
+  Image() = default;
+  Image(int w, int h, int c) : width(w), height(h), channels(c), pixels((size_t)w * h * c, 0) {}
+  uint8_t* at(int x, int y) { return pixels.data() + ((size_t)y * width + x) * channels; }
+  const uint8_t* at(int x, int y) const { return pixels.data() + ((size_t)y * width + x) * channels; }
+};
+
+using TextChunks = std::vector<std::pair<std::string, std::string>>;  // keyword, text (Latin-1)
+
+// Read any format stb_image knows, converted to `channels` (1, 3 or 4). A missing or
+// undecodable file is an Error naming the path and the reason.
+Image read_image(const std::string& path, int channels = 3);
+// PNG bytes with tEXt chunks (keyword 1-79 Latin-1 chars, text without NUL).
+std::vector<uint8_t> encode_png(const Image& img, const TextChunks& text = {});
+// encode_png, then write_file_atomic.
+void write_png(const std::string& path, const Image& img, const TextChunks& text = {});
+// The tEXt (and zTXt/iTXt keyword-text) chunks of a PNG file, in file order.
+TextChunks read_png_text(const std::string& path);
+
+// Write to "<path>.tmp-<pid>" and rename over `path`, so that a reader never sees a half
+// written file and a failure leaves the old file (or none) behind.
+void write_file_atomic(const std::string& path, const void* data, size_t size);
+
+// NCHW float image (channel c of `c_total` at batch index n) -> 8-bit RGB by the reference
+// rule u8 = (uint8)(clamp((x + 1) / 2, 0, 1) * 255 + 0.5).
+Image tensor_to_image(const float* nchw, int channels, int height, int width);
+// 8-bit RGB -> NCHW float in [-1, 1] (x = u8 / 127.5 - 1).
+std::vector<float> image_to_tensor(const Image& img);
+// A grayscale mask image -> [H*W] floats in [0, 1] (white = 1 = repaint).
+std::vector<float> image_to_mask(const Image& img);
+
+// A grid of equally sized images, `cols` per row, with `pad` pixels of dark gray between.
+Image contact_sheet(const std::vector<Image>& images, int cols, int pad = 2);
+// Nearest-neighbour upscale by an integer factor (for latent previews).
+Image upscale_nearest(const Image& img, int factor);
+
+}  // namespace vksd

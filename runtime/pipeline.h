@@ -1,0 +1,139 @@
+// The generation pipeline (SdPipeline; vksd::Pipeline is a Vulkan compute pipeline): prompt -> CLIP text encoder -> sampler loop over the UNet with
+// classifier-free guidance -> VAE decoder -> image. Also image-to-image (the init image is
+// VAE-encoded and noised to `strength`) and inpainting (ordinary UNets: the known region of the
+// latent is re-imposed after every step; 9-channel inpainting UNets: the mask and the masked
+// image's latent are extra UNet inputs).
+//
+// The networks are built once and reused across generate() calls with the same geometry. With
+// `lowvram` each network is loaded right before its stage and released right after it, so that
+// only one of the three (and its activations) is resident at a time.
+//
+// Observer: called after each stage and each sampler step with everything a progress bar, a
+// step dump (--save-steps) or the viewer needs.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "runtime/dtype.h"
+#include "runtime/image_io.h"
+#include "runtime/model_config.h"
+#include "runtime/samplers.h"
+
+namespace vksd {
+
+class Context;
+class Checkpoint;
+class Tokenizer;
+class NoiseSchedule;
+
+struct PipelineOptions {
+  std::string model_path;   // .safetensors (original SD 1.x layout) or a diffusers folder
+  std::string config_path;  // vksd model config JSON; "" = look beside the checkpoint
+  std::string config_json;  // alternatively the config as JSON text (wins over config_path)
+  std::string vocab_path;   // CLIP vocabulary; "" = find_vocabulary's search
+  bool fp32 = false;        // keep weights and activations in fp32 (default: the device's fp16)
+  bool lowvram = false;     // one network resident at a time
+};
+
+struct GenerateParams {
+  std::string prompt, negative_prompt;
+  int width = 512, height = 512;
+  int steps = 20;
+  double cfg_scale = 7.0;  // 1 = no guidance (one UNet pass per step instead of a batch of two)
+  SamplerKind sampler = SamplerKind::EulerAncestral;
+  double eta = -1;         // < 0: the sampler's default
+  uint64_t seed = 0;
+  int clip_skip = 1;       // 1 = last CLIP layer; 2 = the one before (some fine-tunes want it)
+  std::optional<Image> init_image;  // img2img / inpainting source, RGB, width x height
+  double strength = 0.75;           // with init_image: 0 keeps it, 1 replaces it entirely
+  std::optional<Image> mask;        // grayscale, width x height; white = repaint
+};
+
+// One sampler step, as reported to observers. Latents are [1, C, h, w] in double.
+struct StepEvent {
+  int index = 0, count = 0;  // step of the full schedule (img2img starts later than 0)
+  double t = 0, sigma = 0;   // timestep the UNet saw; noise level the step started from
+  int channels = 4, height = 0, width = 0;    // latent geometry
+  const std::vector<double>* x = nullptr;         // latent after the step (sampler's scaling)
+  const std::vector<double>* denoised = nullptr;  // x0 prediction (clean-latent scale)
+  const std::vector<double>* eps = nullptr;       // guided noise prediction
+  const std::vector<float>* eps_cond = nullptr;   // UNet output for the prompt
+  const std::vector<float>* eps_uncond = nullptr; // for the negative prompt; null without CFG
+  double step_ms = 0;  // wall time of this step (UNet + sampler)
+  double x_signal = 1, x_noise = 0;  // x = x_signal * x0 + x_noise * eps after the step
+};
+
+class Observer {
+ public:
+  virtual ~Observer() = default;
+  // A stage begins: "load text encoder", "encode prompt", "load unet", "encode image",
+  // "sample", "load vae", "decode".
+  virtual void on_stage(const std::string& stage) {}
+  virtual void on_step(const StepEvent& e) {}
+};
+
+struct GenerateResult {
+  Image image;                   // 8-bit RGB
+  std::vector<float> pixels;     // raw decoder output [1, 3, H, W] (about [-1, 1], unclamped)
+  std::vector<float> latent;     // final clean latent [1, C, h, w] (before 1/scale_factor)
+  uint64_t seed = 0;
+  std::string parameters;        // A1111 "parameters" text (also written into PNGs)
+  double text_ms = 0, sample_ms = 0, decode_ms = 0, total_ms = 0;
+  int steps_run = 0;
+};
+
+class SdPipeline {
+ public:
+  SdPipeline(Context& ctx, const PipelineOptions& opts);
+  ~SdPipeline();
+  SdPipeline(const SdPipeline&) = delete;
+  SdPipeline& operator=(const SdPipeline&) = delete;
+
+  // Checks every parameter first (Error naming the bad one), then generates.
+  GenerateResult generate(const GenerateParams& p, Observer* observer = nullptr);
+
+  const ModelConfig& config() const;
+  const NoiseSchedule& schedule() const { return *schedule_; }
+  const std::string& model_name() const { return model_name_; }
+  DType dtype() const { return dtype_; }
+  // Image size granularity: width and height must be multiples of this (8 for SD 1.x's VAE
+  // times the UNet's 2^(levels-1) downsampling of the latent, i.e. 64 for SD 1.5).
+  int size_multiple() const;
+  // The A1111 parameters text for p (seed as given).
+  std::string parameters_text(const GenerateParams& p) const;
+
+  // Text conditioning exactly as generate() computes it: [chunks*77, width] per prompt,
+  // emphasis applied. Exposed for tests and tools.
+  std::vector<float> encode_prompt(const std::string& prompt, int clip_skip, int pad_to_chunks = 0);
+  // Decode a clean latent [1, C, h, w] to the raw decoder output [1, 3, H, W].
+  std::vector<float> decode_latent(const std::vector<float>& latent, int latent_h, int latent_w);
+  // VAE posterior mean * scale_factor of an image [1, 3, H, W] in [-1, 1].
+  std::vector<float> encode_image(const std::vector<float>& image, int height, int width);
+
+  // Release every resident network (weights and graphs); they reload on demand.
+  void release_all();
+
+ private:
+  struct Nets;
+  void validate(const GenerateParams& p) const;
+  void stage(Observer* o, const char* name) const;
+
+  Context& ctx_;
+  PipelineOptions opts_;
+  std::unique_ptr<Checkpoint> ckpt_;
+  std::unique_ptr<Tokenizer> tok_;
+  std::unique_ptr<NoiseSchedule> schedule_;
+  std::unique_ptr<Nets> nets_;
+  DType dtype_ = DType::F32;
+  std::string model_name_;
+};
+
+// The cheap latent -> RGB preview (a fixed 4x3 linear map fitted to SD 1.x's VAE by the
+// community), for showing noisy latents without running the decoder. Output is 8-bit RGB at
+// latent resolution.
+Image latent_preview(const std::vector<double>& latent, int height, int width, double scale = 1.0);
+
+}  // namespace vksd
