@@ -1,0 +1,426 @@
+// `vksd generate`: text-to-image, image-to-image and inpainting from the command line, with
+// flags in the style of stable-diffusion.cpp / AUTOMATIC1111. Every argument is checked before
+// the model is loaded, so a typo costs milliseconds, not a model load.
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "cli/command.h"
+#include "runtime/context.h"
+#include "runtime/error.h"
+#include "runtime/image_io.h"
+#include "runtime/json.h"
+#include "runtime/pipeline.h"
+#include "runtime/rng.h"
+#include "runtime/samplers.h"
+
+namespace fs = std::filesystem;
+using vksd::fail;
+
+namespace {
+
+void usage() {
+  std::printf(
+      "usage: vksd generate -p PROMPT [options]\n"
+      "\n"
+      "Makes an image from a text prompt with a Stable Diffusion 1.x model: the prompt is encoded\n"
+      "by CLIP, a latent of pure noise (from --seed) is denoised step by step by the UNet, and the\n"
+      "VAE turns the final latent into pixels. With --init-img it starts from your picture instead\n"
+      "(image-to-image), with --mask too it repaints only the white part (inpainting).\n"
+      "\n"
+      "model:\n"
+      "  -m, --model PATH        SD 1.x checkpoint: a .safetensors file (original layout, e.g.\n"
+      "                          v1-5-pruned-emaonly.safetensors) or a diffusers folder\n"
+      "                          (default: the demo model in weights/demo, when present)\n"
+      "      --config FILE       vksd model config JSON for what the weights cannot tell (head\n"
+      "                          counts, schedule, v-prediction; see docs/model-config.md)\n"
+      "      --vocab FILE        CLIP vocabulary bpe_simple_vocab_16e6.txt.gz or tokenizer/vocab.json\n"
+      "                          (default: beside the model, then $VKSD_VOCAB)\n"
+      "\n"
+      "what to draw:\n"
+      "  -p, --prompt TEXT       what the image should show. (word) or (word:1.3) gives a word\n"
+      "                          more weight, [word] less; BREAK starts a new 75-token chunk\n"
+      "  -n, --negative-prompt TEXT\n"
+      "                          what it should not show (replaces the empty prompt that guidance\n"
+      "                          steers away from)\n"
+      "  -W, --width N           image width in pixels, a multiple of 8 (SD 1.x: of 64); default 512\n"
+      "  -H, --height N          image height, likewise; SD 1.x was trained at 512x512 and repeats\n"
+      "                          subjects at much larger sizes\n"
+      "\n"
+      "how to draw it:\n"
+      "      --steps N           denoising steps (default 20). More steps refine detail, with\n"
+      "                          diminishing returns; lcm models need only 2-8\n"
+      "      --cfg-scale X       classifier-free guidance (default 7): how strongly the image follows\n"
+      "                          the prompt. 1 turns guidance off (half the UNet work, looser\n"
+      "                          images); 5-9 is usual; high values oversaturate\n"
+      "      --sampler NAME      how the noise is walked down (default euler_a):\n"
+      "                            euler            deterministic, first order, a good default\n"
+      "                            euler_a          adds fresh noise every step: varied, soft; does\n"
+      "                                             not converge to one image as steps grow\n"
+      "                            dpm++2m          second order multistep: sharp in 15-25 steps\n"
+      "                            dpm++2m_karras   the same on Karras' noise levels: best at few steps\n"
+      "                            ddim             the original SD sampler; deterministic at --eta 0\n"
+      "                            ddpm             ancestral DDPM; needs many steps (100+)\n"
+      "                            lcm              for Latent Consistency (LCM / LCM-LoRA) models\n"
+      "      --eta X             noise added per step by ddim (default 0) and euler_a (default 1)\n"
+      "      --seed N            the starting noise (default -1 = random). The same seed, prompt\n"
+      "                          and settings give the same image; noise is PyTorch-CPU compatible,\n"
+      "                          so seeds match other tools that use CPU noise\n"
+      "      --clip-skip N       use CLIP's N-th layer from the end (default 1; 2 for some anime\n"
+      "                          fine-tunes)\n"
+      "      --batch-count N     make N images with seeds seed, seed+1, ... (default 1)\n"
+      "\n"
+      "image to image and inpainting:\n"
+      "      --init-img FILE     start from this picture (PNG/JPEG/...); its size becomes the\n"
+      "                          output size unless -W/-H are given (they must then match)\n"
+      "      --strength X        how much of the picture is repainted, 0..1 (default 0.75): 0 keeps\n"
+      "                          it, 1 ignores it; only the last strength x steps are run\n"
+      "      --mask FILE         inpainting: white = repaint, black = keep (same size as the image).\n"
+      "                          Inpainting models (9-channel UNet) see the mask directly; others\n"
+      "                          re-impose the kept part after every step\n"
+      "\n"
+      "output:\n"
+      "  -o, --output FILE       PNG to write (default output.png); with --batch-count N > 1 the\n"
+      "                          files are FILE-stem_0.png ... The generation parameters are stored\n"
+      "                          in the PNG's 'parameters' text chunk, readable by A1111's PNG info\n"
+      "      --save-steps DIR    also write every step: step_NNN_x0.png (the model's guess of the\n"
+      "                          final image at that step), step_NNN_xt.png (the noisy latent) and\n"
+      "                          contact_sheet.png (top row x_t, bottom row x0)\n"
+      "      --step-preview M    how --save-steps renders latents: approx (default; a fixed linear\n"
+      "                          map, instant, SD 1.x latents only) or vae (exact, one VAE decode\n"
+      "                          per step)\n"
+      "      --json              machine-readable progress: one JSON object per line on stdout\n"
+      "\n"
+      "memory and precision:\n"
+      "      --lowvram           keep only one network (text encoder, UNet, VAE) on the GPU at a time\n"
+      "      --fp32              fp32 weights and activations (default fp16 storage where supported,\n"
+      "                          always fp32 arithmetic): twice the memory, reference-exact results\n"
+      "\n"
+      "environment: VKSD_DEVICE picks the GPU (see vksd devices), VKSD_VALIDATION=1 enables the\n"
+      "Vulkan validation layer.\n");
+}
+
+struct Args {
+  std::string model, config, vocab, prompt, negative, output = "output.png", init_img, mask, save_steps;
+  std::string sampler = "euler_a", step_preview = "approx";
+  std::optional<int> width, height;
+  int steps = 20, batch_count = 1, clip_skip = 1;
+  double cfg = 7.0, eta = -1, strength = 0.75;
+  bool strength_given = false, prompt_given = false;
+  long long seed = -1;
+  bool lowvram = false, fp32 = false, json = false;
+};
+
+long long parse_int(const std::string& flag, const std::string& v) {
+  char* end = nullptr;
+  errno = 0;
+  long long r = std::strtoll(v.c_str(), &end, 10);
+  if (v.empty() || *end || errno) fail(flag + " wants an integer, got '" + v + "'");
+  return r;
+}
+
+double parse_num(const std::string& flag, const std::string& v) {
+  char* end = nullptr;
+  double r = std::strtod(v.c_str(), &end);
+  if (v.empty() || *end || !std::isfinite(r)) fail(flag + " wants a number, got '" + v + "'");
+  return r;
+}
+
+Args parse(int argc, char** argv, bool& help) {
+  Args a;
+  for (int i = 1; i < argc; ++i) {
+    std::string flag = argv[i], value;
+    bool has_inline = false;
+    if (flag.rfind("--", 0) == 0 && flag.find('=') != std::string::npos) {
+      value = flag.substr(flag.find('=') + 1);
+      flag = flag.substr(0, flag.find('='));
+      has_inline = true;
+    }
+    auto val = [&]() -> std::string {
+      if (has_inline) return value;
+      if (i + 1 >= argc) fail(flag + " needs a value");
+      return argv[++i];
+    };
+    auto is = [&](const char* s, const char* l) { return flag == l || (s && flag == s); };
+    if (is("-h", "--help")) {
+      help = true;
+      return a;
+    } else if (is("-m", "--model")) a.model = val();
+    else if (is(nullptr, "--config")) a.config = val();
+    else if (is(nullptr, "--vocab")) a.vocab = val();
+    else if (is("-p", "--prompt")) a.prompt = val(), a.prompt_given = true;
+    else if (is("-n", "--negative-prompt")) a.negative = val();
+    else if (is("-W", "--width")) a.width = (int)parse_int(flag, val());
+    else if (is("-H", "--height")) a.height = (int)parse_int(flag, val());
+    else if (is(nullptr, "--steps")) a.steps = (int)parse_int(flag, val());
+    else if (is(nullptr, "--cfg-scale")) a.cfg = parse_num(flag, val());
+    else if (is(nullptr, "--sampler")) a.sampler = val();
+    else if (is(nullptr, "--eta")) a.eta = parse_num(flag, val());
+    else if (is(nullptr, "--seed")) a.seed = parse_int(flag, val());
+    else if (is("-o", "--output")) a.output = val();
+    else if (is(nullptr, "--batch-count")) a.batch_count = (int)parse_int(flag, val());
+    else if (is(nullptr, "--init-img")) a.init_img = val();
+    else if (is(nullptr, "--strength")) a.strength = parse_num(flag, val()), a.strength_given = true;
+    else if (is(nullptr, "--mask")) a.mask = val();
+    else if (is(nullptr, "--clip-skip")) a.clip_skip = (int)parse_int(flag, val());
+    else if (is(nullptr, "--save-steps")) a.save_steps = val();
+    else if (is(nullptr, "--step-preview")) a.step_preview = val();
+    else if (is(nullptr, "--lowvram") && !has_inline) a.lowvram = true;
+    else if (is(nullptr, "--fp32") && !has_inline) a.fp32 = true;
+    else if (is(nullptr, "--json") && !has_inline) a.json = true;
+    else fail("unknown option '" + std::string(argv[i]) + "' (see vksd generate --help)");
+  }
+  return a;
+}
+
+// Checks that need no files, in the order a user would fix them.
+void check_args(const Args& a) {
+  if (!a.prompt_given) fail("no prompt: give one with -p \"a photograph of ...\" (see vksd generate --help)");
+  for (auto [name, v] : {std::pair{"--width", a.width}, std::pair{"--height", a.height}})
+    if (v && (*v <= 0 || *v % 8 != 0)) fail(std::string(name) + " must be a positive multiple of 8 (got " + std::to_string(*v) + ")");
+  if (a.steps < 1) fail("--steps must be at least 1 (got " + std::to_string(a.steps) + ")");
+  if (a.cfg < 0) fail("--cfg-scale must not be negative (got " + std::to_string(a.cfg) + "); 1 disables guidance");
+  if (a.strength < 0 || a.strength > 1) fail("--strength must be within [0, 1] (got " + std::to_string(a.strength) + ")");
+  if (a.strength_given && a.init_img.empty()) fail("--strength needs --init-img (the picture to start from)");
+  if (!a.mask.empty() && a.init_img.empty()) fail("--mask needs --init-img (the picture to inpaint)");
+  if (a.eta != -1 && a.eta < 0) fail("--eta must not be negative");
+  if (a.batch_count < 1) fail("--batch-count must be at least 1");
+  if (a.clip_skip < 1) fail("--clip-skip must be at least 1 (1 = the last layer)");
+  if (a.seed < -1 || a.seed > 0xffffffffffffll) fail("--seed must be -1 (random) or a non-negative integer");
+  if (a.step_preview != "approx" && a.step_preview != "vae") fail("--step-preview must be approx or vae");
+  vksd::parse_sampler(a.sampler);  // unknown names list the valid ones
+  if (fs::path(a.output).extension() != ".png") fail("--output must name a .png file (got '" + a.output + "')");
+}
+
+std::string default_model() {
+  for (fs::path base : {fs::path("weights/demo"), fs::path(VKSD_SOURCE_DIR) / "weights/demo"}) {
+    std::error_code ec;
+    if (fs::is_regular_file(base, ec)) return base.string();
+    if (fs::is_directory(base, ec)) {
+      if (fs::exists(base / "model.safetensors", ec)) return (base / "model.safetensors").string();
+      return base.string();
+    }
+  }
+  fail("no model given: pass -m PATH (an SD 1.x .safetensors file or diffusers folder); the built-in demo "
+       "model (weights/demo) is not present");
+}
+
+std::string output_path(const Args& a, int index) {
+  if (a.batch_count == 1) return a.output;
+  fs::path p(a.output);
+  return (p.parent_path() / (p.stem().string() + "_" + std::to_string(index) + ".png")).string();
+}
+
+std::string fmt_time(double s) {
+  char b[32];
+  int t = (int)std::lround(std::max(0.0, s));
+  std::snprintf(b, sizeof b, "%d:%02d", t / 60, t % 60);
+  return b;
+}
+
+// Box-filter downscale (contact sheet tiles).
+vksd::Image downscale(const vksd::Image& im, int factor) {
+  if (factor <= 1) return im;
+  vksd::Image out(im.width / factor, im.height / factor, im.channels);
+  for (int y = 0; y < out.height; ++y)
+    for (int x = 0; x < out.width; ++x)
+      for (int c = 0; c < im.channels; ++c) {
+        int sum = 0;
+        for (int dy = 0; dy < factor; ++dy)
+          for (int dx = 0; dx < factor; ++dx) sum += im.at(x * factor + dx, y * factor + dy)[c];
+        out.at(x, y)[c] = (uint8_t)((sum + factor * factor / 2) / (factor * factor));
+      }
+  return out;
+}
+
+// Progress, step dumps and JSON events for one image.
+class CliObserver : public vksd::Observer {
+ public:
+  CliObserver(const Args& a, int image_index, int width, int height)
+      : a_(a), index_(image_index), width_(width), height_(height), tty_(isatty(fileno(stderr)) && !a.json) {}
+
+  void on_stage(const std::string& stage) override {
+    if (a_.json) {
+      std::printf("{\"event\":\"stage\",\"image\":%d,\"stage\":\"%s\"}\n", index_, vksd::json_escape(stage).c_str());
+      std::fflush(stdout);
+    } else if (!tty_) {
+      std::fprintf(stderr, "%s\n", stage.c_str());
+    }
+    if (stage == "sample") start_ = std::chrono::steady_clock::now();
+  }
+
+  void on_step(const vksd::StepEvent& e) override {
+    const int done = e.index + 1 - first_index(e);
+    const int total = e.count - first_index(e);
+    const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+    const double its = done / std::max(elapsed, 1e-9);
+    const double eta = (total - done) / std::max(its, 1e-9);
+    if (a_.json) {
+      std::printf("{\"event\":\"step\",\"image\":%d,\"step\":%d,\"steps\":%d,\"t\":%.4f,\"sigma\":%.6f,\"ms\":%.1f}\n", index_,
+                  done, total, e.t, e.sigma, e.step_ms);
+      std::fflush(stdout);
+    } else if (tty_) {
+      const int bar = 30, filled = total ? bar * done / total : bar;
+      std::fprintf(stderr, "\r  [%s%s] %d/%d  %.2f it/s  ETA %s   ", std::string((size_t)filled, '=').c_str(),
+                   std::string((size_t)(bar - filled), ' ').c_str(), done, total, its, fmt_time(eta).c_str());
+      if (done == total) std::fprintf(stderr, "\n");
+    } else {
+      std::fprintf(stderr, "step %d/%d  t=%.2f sigma=%.4f  %.0f ms\n", done, total, e.t, e.sigma, e.step_ms);
+    }
+    std::fflush(stderr);
+    if (!a_.save_steps.empty()) keep(e);
+  }
+
+  // After the run: write the step images and the contact sheet.
+  void save_steps(vksd::SdPipeline& pipe) {
+    if (a_.save_steps.empty() || steps_.empty()) return;
+    fs::create_directories(a_.save_steps);
+    const std::string prefix = a_.batch_count > 1 ? "img" + std::to_string(index_) + "_" : "";
+    const int f = width_ / lw_;
+    std::vector<vksd::Image> xt_tiles, x0_tiles;
+    for (auto& s : steps_) {
+      char name[32];
+      std::snprintf(name, sizeof name, "step_%03d", s.index + 1);
+      vksd::Image x0, xt;
+      // x_t scaled back to unit variance (x = signal x0 + noise eps) so it is visible at any sigma.
+      xt = vksd::upscale_nearest(vksd::latent_preview(s.x, lh_, lw_, 1.0 / std::hypot(s.signal, s.noise)), f);
+      if (a_.step_preview == "vae") {
+        std::vector<float> lat(s.x0.begin(), s.x0.end());
+        auto px = pipe.decode_latent(lat, lh_, lw_);
+        x0 = vksd::tensor_to_image(px.data(), 3, height_, width_);
+      } else {
+        x0 = vksd::upscale_nearest(vksd::latent_preview(s.x0, lh_, lw_), f);
+      }
+      vksd::write_png((fs::path(a_.save_steps) / (prefix + name + "_x0.png")).string(), x0);
+      vksd::write_png((fs::path(a_.save_steps) / (prefix + name + "_xt.png")).string(), xt);
+      const int tile = std::max(1, width_ / 128);  // tiles of at most ~128 px
+      xt_tiles.push_back(downscale(xt, tile));
+      x0_tiles.push_back(downscale(x0, tile));
+    }
+    std::vector<vksd::Image> all = xt_tiles;
+    all.insert(all.end(), x0_tiles.begin(), x0_tiles.end());
+    vksd::write_png((fs::path(a_.save_steps) / (prefix + "contact_sheet.png")).string(),
+                    vksd::contact_sheet(all, (int)xt_tiles.size()));
+  }
+
+ private:
+  struct Kept {
+    int index;
+    std::vector<double> x, x0;
+    double signal, noise;
+  };
+  int first_index(const vksd::StepEvent& e) {
+    if (first_ < 0) first_ = e.index;
+    return first_;
+  }
+  void keep(const vksd::StepEvent& e) {
+    lh_ = e.height, lw_ = e.width;
+    steps_.push_back({e.index, *e.x, *e.denoised, e.x_signal, e.x_noise});
+  }
+  const Args& a_;
+  int index_, width_, height_;
+  bool tty_;
+  int first_ = -1, lh_ = 0, lw_ = 0;
+  std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
+  std::vector<Kept> steps_;
+};
+
+int cmd_generate(int argc, char** argv) {
+  bool help = false;
+  Args a = parse(argc, argv, help);
+  if (help) {
+    usage();
+    return 0;
+  }
+  check_args(a);
+
+  // Files, before the (slow) model load.
+  std::string model = a.model.empty() ? default_model() : a.model;
+  if (!fs::exists(model)) fail("model not found: " + model);
+  if (!a.config.empty() && !fs::exists(a.config)) fail("--config file not found: " + a.config);
+  vksd::GenerateParams p;
+  if (!a.init_img.empty()) {
+    p.init_image = vksd::read_image(a.init_img, 3);
+    if (p.init_image->width % 8 || p.init_image->height % 8)
+      fail("--init-img is " + std::to_string(p.init_image->width) + "x" + std::to_string(p.init_image->height) +
+           ": width and height must be multiples of 8");
+  }
+  p.width = a.width.value_or(p.init_image ? p.init_image->width : 512);
+  p.height = a.height.value_or(p.init_image ? p.init_image->height : 512);
+  if (p.init_image && (p.init_image->width != p.width || p.init_image->height != p.height))
+    fail("--init-img is " + std::to_string(p.init_image->width) + "x" + std::to_string(p.init_image->height) +
+         " but -W/-H ask for " + std::to_string(p.width) + "x" + std::to_string(p.height) + " (omit them to use the image's size)");
+  if (!a.mask.empty()) {
+    p.mask = vksd::read_image(a.mask, 1);
+    if (p.mask->width != p.width || p.mask->height != p.height)
+      fail("--mask is " + std::to_string(p.mask->width) + "x" + std::to_string(p.mask->height) +
+           " but the image is " + std::to_string(p.width) + "x" + std::to_string(p.height) + "; they must be the same size");
+  }
+  {
+    fs::path dir = fs::path(a.output).parent_path();
+    if (!dir.empty() && !fs::is_directory(dir)) fail("output folder does not exist: " + dir.string());
+  }
+
+  p.prompt = a.prompt;
+  p.negative_prompt = a.negative;
+  p.steps = a.steps;
+  p.cfg_scale = a.cfg;
+  p.sampler = vksd::parse_sampler(a.sampler);
+  p.eta = a.eta;
+  p.clip_skip = a.clip_skip;
+  p.strength = a.strength;
+  const uint64_t seed0 = a.seed < 0 ? vksd::random_seed() : (uint64_t)a.seed;
+
+  vksd::ContextOptions co = vksd::ContextOptions::from_env();
+  if (a.fp32) co.prefer_fp16 = false;
+  vksd::Context ctx(co);
+  vksd::PipelineOptions po;
+  po.model_path = model;
+  po.config_path = a.config;
+  po.vocab_path = a.vocab;
+  po.fp32 = a.fp32;
+  po.lowvram = a.lowvram;
+  auto t0 = std::chrono::steady_clock::now();
+  vksd::SdPipeline pipe(ctx, po);
+  if (!a.json)
+    std::fprintf(stderr, "model %s on %s (%s)\n", pipe.model_name().c_str(), ctx.info().name.c_str(),
+                 vksd::dtype_name(pipe.dtype()));
+
+  for (int i = 0; i < a.batch_count; ++i) {
+    p.seed = seed0 + (uint64_t)i;
+    CliObserver obs(a, i, p.width, p.height);
+    auto res = pipe.generate(p, &obs);
+    const std::string path = output_path(a, i);
+    vksd::write_png(path, res.image, {{"parameters", res.parameters}});
+    obs.save_steps(pipe);
+    if (a.json) {
+      std::printf(
+          "{\"event\":\"done\",\"image\":%d,\"path\":\"%s\",\"seed\":%llu,\"steps\":%d,\"text_ms\":%.1f,"
+          "\"sample_ms\":%.1f,\"decode_ms\":%.1f,\"total_ms\":%.1f,\"parameters\":\"%s\"}\n",
+          i, vksd::json_escape(path).c_str(), (unsigned long long)res.seed, res.steps_run, res.text_ms, res.sample_ms,
+          res.decode_ms, res.total_ms, vksd::json_escape(res.parameters).c_str());
+      std::fflush(stdout);
+    } else {
+      std::fprintf(stderr, "wrote %s (seed %llu, %d steps, %.1f s: text %.2f s, sampling %.2f s, decode %.2f s)\n",
+                   path.c_str(), (unsigned long long)res.seed, res.steps_run, res.total_ms / 1000, res.text_ms / 1000,
+                   res.sample_ms / 1000, res.decode_ms / 1000);
+    }
+  }
+  if (!a.json)
+    std::fprintf(stderr, "done in %.1f s\n",
+                 std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  return 0;
+}
+
+}  // namespace
+
+VKSD_COMMAND(generate, "make images from a prompt (txt2img, img2img, inpainting)", cmd_generate);

@@ -1,0 +1,166 @@
+// `vksd generate` as a user runs it: the built binary (ctest passes VKSD_TEST_BINARY_DIR), its
+// refusals of bad input (clear message, non-zero exit, no output file), and a real run on the
+// tiny reference checkpoint that writes a PNG with A1111 parameters, JSON progress and step dumps.
+#include <doctest/doctest.h>
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+#include "runtime/image_io.h"
+#include "tests/test_util.h"
+
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string binary() {
+  const char* d = std::getenv("VKSD_TEST_BINARY_DIR");
+  if (!d) return {};
+  fs::path p = fs::path(d) / "vksd";
+  return fs::exists(p) ? p.string() : std::string();
+}
+
+struct Run {
+  int code = -1;
+  std::string out;  // stdout + stderr
+};
+
+std::string quote(const std::string& s) {
+  std::string r = "'";
+  for (char c : s) r += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return r + "'";
+}
+
+Run run(const std::string& args) {
+  Run r;
+  std::string cmd = quote(binary()) + " generate " + args + " 2>&1";
+  FILE* f = popen(cmd.c_str(), "r");
+  if (!f) return r;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, f)) > 0) r.out.append(buf, n);
+  int st = pclose(f);
+  r.code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+  return r;
+}
+
+struct Fixture {
+  fs::path dir = fs::temp_directory_path() / ("vksd_cli_" + std::to_string(::getpid()));
+  std::string model = vksd::test::vectors_dir() + "/model.safetensors";
+  std::string vocab = vksd::test::shared_dir() + "/clip/bpe_simple_vocab_16e6.txt.gz";
+  Fixture() { fs::create_directories(dir); }
+  ~Fixture() { fs::remove_all(dir); }
+  std::string out() const { return (dir / "out.png").string(); }
+  std::string base() const { return "-m " + quote(model) + " --vocab " + quote(vocab) + " -o " + quote(out()) + " -p 'a cat' "; }
+};
+
+#define NEED_BINARY()                                                   \
+  if (binary().empty()) {                                               \
+    MESSAGE("skipped: VKSD_TEST_BINARY_DIR/vksd not found (run via ctest)"); \
+    return;                                                             \
+  }
+
+// Each refusal: exit code != 0, the message names the problem, nothing written.
+void refuses(const Fixture& fx, const std::string& args, const std::string& expect) {
+  auto r = run(fx.base() + args);
+  INFO("args: " << args << "\noutput: " << r.out);
+  CHECK(r.code != 0);
+  CHECK(r.out.find(expect) != std::string::npos);
+  CHECK(!fs::exists(fx.out()));
+}
+
+}  // namespace
+
+TEST_CASE("cli generate: --help teaches every flag") {
+  NEED_BINARY();
+  auto r = run("--help");
+  CHECK(r.code == 0);
+  for (const char* flag : {"--model", "--config", "--vocab", "--prompt", "--negative-prompt", "--steps", "--cfg-scale",
+                           "--sampler", "--eta", "--seed", "--width", "--height", "--output", "--batch-count",
+                           "--init-img", "--strength", "--mask", "--clip-skip", "--lowvram", "--fp32", "--save-steps",
+                           "--json", "dpm++2m_karras", "euler_a", "lcm"})
+    CHECK_MESSAGE(r.out.find(flag) != std::string::npos, flag);
+}
+
+TEST_CASE("cli generate: bad arguments are refused with a clear message") {
+  NEED_BINARY();
+  Fixture fx;
+  refuses(fx, "-W 100", "multiple of 8");
+  refuses(fx, "-H 33", "multiple of 8");
+  refuses(fx, "--steps 0", "--steps must be at least 1");
+  refuses(fx, "--cfg-scale -1", "--cfg-scale must not be negative");
+  refuses(fx, "--init-img x.png --strength 1.5", "--strength must be within [0, 1]");
+  refuses(fx, "--init-img x.png --strength -0.1", "--strength must be within [0, 1]");
+  refuses(fx, "--sampler heun", "unknown sampler 'heun'");
+  refuses(fx, "--steps ten", "--steps wants an integer");
+  refuses(fx, "--frobnicate", "unknown option");
+  refuses(fx, "--mask m.png", "--mask needs --init-img");
+}
+
+TEST_CASE("cli generate: missing model, unreadable image, mask size mismatch") {
+  NEED_BINARY();
+  Fixture fx;
+  {
+    auto r = run("-m " + quote((fx.dir / "nope.safetensors").string()) + " -p x -o " + quote(fx.out()));
+    CHECK(r.code != 0);
+    CHECK(r.out.find("model not found") != std::string::npos);
+    CHECK(r.out.find("nope.safetensors") != std::string::npos);
+  }
+  if (!vksd::test::shared_available()) return;
+  {
+    std::ofstream(fx.dir / "broken.png") << "definitely not a PNG";
+    refuses(fx, "--init-img " + quote((fx.dir / "broken.png").string()), "broken.png");
+    refuses(fx, "--init-img " + quote((fx.dir / "absent.png").string()), "absent.png");
+  }
+  {
+    vksd::write_png((fx.dir / "init.png").string(), vksd::Image(32, 32, 3));
+    vksd::write_png((fx.dir / "mask.png").string(), vksd::Image(16, 32, 1));
+    refuses(fx, "--init-img " + quote((fx.dir / "init.png").string()) + " --mask " + quote((fx.dir / "mask.png").string()),
+            "--mask is 16x32 but the image is 32x32");
+  }
+}
+
+TEST_CASE("cli generate: no -m and no demo model is a clear error") {
+  NEED_BINARY();
+  if (fs::exists(fs::path(VKSD_SOURCE_DIR) / "weights/demo")) {
+    MESSAGE("skipped: the demo model exists");
+    return;
+  }
+  Fixture fx;
+  auto r = run("-p 'a cat' -o " + quote(fx.out()));
+  CHECK(r.code != 0);
+  CHECK(r.out.find("no model given") != std::string::npos);
+}
+
+TEST_CASE("cli generate: a tiny run writes a PNG with A1111 parameters, JSON progress and step dumps") {
+  NEED_BINARY();
+  if (!vksd::test::shared_available()) return;
+  Fixture fx;
+  const auto steps_dir = fx.dir / "steps";
+  auto r = run(fx.base() + "-W 32 -H 32 --steps 3 --sampler euler --cfg-scale 7.5 --seed 42 --fp32 --json --save-steps " +
+               quote(steps_dir.string()));
+  INFO(r.out);
+  REQUIRE(r.code == 0);
+  CHECK(r.out.find("{\"event\":\"step\",\"image\":0,\"step\":3,\"steps\":3") != std::string::npos);
+  CHECK(r.out.find("{\"event\":\"done\"") != std::string::npos);
+  auto img = vksd::read_image(fx.out(), 3);
+  CHECK(img.width == 32);
+  CHECK(img.height == 32);
+  auto text = vksd::read_png_text(fx.out());
+  REQUIRE(text.size() == 1);
+  CHECK(text[0].first == "parameters");
+  CHECK(text[0].second == "a cat\nSteps: 3, Sampler: Euler, CFG scale: 7.5, Seed: 42, Size: 32x32, Model: model");
+  for (const char* f : {"step_001_x0.png", "step_003_xt.png", "contact_sheet.png"}) CHECK_MESSAGE(fs::exists(steps_dir / f), f);
+  // Same seed, same image; batch of 2 names files by index and continues the seed.
+  auto first = img.pixels;
+  auto r2 = run(fx.base() + "-W 32 -H 32 --steps 3 --sampler euler --cfg-scale 7.5 --seed 42 --fp32 --batch-count 2");
+  REQUIRE(r2.code == 0);
+  CHECK(vksd::read_image((fx.dir / "out_0.png").string(), 3).pixels == first);
+  CHECK(vksd::read_png_text((fx.dir / "out_1.png").string())[0].second.find("Seed: 43") != std::string::npos);
+}
