@@ -26,6 +26,8 @@ Tensor axpby(Tensor a, float alpha, Tensor b, float beta);
 // ---- linear algebra (matmul.comp, conv2d.comp) ----
 // x [..., K] · wᵀ + b, w [N, K], b [N] (optional) -> [..., N]
 Tensor linear(Tensor x, Tensor w, Tensor b = {});
+// The same with a residual of the output's shape added in the epilogue (y = x·wᵀ + b + residual).
+Tensor linear(Tensor x, Tensor w, Tensor b, Tensor residual);
 // Batched a [B, M, K] · b [B, K, N] (or bᵀ with b [B, N, K] when trans_b) -> [B, M, N].
 Tensor matmul(Tensor a, Tensor b, bool trans_b);
 struct Conv2d {
@@ -37,6 +39,8 @@ struct Conv2d {
 };
 // x [N, Ci, H, W], w [Co, Ci, kh, kw], b [Co] (optional) -> [N, Co, Ho, Wo]
 Tensor conv2d(Tensor x, Tensor w, Tensor b, Conv2d p);
+// The same with a residual [N, Co, Ho, Wo] added in the epilogue (a ResBlock's conv + skip).
+Tensor conv2d(Tensor x, Tensor w, Tensor b, Conv2d p, Tensor residual);
 
 // ---- normalisation (norm.comp) ----
 // x [N, C, ...] over (C/groups × spatial); gamma/beta [C]. Optional fused SiLU.

@@ -1,0 +1,115 @@
+// 2-D convolution: 1x1 stride-1 unpadded convolutions are plain GEMMs over the pixels
+// (matmul.comp); every other kernel/stride/padding goes to the implicit-GEMM conv2d.comp.
+#include <cstdio>
+#include <cstdlib>
+
+#include "runtime/context.h"
+#include "runtime/error.h"
+#include "runtime/ops.h"
+#include "runtime/ops/gemm.h"
+
+namespace vksd::ops {
+namespace {
+
+struct ConvPush {
+  uint32_t Ci, H, W, Co, Ho, Wo;
+  int32_t pad_top, pad_left;
+  uint32_t row_blocks;
+};
+
+// Register tile (channels x pixels per invocation) and workgroup shape, from device
+// properties; VKSD_CONV_TILES=tm,tn,px,cy overrides (the benchmark compares variants).
+struct ConvTiles { uint32_t tm, tn, px, cy; };
+ConvTiles conv_tiles(Graph& g, int64_t Co, int64_t pixel_blocks) {
+  if (const char* e = std::getenv("VKSD_CONV_TILES")) {
+    ConvTiles t{};
+    if (std::sscanf(e, "%u,%u,%u,%u", &t.tm, &t.tn, &t.px, &t.cy) == 4 && t.tm && t.tn && t.px && t.cy) return t;
+  }
+  const DeviceInfo& info = g.context().info();
+  // llvmpipe: lanes of a subgroup take neighbouring pixel blocks of the same channels, so the
+  // weight fetches of a subgroup are uniform. GPUs: smaller tiles, more invocations.
+  ConvTiles t = info.type == "CPU" ? ConvTiles{8, 8, info.subgroup_size ? info.subgroup_size : 8, 8}
+                                   : ConvTiles{4, 4, 32, 8};
+  while (t.cy > 1 && (int64_t)t.tm * t.cy / 2 >= Co) t.cy /= 2;
+  while (t.px > 1 && (int64_t)t.px / 2 >= pixel_blocks) t.px /= 2;
+  return t;
+}
+
+}  // namespace
+
+Tensor conv2d(Tensor x, Tensor w, Tensor b, Conv2d p, Tensor residual) {
+  if (!x.valid() || !w.valid()) fail("conv2d: input or weight is missing");
+  if (x.rank() != 4) fail("conv2d: input " + shape_str(x.shape()) + " must be [N, C, H, W]");
+  if (w.rank() != 4) fail("conv2d: weight " + shape_str(w.shape()) + " must be [Cout, Cin, kh, kw]");
+  if (x.g != w.g) fail("conv2d: input and weight belong to different graphs");
+  int64_t N = x.dim(0), Ci = x.dim(1), H = x.dim(2), W = x.dim(3);
+  int64_t Co = w.dim(0), kh = w.dim(2), kw = w.dim(3);
+  if (w.dim(1) != Ci)
+    fail("conv2d: input " + shape_str(x.shape()) + " has " + std::to_string(Ci) + " channels but weight " +
+         shape_str(w.shape()) + " expects " + std::to_string(w.dim(1)));
+  if (b.valid() && b.numel() != Co)
+    fail("conv2d: bias " + shape_str(b.shape()) + " does not match " + std::to_string(Co) + " output channels");
+  if (p.stride < 1 || p.pad_top < 0 || p.pad_bottom < 0 || p.pad_left < 0 || p.pad_right < 0)
+    fail("conv2d: stride must be >= 1 and padding >= 0");
+  int64_t Hp = H + p.pad_top + p.pad_bottom, Wp = W + p.pad_left + p.pad_right;
+  if (Hp < kh || Wp < kw)
+    fail("conv2d: kernel " + std::to_string(kh) + "x" + std::to_string(kw) + " is larger than the padded input " +
+         shape_str(x.shape()));
+  if (kh > 7 || kw > 7) fail("conv2d: kernels larger than 7x7 are not supported");
+  int64_t Ho = (Hp - kh) / p.stride + 1, Wo = (Wp - kw) / p.stride + 1;
+  Shape out_shape = {N, Co, Ho, Wo};
+  if (residual.valid() && residual.numel() != shape_numel(out_shape))
+    fail("conv2d: residual " + shape_str(residual.shape()) + " does not match output " + shape_str(out_shape));
+  Graph& g = *x.g;
+
+  if (kh == 1 && kw == 1 && p.stride == 1 && Hp == H && Wp == W) {
+    // y[n] = w [Co, Ci] · x[n] [Ci, H*W]: the GEMM with a broadcast A and B in [K, N] layout.
+    detail::GemmDesc d;
+    d.a = g.view(w, {Co, Ci});
+    d.b = x;
+    d.bias = b;
+    d.residual = residual;
+    d.batch = N;
+    d.M = Co;
+    d.N = H * W;
+    d.K = Ci;
+    d.a_batch = 0;
+    d.a_row = Ci;
+    d.b_batch = Ci * H * W;
+    d.b_row = H * W;
+    d.trans_b = false;
+    d.bias_along = b.valid() ? detail::GemmDesc::BiasAlong::M : detail::GemmDesc::BiasAlong::None;
+    d.out_shape = out_shape;
+    d.label = "conv1x1";
+    return detail::gemm(d);
+  }
+
+  // One invocation loops over Ci (the window loops are unrolled): keep it within lavapipe's
+  // 65,535-iteration budget.
+  if (Ci > 60000) fail("conv2d: " + std::to_string(Ci) + " input channels exceed one invocation's loop budget");
+  int64_t row_blocks = 0;
+  ConvTiles t = conv_tiles(g, Co, 1);
+  row_blocks = (Wo + t.tn - 1) / t.tn;
+  t = conv_tiles(g, Co, Ho * row_blocks);
+  row_blocks = (Wo + t.tn - 1) / t.tn;
+  Tensor y = g.temp(out_shape, x.dtype());
+  ConvPush pc{(uint32_t)Ci, (uint32_t)H, (uint32_t)W, (uint32_t)Co, (uint32_t)Ho, (uint32_t)Wo,
+              p.pad_top, p.pad_left, (uint32_t)row_blocks};
+  Dispatch d;
+  d.kernel = "conv2d";
+  d.label = "conv" + std::to_string(kh) + "x" + std::to_string(kw) + (p.stride > 1 ? "s" + std::to_string(p.stride) : "");
+  d.spec = {t.px, t.cy, t.tm, t.tn, (uint32_t)kh, (uint32_t)kw, (uint32_t)p.stride, b.valid() ? 1u : 0u,
+            residual.valid() ? 1u : 0u};
+  d.args = {in(x), in(w), in(b.valid() ? b : w), in(residual.valid() ? residual : x), out(y)};
+  d.set_push(pc);
+  d.groups[0] = (uint32_t)((Ho * row_blocks + t.px - 1) / t.px);
+  d.groups[1] = (uint32_t)((Co + (int64_t)t.tm * t.cy - 1) / ((int64_t)t.tm * t.cy));
+  d.groups[2] = (uint32_t)N;
+  d.flops = 2.0 * (double)N * Co * Ho * Wo * Ci * kh * kw;
+  g.add(std::move(d));
+  return y;
+}
+
+Tensor conv2d(Tensor x, Tensor w, Tensor b, Conv2d p) { return conv2d(x, w, b, p, Tensor{}); }
+
+}  // namespace vksd::ops
