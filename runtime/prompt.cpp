@@ -3,6 +3,8 @@
 
 #include <charconv>
 
+#include <utf8proc.h>
+
 #include "runtime/error.h"
 #include "runtime/text_clean.h"
 
@@ -16,7 +18,20 @@ constexpr double kSquareMultiplier = 1.0 / 1.1;  // multiplied, not divided: sam
 // Python re's \w: letters, numbers, underscore.
 bool is_word_char(char32_t c) { return c == U'_' || is_unicode_letter(c) || is_unicode_number(c); }
 
-bool is_ascii_digit(char32_t c) { return c >= U'0' && c <= U'9'; }
+// Python re's \d and float() take any decimal digit (Unicode category Nd), "(word:١.٥)" too.
+bool is_decimal_digit(char32_t c) {
+  if (c < 0x80) return c >= U'0' && c <= U'9';
+  return utf8proc_category((utf8proc_int32_t)c) == UTF8PROC_CATEGORY_ND;
+}
+
+// Unicode encodes every set of decimal digits as a contiguous, ordered 0..9 run (sets may abut,
+// as the mathematical digits do), so the value is the distance from the run's start, mod 10.
+char ascii_digit(char32_t c) {
+  if (c < 0x80) return (char)c;
+  char32_t first = c;
+  while (first > 0 && is_decimal_digit(first - 1)) --first;
+  return (char)('0' + (c - first) % 10);
+}
 
 // Weighted pieces as the parser builds them, before merging.
 struct Piece {
@@ -57,7 +72,7 @@ bool match_weight(std::u32string_view t, size_t i, std::u32string_view& number, 
   const size_t b = j;
   if (j < t.size() && (t[j] == U'+' || t[j] == U'-')) ++j;
   const size_t digits = j;
-  while (j < t.size() && (is_ascii_digit(t[j]) || t[j] == U'.')) ++j;
+  while (j < t.size() && (is_decimal_digit(t[j]) || t[j] == U'.')) ++j;
   if (j == digits) return false;
   number = t.substr(b, j - b);
   while (j < t.size() && is_unicode_space(t[j])) ++j;
@@ -69,7 +84,7 @@ bool match_weight(std::u32string_view t, size_t i, std::u32string_view& number, 
 // Python's float() of [+-]?[.\d]+ : digits with at most one '.' and at least one digit.
 double parse_weight(std::u32string_view number, std::u32string_view context) {
   std::string s;
-  for (char32_t c : number) s.push_back((char)c);  // ASCII by construction
+  for (char32_t c : number) s.push_back(c == U'.' || c == U'+' || c == U'-' ? (char)c : ascii_digit(c));
   const char* b = s.data();
   const char* e = s.data() + s.size();
   if (b != e && *b == '+') ++b;  // from_chars takes '-' but not '+'
@@ -82,7 +97,7 @@ double parse_weight(std::u32string_view number, std::u32string_view context) {
     ok = ec == std::errc() && ptr == e;
   }
   if (!ok)
-    fail("prompt: emphasis weight '" + s + "' in '" + utf8_encode(context) + "' is not a number (write e.g. (word:1.2))");
+    fail("prompt: emphasis weight '" + utf8_encode(number) + "' in '" + utf8_encode(context) + "' is not a number (write e.g. (word:1.2))");
   return v;
 }
 
