@@ -121,8 +121,9 @@ class LcmSampler : public Sampler {
     const int c = T / original_steps;
     std::vector<int> origin;
     for (int k = 1; k <= original_steps; ++k) origin.push_back(k * c - 1);
-    const int skip = original_steps / steps;
-    for (int k = original_steps - 1; k >= 0 && (int)ts_.size() < steps; k -= skip) ts_.push_back(origin[(size_t)k]);
+    // Evenly spaced indices into the distillation schedule, largest timestep first:
+    // floor(linspace(0, 50, steps, endpoint=False)).
+    for (int k = 0; k < steps; ++k) ts_.push_back(origin[(size_t)(original_steps - 1 - (k * original_steps) / steps)]);
     steps_ = (int)ts_.size();
   }
   NoiseLevel level(int i) const override {

@@ -363,7 +363,9 @@ TEST_CASE("LCM (Luo et al. 2023, diffusers LCMScheduler) timesteps and rule") {
   NoiseSchedule s{ScheduleConfig{}};
   auto sampler = Sampler::create(SamplerKind::LCM, s, 4);
   REQUIRE(sampler->steps() == 4);
-  std::vector<double> expect_t = {999, 759, 519, 279};
+  // diffusers: the 50-step distillation schedule 19, 39, ..., 999 reversed, indices
+  // floor(linspace(0, 50, 4, endpoint=False)) = 0, 12, 25, 37.
+  std::vector<double> expect_t = {999, 759, 499, 259};
   for (int i = 0; i < 4; ++i) CHECK(sampler->timestep(i) == expect_t[(size_t)i]);
   CHECK_THROWS_AS(Sampler::create(SamplerKind::LCM, s, 51), Error);
   Toy toy{s};
