@@ -15,7 +15,7 @@ with "</w>", one token per merge (its two symbols joined), then <|startoftext|> 
 SD 1.x input: [bos] + ids[:75] + [eos], padded to 77 with eos.
 
 Usage:
-  /usr/bin/python3 weights/bpe.py learn [--merges 1200]   # weights/data/captions.txt -> weights/data/bpe_vocab.txt.gz
+  /usr/bin/python3 weights/bpe.py learn [--merges 2000]   # weights/data/captions.txt -> weights/data/bpe_vocab.txt.gz
   /usr/bin/python3 weights/bpe.py selftest                # encoder vs the reference CLIP token ids
   /usr/bin/python3 weights/bpe.py encode "red apple"      # ids with the learned vocabulary
 """
@@ -288,7 +288,7 @@ def main():
     sub = ap.add_subparsers(dest="cmd", required=True)
     a = sub.add_parser("learn")
     a.add_argument("--captions", default=os.path.join(DATA, "captions.txt"))
-    a.add_argument("--merges", type=int, default=1200)
+    a.add_argument("--merges", type=int, default=2000)
     a.add_argument("--out", default=DEFAULT_VOCAB)
     a.set_defaults(fn=cmd_learn)
     s = sub.add_parser("selftest")
