@@ -769,3 +769,104 @@ TEST_CASE("vksd info: prints the architecture, parameter counts and memory; exit
   CHECK(rc == 1);
   CHECK(contains(out, "usage"));
 }
+
+// ---- real SD 1.5 sizes (sparse files: headers real, data never read) ------------------------------
+
+namespace {
+
+// A safetensors file whose header lists `specs` in `dtype`; the data area is a hole (sparse).
+void write_sparse(const std::string& path, const std::vector<TensorSpec>& specs, const std::string& dtype) {
+  const uint64_t es = dtype == "F16" ? 2 : 4;
+  std::string h = "{";
+  uint64_t off = 0;
+  for (const auto& s : specs) {
+    uint64_t b = (uint64_t)shape_numel(s.shape) * es;
+    h += std::string(off ? "," : "") + "\"" + s.name + "\":{\"dtype\":\"" + dtype + "\",\"shape\":" + shape_json(s.shape) +
+         ",\"data_offsets\":[" + std::to_string(off) + "," + std::to_string(off + b) + "]}";
+    off += b;
+  }
+  write_raw(path, h + "}", {});
+  fs::resize_file(path, 8 + (h.size() + 1) + off);
+}
+
+std::vector<TensorSpec> strip_prefix(const std::vector<TensorSpec>& v, const char* prefix) {
+  std::vector<TensorSpec> r;
+  for (auto s : v) {
+    s.name = s.name.substr(std::strlen(prefix));
+    r.push_back(s);
+  }
+  return r;
+}
+
+}  // namespace
+
+TEST_CASE("checkpoint: SD 1.5 sized files infer the SD 1.5 architecture; counts are the published ones") {
+  const ModelConfig sd15;  // the defaults are SD 1.5
+  // Published parameter counts of SD 1.x: UNet 859,520,964, VAE 83,653,863, CLIP ViT-L/14 text 123,060,480.
+  CHECK(parameter_count(unet_layout(sd15.unet)) == 859520964);
+  CHECK(parameter_count(vae_layout(sd15.vae)) == 83653863);
+  CHECK(parameter_count(clip_layout(sd15.clip)) == 123060480);
+
+  TempDir d;
+  for (int in_ch : {4, 9}) {  // txt2img and inpainting UNets
+    CAPTURE(in_ch);
+    ModelConfig want = sd15;
+    want.unet.in_channels = in_ch;
+    auto specs = sd1_layout(want);
+    specs.push_back({"model_ema.decay", {}});  // bookkeeping that real files carry
+    specs.push_back({"alphas_cumprod", {1000}});
+    std::string p = d / ("sd15_" + std::to_string(in_ch) + ".safetensors");
+    write_sparse(p, specs, "F16");
+    Checkpoint ck = Checkpoint::open(p);
+    const ModelConfig& c = ck.config();
+    CHECK(c.unet.in_channels == in_ch);
+    CHECK(c.unet.out_channels == 4);
+    CHECK(c.unet.model_channels == 320);
+    CHECK(c.unet.channel_mult == std::vector<int>{1, 2, 4, 4});
+    CHECK(c.unet.attention_levels == std::vector<bool>{true, true, true, false});
+    CHECK(c.unet.num_res_blocks == 2);
+    CHECK(c.unet.transformer_depth == 1);
+    CHECK(c.unet.context_dim == 768);
+    CHECK(c.unet.num_heads == 8);
+    CHECK_FALSE(c.unet.use_linear_in_transformer);
+    CHECK(c.vae.ch == 128);
+    CHECK(c.vae.ch_mult == std::vector<int>{1, 2, 4, 4});
+    CHECK(c.vae.z_channels == 4);
+    CHECK(c.vae.embed_dim == 4);
+    CHECK(c.clip.width == 768);
+    CHECK(c.clip.layers == 12);
+    CHECK(c.clip.heads == 12);
+    CHECK(c.clip.mlp_dim == 3072);
+    CHECK(c.clip.max_length == 77);
+    CHECK(c.clip.vocab_size == 49408);
+    CHECK(ck.dtype("model.diffusion_model.out.2.weight") == StDType::F16);
+    CHECK(ck.ignored().size() == 2);
+  }
+
+  // The same model as a diffusers folder (its deepest level has no attention, so the upsampler of
+  // up_blocks.0 sits at index 1 and the others at index 2).
+  auto specs = sd1_layout(sd15);
+  ReverseMap rm(4, 2, sd15.unet.attention_levels, 4, false);
+  std::vector<TensorSpec> unet, vae, text;
+  for (auto s : unet_layout(sd15.unet)) unet.push_back({rm.unet(s.name.substr(std::strlen(kUNetPrefix))), s.shape});
+  for (auto s : vae_layout(sd15.vae)) {
+    bool lin = false;
+    std::string k = rm.vae(s.name.substr(std::strlen(kVaePrefix)), lin);
+    vae.push_back({k, lin ? Shape{s.shape[0], s.shape[1]} : s.shape});
+  }
+  for (auto s : strip_prefix(clip_layout(sd15.clip), "cond_stage_model.transformer.")) text.push_back(s);
+  for (const char* dir : {"unet", "vae", "text_encoder"}) fs::create_directories(d.path / "diff" / dir);
+  write_sparse(d / "diff/unet/diffusion_pytorch_model.fp16.safetensors", unet, "F16");
+  write_sparse(d / "diff/vae/diffusion_pytorch_model.fp16.safetensors", vae, "F16");
+  write_sparse(d / "diff/text_encoder/model.fp16.safetensors", text, "F16");
+  Checkpoint ck = Checkpoint::open(d / "diff");
+  CHECK(ck.format() == CheckpointFormat::Diffusers);
+  REQUIRE(ck.tensor_names().size() == specs.size());
+  for (const auto& s : specs) {
+    CAPTURE(s.name);
+    REQUIRE(ck.has(s.name));
+    CHECK(ck.shape(s.name) == s.shape);
+  }
+  CHECK(ck.config().unet.channel_mult == std::vector<int>{1, 2, 4, 4});
+  CHECK(ck.config().unet.attention_levels == std::vector<bool>{true, true, true, false});
+}
