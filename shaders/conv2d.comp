@@ -6,11 +6,16 @@
 // registers. Per input channel and kernel row it fetches the (TN-1)*S + KW input pixels its
 // outputs need once and reuses them for every tap and every output channel; padding is a
 // select on precomputed row/column masks, so the inner loop has no branches.
+// Fast variants (texel fetches are the cost on llvmpipe, not the FMAs):
+//   WVEC: Ci % 4 == 0. Input channels go in blocks of 4, whose 4*KH*KW weights per output
+//         channel are contiguous and 16-byte aligned: KH*KW vec4 fetches instead of 4x that.
+//   XVEC: W % 4 == 0 and TN % 4 == 0. The aligned middle of each input row segment is read
+//         as vec4 texels; only the PL columns on the left and the rest on the right are scalar.
 //
 // Loop budget (lavapipe stops an invocation after 65,535 loop iterations in total): the only
-// runtime-length loop is over Ci; the kernel-window and tile loops have spec-constant bounds
-// and are unrolled, so an invocation runs Ci iterations (2,560 at most in SD; the host
-// rejects Ci > 60,000).
+// runtime-length loop is over input channels (Ci, or Ci/4 blocks with WVEC); the kernel-window
+// and tile loops have spec-constant bounds and are unrolled. SD needs at most 2,560; the host
+// rejects Ci > 60,000.
 #extension GL_EXT_control_flow_attributes : enable
 #include "common.glsl"
 
@@ -22,17 +27,23 @@ layout(constant_id = 5) const int KW = 3;
 layout(constant_id = 6) const int S = 1;      // stride (both directions)
 layout(constant_id = 7) const int BIAS = 0;   // 1: add bias[co]
 layout(constant_id = 8) const int RESID = 0;  // 1: add r[n, co, oh, ow]
+layout(constant_id = 9) const int WVEC = 0;   // see above
+layout(constant_id = 10) const int XVEC = 0;  // see above (needs PL + S <= KW)
+layout(constant_id = 11) const int PL = 0;    // left padding (a spec constant so that the
+                                              // vec4 part of a row lands at fixed registers)
 
 IN(0, X);
 IN(1, Wt);
 IN(2, BIASV);
 IN(3, R);
 OUT(4, Y);
+IN(5, X4);   // X as vec4 texels (XVEC)
+IN(6, W4);   // Wt as vec4 texels (WVEC)
 
 layout(push_constant) uniform P {
   uint Ci, H, W;
   uint Co, Ho, Wo;
-  int pad_top, pad_left;
+  int pad_top;
   uint row_blocks;   // ceil(Wo / TN): pixel blocks per output row
 } p;
 
@@ -46,7 +57,7 @@ void main() {
   if (oh >= p.Ho || co0 >= p.Co) return;
 
   // Input columns: clamped index plus an in-bounds flag (padding reads as zero).
-  int iw0 = int(ow0) * S - p.pad_left;
+  int iw0 = int(ow0) * S - PL;
   uint col[XW];
   bool col_ok[XW];
   [[unroll]] for (int j = 0; j < XW; ++j) {
@@ -73,19 +84,53 @@ void main() {
 
   uint plane = p.H * p.W;
   uint xbase = n * p.Ci * plane;
-  for (uint ci = 0; ci < p.Ci; ++ci) {
-    uint xc = xbase + ci * plane;
-    uint wc = ci * KK;
-    [[unroll]] for (int dy = 0; dy < KH; ++dy) {
-      float xs[XW];
-      [[unroll]] for (int j = 0; j < XW; ++j) {
-        float v = LOAD(X, xc + row[dy] + col[j]);
-        xs[j] = (row_ok[dy] && col_ok[j]) ? v : 0.0;
+  const int CB = WVEC == 1 ? 4 : 1;        // input channels per loop iteration
+  const int VX0 = PL, VXN = TN * S / 4;    // XVEC: xs[VX0 .. VX0 + 4*VXN) come as vec4 texels
+  uint W4n = p.W / 4u;
+  uint nblocks = p.Ci / uint(CB);
+  for (uint cb = 0; cb < nblocks; ++cb) {
+    // This block's weights for every output channel of the tile: TM x (CB*KH*KW) values.
+    float wv[TM][CB * KH * KW];
+    [[unroll]] for (int i = 0; i < TM; ++i) {
+      if (WVEC == 1) {
+        uint w4 = (wrow[i] + cb * 4u * KK) / 4u;
+        [[unroll]] for (int q = 0; q < KH * KW; ++q) {
+          vec4 t = LOAD4(W4, w4 + q);
+          wv[i][4 * q] = t.x;
+          wv[i][4 * q + 1] = t.y;
+          wv[i][4 * q + 2] = t.z;
+          wv[i][4 * q + 3] = t.w;
+        }
+      } else {
+        [[unroll]] for (int f = 0; f < KH * KW; ++f) wv[i][f] = LOAD(Wt, wrow[i] + cb * KK + f);
       }
-      [[unroll]] for (int i = 0; i < TM; ++i) {
-        [[unroll]] for (int dx = 0; dx < KW; ++dx) {
-          float w = LOAD(Wt, wrow[i] + wc + uint(dy * KW + dx));
-          [[unroll]] for (int t = 0; t < TN; ++t) acc[i][t] += w * xs[t * S + dx];
+    }
+    [[unroll]] for (int cj = 0; cj < CB; ++cj) {
+      uint xc = xbase + (cb * CB + cj) * plane;
+      [[unroll]] for (int dy = 0; dy < KH; ++dy) {
+        float xs[XW];
+        [[unroll]] for (int j = 0; j < XW; ++j) {
+          if (XVEC == 1 && j >= VX0 && j < VX0 + 4 * VXN) continue;
+          float v = LOAD(X, xc + row[dy] + col[j]);
+          xs[j] = (row_ok[dy] && col_ok[j]) ? v : 0.0;
+        }
+        if (XVEC == 1) {
+          uint r4 = (xc + row[dy]) / 4u;
+          [[unroll]] for (int q = 0; q < VXN; ++q) {
+            uint c4 = ow0 * S / 4u + q;  // 16-byte aligned: ow0 is a multiple of TN
+            vec4 v = LOAD4(X4, r4 + min(c4, W4n - 1u));
+            v = (row_ok[dy] && c4 < W4n) ? v : vec4(0.0);
+            xs[VX0 + 4 * q] = v.x;
+            xs[VX0 + 4 * q + 1] = v.y;
+            xs[VX0 + 4 * q + 2] = v.z;
+            xs[VX0 + 4 * q + 3] = v.w;
+          }
+        }
+        [[unroll]] for (int i = 0; i < TM; ++i) {
+          [[unroll]] for (int dx = 0; dx < KW; ++dx) {
+            float w = wv[i][cj * KH * KW + dy * KW + dx];
+            [[unroll]] for (int t = 0; t < TN; ++t) acc[i][t] += w * xs[t * S + dx];
+          }
         }
       }
     }

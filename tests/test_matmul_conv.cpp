@@ -221,7 +221,10 @@ TEST_CASE("conv2d: odd shapes, every SD variant, bias and residual (f32, f16)") 
     for (V v : {V{{2, 3, 7, 9, 5, 3, same3}, true, false}, V{{2, 3, 7, 9, 5, 3, same3}, true, true},
                 V{{2, 3, 7, 9, 5, 3, down}, true, false}, V{{1, 3, 7, 9, 5, 3, asym}, false, false},
                 V{{1, 4, 8, 8, 11, 3, asym}, true, true}, V{{2, 3, 7, 9, 5, 1, one}, true, true},
-                V{{2, 8, 6, 6, 9, 1, one}, true, false}, V{{1, 17, 5, 3, 19, 3, same3}, false, false}}) {
+                V{{2, 8, 6, 6, 9, 1, one}, true, false}, V{{1, 17, 5, 3, 19, 3, same3}, false, false},
+                // Ci % 4 == 0 and W % 4 == 0: the vec4 weight and row fetches, partial tiles
+                V{{2, 8, 5, 12, 7, 3, same3}, true, true}, V{{1, 12, 9, 20, 6, 3, down}, true, false},
+                V{{1, 4, 7, 12, 3, 3, asym}, false, true}}) {
       CAPTURE(dtype_name(dt));
       CAPTURE(v.cc.Ci);
       CAPTURE(v.cc.Co);

@@ -13,7 +13,7 @@ namespace {
 
 struct ConvPush {
   uint32_t Ci, H, W, Co, Ho, Wo;
-  int32_t pad_top, pad_left;
+  int32_t pad_top;
   uint32_t row_blocks;
 };
 
@@ -94,13 +94,18 @@ Tensor conv2d(Tensor x, Tensor w, Tensor b, Conv2d p, Tensor residual) {
   row_blocks = (Wo + t.tn - 1) / t.tn;
   Tensor y = g.temp(out_shape, x.dtype());
   ConvPush pc{(uint32_t)Ci, (uint32_t)H, (uint32_t)W, (uint32_t)Co, (uint32_t)Ho, (uint32_t)Wo,
-              p.pad_top, p.pad_left, (uint32_t)row_blocks};
+              p.pad_top, (uint32_t)row_blocks};
+  // vec4 fetch variants (see conv2d.comp): weights in blocks of 4 input channels, and the
+  // aligned middle of each input row.
+  bool wvec = Ci % 4 == 0;
+  bool xvec = W % 4 == 0 && t.tn % 4 == 0 && p.pad_left + p.stride <= kw;
   Dispatch d;
   d.kernel = "conv2d";
   d.label = "conv" + std::to_string(kh) + "x" + std::to_string(kw) + (p.stride > 1 ? "s" + std::to_string(p.stride) : "");
   d.spec = {t.px, t.cy, t.tm, t.tn, (uint32_t)kh, (uint32_t)kw, (uint32_t)p.stride, b.valid() ? 1u : 0u,
-            residual.valid() ? 1u : 0u};
-  d.args = {in(x), in(w), in(b.valid() ? b : w), in(residual.valid() ? residual : x), out(y)};
+            residual.valid() ? 1u : 0u, wvec ? 1u : 0u, xvec ? 1u : 0u, (uint32_t)p.pad_left};
+  d.args = {in(x), in(w), in(b.valid() ? b : w), in(residual.valid() ? residual : x), out(y),
+            in(x, xvec ? 4 : 1), in(w, wvec ? 4 : 1)};
   d.set_push(pc);
   d.groups[0] = (uint32_t)((Ho * row_blocks + t.px - 1) / t.px);
   d.groups[1] = (uint32_t)((Co + (int64_t)t.tm * t.cy - 1) / ((int64_t)t.tm * t.cy));
