@@ -155,14 +155,12 @@ Checkpoint Checkpoint::open_impl(const std::string& path, const std::string& con
 void Checkpoint::load_single_file() {
   files_.push_back(std::make_unique<SafetensorsFile>(path_));
   const SafetensorsFile& f = *files_.back();
-  bool old_clip_names = false;
   for (const StTensor& t : f.tensors()) {
     std::string name = t.name;
     // Checkpoints saved with transformers < 4.x lack the "text_model." level.
     const std::string old_clip = "cond_stage_model.transformer.";
     if (starts_with(name, old_clip) && !starts_with(name, kClipPrefix)) {
       name = kClipPrefix + name.substr(old_clip.size());
-      old_clip_names = true;
     }
     if (starts_with(name, "cond_stage_model.model."))
       fail(path_ + ": tensor '" + t.name + "' belongs to an OpenCLIP text encoder (SD 2.x); vksd runs SD 1.x only");
@@ -175,7 +173,6 @@ void Checkpoint::load_single_file() {
       if (t.name == "alphas_cumprod") alphas_cumprod_ = f.to_f32(t);
     }
   }
-  (void)old_clip_names;
 }
 
 void Checkpoint::load_diffusers_folder() {

@@ -414,6 +414,13 @@ TEST_CASE("checkpoint: missing, misshapen and unexpected tensors are errors nami
   SUBCASE("unchanged copy loads") {
     CHECK(open_edited([](auto&) {}) == "");
   }
+  SUBCASE("CLIP keys without the text_model level (old transformers) load") {
+    CHECK(open_edited([](auto& ts) {
+            const std::string p = "cond_stage_model.transformer.text_model.";
+            for (auto& t : ts)
+              if (t.name.rfind(p, 0) == 0) t.name = "cond_stage_model.transformer." + t.name.substr(p.size());
+          }) == "");
+  }
   SUBCASE("missing tensor") {
     std::string e = open_edited([&](auto& ts) { erase(ts, "model.diffusion_model.output_blocks.4.1.transformer_blocks.0.attn2.to_k.weight"); });
     CHECK(contains(e, "missing 1"));
