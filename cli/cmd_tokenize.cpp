@@ -29,22 +29,36 @@ void usage() {
       "  --ids          print only the BPE ids (no BOS/EOS), space separated\n");
 }
 
-// A token's text for display: "</w>" (end of word) shown as '_', control bytes escaped.
+// A token's text for display: "</w>" (end of word) shown as '_'; a token holding only part of
+// a multi-byte character (or control bytes) is shown as its bytes, e.g. <e6 9d>.
 std::string display(const vksd::Tokenizer& tok, int32_t id) {
-  std::string t = tok.token_text(id);
-  bool end_of_word = t.size() >= 4 && t.compare(t.size() - 4, 4, "</w>") == 0 && id != tok.eos_id() && id != tok.bos_id();
+  std::string t = tok.token_bytes(id);
+  const bool end_of_word =
+      id != tok.eos_id() && id != tok.bos_id() && t.size() >= 4 && t.compare(t.size() - 4, 4, "</w>") == 0;
   if (end_of_word) t.resize(t.size() - 4);
-  std::string out;
-  for (unsigned char c : t) {
-    if (c < 0x20 || c == 0x7f) {
-      char buf[8];
-      std::snprintf(buf, sizeof buf, "\\x%02x", c);
-      out += buf;
-    } else {
-      out.push_back((char)c);
-    }
+  bool plain = true;
+  try {
+    for (char32_t c : vksd::utf8_decode(t)) plain = plain && c >= 0x20 && c != 0x7f;
+  } catch (const vksd::Error&) {
+    plain = false;
   }
-  return end_of_word ? out + "_" : out;
+  if (!plain) {
+    std::string hex = "<";
+    char buf[4];
+    for (unsigned char c : t) {
+      std::snprintf(buf, sizeof buf, "%02x", c);
+      hex += (hex.size() > 1 ? " " : "") + std::string(buf);
+    }
+    t = hex + ">";
+  }
+  return end_of_word ? t + "_" : t;
+}
+
+// Left-justified in `width` code points (printf's %-Ns counts bytes).
+std::string ljust(const std::string& s, size_t width) {
+  size_t n = 0;
+  for (unsigned char c : s) n += (c & 0xc0) != 0x80;
+  return n >= width ? s : s + std::string(width - n, ' ');
 }
 
 void print_ids(const int32_t* ids, size_t n) {
@@ -104,16 +118,15 @@ int cmd_tokenize(int argc, char** argv) {
   }
 
   std::printf("vocabulary: %s (%zu tokens, %zu merges)\n", path.c_str(), tok.vocab_size(), tok.merge_count());
-  std::printf("cleaned:    \"%s\"\n", vksd::clip_clean_text(text).c_str());
-
   if (!emphasis) {
+    std::printf("cleaned:    \"%s\"\n", vksd::clip_clean_text(text).c_str());
     auto words = tok.encode_words(text);
     size_t n = 0;
     for (auto& w : words) n += w.ids.size();
     std::printf("%zu tokens ('_' = end of word):\n", n);
     for (auto& w : words) {
-      std::printf("  %-20s", w.text.c_str());
-      for (int32_t id : w.ids) std::printf(" %6d %-12s", id, display(tok, id).c_str());
+      std::printf("  %s", ljust(w.text, 20).c_str());
+      for (int32_t id : w.ids) std::printf(" %6d %s", id, ljust(display(tok, id), 12).c_str());
       std::printf("\n");
     }
     vksd::SdTokens sd = tok.encode_for_sd(text, 77, pad);
@@ -144,7 +157,7 @@ int cmd_tokenize(int argc, char** argv) {
     int end = len;  // rows up to the padding
     while (end > 1 && ids[end - 1] == pad_id && w[end - 1] == 1.0f) --end;
     if (pad_id == tok.eos_id() && end < len) ++end;  // the first EOS is content, not padding
-    for (int k = 0; k < end; ++k) std::printf("  %2d %6d %-16s x%.4f\n", k, ids[k], display(tok, ids[k]).c_str(), w[k]);
+    for (int k = 0; k < end; ++k) std::printf("  %2d %6d %s x%.4f\n", k, ids[k], ljust(display(tok, ids[k]), 16).c_str(), w[k]);
     if (end < len) std::printf("  %2d..%d  %d (padding)\n", end, len - 1, pad_id);
   }
   return 0;

@@ -447,7 +447,8 @@ std::string repair_utf8(std::string_view bytes) {
 }
 }  // namespace
 
-std::string Tokenizer::token_text(int32_t id) const { return repair_utf8(symbol_bytes(token_symbol(id))); }
+std::string Tokenizer::token_bytes(int32_t id) const { return symbol_bytes(token_symbol(id)); }
+std::string Tokenizer::token_text(int32_t id) const { return repair_utf8(token_bytes(id)); }
 
 std::string Tokenizer::decode(std::span<const int32_t> ids) const {
   std::string bytes;

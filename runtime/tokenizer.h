@@ -68,7 +68,9 @@ class Tokenizer {
   // Text of ids: bytes joined, "</w>" becomes a space (as simple_tokenizer.decode; invalid
   // UTF-8 from partial tokens becomes U+FFFD).
   std::string decode(std::span<const int32_t> ids) const;
-  // The vocabulary entry of one id with its byte stand-ins undone ("cat</w>", "<|endoftext|>").
+  // The vocabulary entry of one id with its byte stand-ins undone ("cat</w>", "<|endoftext|>"):
+  // raw bytes (a token may hold part of a multi-byte character), and as valid UTF-8 (U+FFFD).
+  std::string token_bytes(int32_t id) const;
   std::string token_text(int32_t id) const;
   // Raw vocabulary entry (byte stand-in characters, as in vocab.json).
   const std::string& token_symbol(int32_t id) const;
