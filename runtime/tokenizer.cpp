@@ -138,7 +138,7 @@ std::string SdTokens::truncation_warning() const {
 
 // ---- construction --------------------------------------------------------------------------
 
-void Tokenizer::add_merge(int32_t a, int32_t b, int32_t merged, const std::string& where) {
+void Tokenizer::add_merge(int32_t a, int32_t b, int32_t merged) {
   // A repeated pair keeps its last rank, as Python's dict(zip(merges, range(n))) does.
   merges_[pair_key(a, b)] = {(int32_t)merge_count_, merged};
   ++merge_count_;
@@ -166,6 +166,7 @@ Tokenizer Tokenizer::from_bpe_merges(std::string_view text, const std::string& s
   Tokenizer t;
   t.source_ = source;
   std::vector<std::string_view> lines = split_lines(text);
+  while (!lines.empty() && lines.back().empty()) lines.pop_back();  // the file's final newline
   if (lines.size() < 2) fail(source + ": not a BPE merges file (no merges after the header line)");
   const size_t n = std::min(max_merges, lines.size() - 1);
   std::vector<std::pair<std::string_view, std::string_view>> pairs(n);
@@ -190,7 +191,7 @@ Tokenizer Tokenizer::from_bpe_merges(std::string_view text, const std::string& s
     auto ib = t.ids_.find(std::string(pairs[i].second));
     if (ia == t.ids_.end() || ib == t.ids_.end())
       fail(source + ": merge on line " + std::to_string(i + 2) + " uses a symbol that no earlier merge made");
-    t.add_merge(ia->second, ib->second, t.ids_.at(std::string(pairs[i].first) + std::string(pairs[i].second)), source);
+    t.add_merge(ia->second, ib->second, t.ids_.at(std::string(pairs[i].first) + std::string(pairs[i].second)));
   }
   t.finish(source);
   return t;
@@ -225,7 +226,7 @@ Tokenizer Tokenizer::from_vocab_and_merges(std::string_view vocab_json, std::str
     if (ia == t.ids_.end() || ib == t.ids_.end() || im == t.ids_.end())
       fail(source + ": merges.txt line " + std::to_string(i + 1) + " ('" + std::string(line) +
            "') names a symbol that vocab.json lacks");
-    t.add_merge(ia->second, ib->second, im->second, source);
+    t.add_merge(ia->second, ib->second, im->second);
   }
   t.finish(source);
   return t;

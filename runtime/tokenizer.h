@@ -91,7 +91,7 @@ class Tokenizer {
 
  private:
   Tokenizer() = default;
-  void add_merge(int32_t a, int32_t b, int32_t merged, const std::string& where);
+  void add_merge(int32_t a, int32_t b, int32_t merged);
   void finish(const std::string& where);
   std::vector<int32_t> bpe_word(std::string_view word) const;
 

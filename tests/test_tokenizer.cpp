@@ -359,6 +359,11 @@ TEST_CASE("tokenizer: malformed vocabulary files are errors that name the file")
   const fs::path bad_merges = dir.path / "bad_merges.txt";
   write_file(bad_merges, "#header\na b\nthree parts here\n");
   CHECK_THROWS_WITH_AS(Tokenizer::load(bad_merges.string()), doctest::Contains("line 3"), Error);
+  // A merge whose halves no earlier merge made.
+  write_file(bad_merges, "#header\nab c\n");
+  CHECK_THROWS_WITH_AS(Tokenizer::load(bad_merges.string()), doctest::Contains("line 2"), Error);
+  write_file(bad_merges, "just a header\n");
+  CHECK_THROWS_WITH_AS(Tokenizer::load(bad_merges.string()), doctest::Contains("not a BPE merges file"), Error);
   CHECK_THROWS_WITH_AS(Tokenizer::load((dir.path / "missing.txt.gz").string()), doctest::Contains("missing.txt.gz"), Error);
 
   // vocab.json without merges.txt beside it.
@@ -376,4 +381,26 @@ TEST_CASE("tokenizer: malformed vocabulary files are errors that name the file")
   // An empty folder.
   fs::create_directories(dir.path / "empty");
   CHECK_THROWS_WITH_AS(Tokenizer::load((dir.path / "empty").string()), doctest::Contains("no tokenizer vocabulary"), Error);
+}
+
+TEST_CASE("tokenizer: BPE merges the lowest-ranked pair first (synthetic vocabulary)") {
+  // Vocabulary: 256 bytes, 256 bytes + "</w>", one symbol per merge (512 + rank), BOS, EOS.
+  const Tokenizer t = Tokenizer::from_bpe_merges("#version\nb c</w>\na b\nc a\nca t</w>\na a\n", "synthetic");
+  CHECK(t.vocab_size() == 512 + 5 + 2);
+  CHECK(t.bos_id() == 517);
+  CHECK(t.eos_id() == 518);
+  auto byte = [](char c) { return (int32_t)((unsigned char)c - 33); };          // printable bytes from '!'
+  auto byte_end = [](char c) { return (int32_t)(256 + (unsigned char)c - 33); };
+  // "abc": pairs (a,b) rank 1 and (b,c</w>) rank 0 -> b c</w> merges first, then nothing applies.
+  CHECK(t.encode("abc") == std::vector<int32_t>{byte('a'), 512});
+  // "cat": c a -> ca (rank 2), then ca t</w> (rank 3) -> one token.
+  CHECK(t.encode("cat") == std::vector<int32_t>{515});
+  CHECK(t.encode("cats") == std::vector<int32_t>{514, byte('t'), byte_end('s')});
+  // Repeated pairs merge left to right without overlapping: a a a</w> -> aa a</w>.
+  CHECK(t.encode("aaa") == std::vector<int32_t>{516, byte_end('a')});
+  CHECK(t.encode("aaaa") == std::vector<int32_t>{516, byte('a'), byte_end('a')});
+  // A single character is its end-of-word byte symbol; the special tokens map to BOS/EOS.
+  CHECK(t.encode("x") == std::vector<int32_t>{byte_end('x')});
+  CHECK(t.encode("<|startoftext|> <|endoftext|>") == std::vector<int32_t>{517, 518});
+  CHECK(t.decode(t.encode("abc cat")) == "abc cat ");
 }
