@@ -12,8 +12,9 @@
 // comparison measures the device's fp32 arithmetic alone (activations are kept in fp32 here):
 // relative L2 <= 1e-4 per tensor, the project's bar for network parity.
 //
-// Geometry is small to keep lavapipe and the CPU reference fast: UNet at an 8x8 latent (levels
-// at 8, 4, 2, 1 pixels), VAE decode of an 8x8 latent to a 64x64 image, VAE encode 64x64 -> 8x8.
+// Geometry is small to keep the CPU reference fast (it, not lavapipe, dominates the time): UNet at
+// an 8x8 latent (levels at 8, 4, 2, 1 pixels), VAE decode of an 8x8 latent to a 64x64 image, VAE
+// encode 32x32 -> 4x4, CLIP one prompt of 77 tokens.
 #include <doctest/doctest.h>
 
 #include <chrono>
@@ -53,6 +54,18 @@ uint64_t name_seed(const std::string& s) {
   return h;
 }
 
+// fp16 rounding (nearest even) of a float in fp16's normal range by clearing the low 13
+// mantissa bits; values below it take the exact (slower) path.
+float round_to_f16(float x) {
+  if (std::fabs(x) < 0x1p-14f) return f16_to_f32(f32_to_f16(x));
+  uint32_t b;
+  std::memcpy(&b, &x, 4);
+  b += 0xFFFu + ((b >> 13) & 1u);
+  b &= ~0x1FFFu;
+  std::memcpy(&x, &b, 4);
+  return x;
+}
+
 // Random full-size weights in the real key layout, identical for the device and the reference.
 class RandomWeights {
  public:
@@ -76,12 +89,13 @@ class RandomWeights {
     else amp = std::sqrt(3.0 / (double)(shape_numel(shape) / shape[0]));               // var 1/fan_in
     std::vector<float> v(n);
     const uint64_t seed = name_seed(name);
+    const float a = (float)amp, off = (float)offset;
     for (size_t i = 0; i < n; ++i) {
-      double u = (double)(splitmix(seed + i * 0x632BE59BD9B4E019ull) >> 11) * (2.0 / 9007199254740992.0) - 1.0;
-      v[i] = (float)(offset + amp * u);
+      const float u = (float)(int32_t)(splitmix(seed + i) >> 32) * 0x1p-31f;  // [-1, 1)
+      v[i] = off + a * u;
     }
     if (storage_ == DType::F16)
-      for (float& x : v) x = f16_to_f32(f32_to_f16(x));
+      for (float& x : v) x = round_to_f16(x);
     return v;
   }
   // Upload every tensor whose name starts with `prefix`, one at a time (host memory stays small).
@@ -160,4 +174,169 @@ TEST_CASE("cpu reference: reproduces the original code's tiny vectors") {
   cpuref::Image mom = cpuref::vae_encode_moments(w, cfg.vae, im);
   cpuref::Vec mean(mom.d.begin(), mom.d.begin() + (long)mom.d.size() / 2);
   CHECK(test::rel_l2(vec("vae_enc_mean").data, mean) < 1e-5);
+}
+
+// ---- tiny networks at geometries the vectors do not cover ------------------------------------
+
+TEST_CASE("tiny networks vs the CPU reference: non-square latents, batch 2") {
+  if (!test::shared_available()) return;
+  Checkpoint ck = Checkpoint::open(test::vectors_dir() + "/model.safetensors");
+  ModelConfig cfg = ck.config();
+  cfg.unet.num_heads = 2;
+  cpuref::WeightFn w = [&](const std::string& n) { return ck.read_f32(n); };
+  auto ws = load_weights(test::ctx(), ck, "", DType::F32);
+
+  const int batch = 2, h = 6, wd = 10;  // not multiples of any tile, halved once by the UNet
+  auto x = randu((size_t)batch * 4 * h * wd, 11, std::sqrt(3.0));
+  auto ctx = randu((size_t)batch * 77 * cfg.unet.context_dim, 12, std::sqrt(3.0));
+  const std::vector<float> t = {13.5f, 981.f};
+  nn::UNet unet(test::ctx(), *ws, cfg.unet, batch, h, wd);
+  unet.set_context(ctx);
+  auto eps = unet.forward(x, t);
+  cpuref::Image xi(batch, 4, h, wd);
+  xi.d.assign(x.begin(), x.end());
+  cpuref::Seq c(batch, 77, cfg.unet.context_dim);
+  c.d.assign(ctx.begin(), ctx.end());
+  check_close("tiny unet 6x10 batch 2", eps, cpuref::unet(w, cfg.unet, xi, {t[0], t[1]}, c).d);
+
+  auto z = randu((size_t)batch * 4 * h * wd, 13, std::sqrt(3.0));
+  nn::VaeDecoder dec(test::ctx(), *ws, cfg.vae, batch, h, wd);
+  cpuref::Image zi(batch, 4, h, wd);
+  zi.d.assign(z.begin(), z.end());
+  check_close("tiny vae decode 6x10 batch 2", dec.decode(z), cpuref::vae_decode(w, cfg.vae, zi).d);
+
+  auto img = randu((size_t)batch * 3 * 2 * h * 2 * wd, 14, 1.0);
+  nn::VaeEncoder enc(test::ctx(), *ws, cfg.vae, batch, 2 * h, 2 * wd);
+  cpuref::Image ii(batch, 3, 2 * h, 2 * wd);
+  ii.d.assign(img.begin(), img.end());
+  cpuref::Image mom = cpuref::vae_encode_moments(w, cfg.vae, ii);
+  auto post = enc.encode(img);
+  // moments [B, 2E, h, w] -> per-sample halves
+  cpuref::Vec mean;
+  const size_t half = mom.d.size() / batch / 2;
+  for (int b = 0; b < batch; ++b) mean.insert(mean.end(), mom.d.begin() + (long)(2 * b * half), mom.d.begin() + (long)((2 * b + 1) * half));
+  check_close("tiny vae encode mean 12x20 batch 2", post.mean, mean);
+  CHECK(test::ctx().validation_messages() == 0);
+}
+
+// ---- full-size networks ------------------------------------------------------------------------
+
+TEST_CASE("full size: SD 1.5 CLIP text encoder (768 wide, 12 heads, 12 layers)") {
+  auto t0 = std::chrono::steady_clock::now();
+  const ModelConfig cfg;  // SD 1.5 defaults
+  RandomWeights rw(clip_layout(cfg.clip), DType::F16);
+  auto ws = rw.upload(test::ctx(), kClipPrefix);
+  // One prompt (batches are covered by the tiny parity test): BOS, 40 random ids, EOS, padded
+  // with EOS as the tokenizer does.
+  const int batch = 1, L = cfg.clip.max_length;
+  std::vector<int32_t> ids((size_t)batch * L, cfg.clip.pad_token);
+  for (int b = 0; b < batch; ++b) {
+    const int len = 40;
+    ids[(size_t)b * L] = cfg.clip.bos_token;
+    for (int i = 1; i <= len; ++i) ids[(size_t)b * L + i] = (int32_t)(splitmix(b * 1000 + i) % 49406);
+    ids[(size_t)b * L + len + 1] = cfg.clip.eos_token;
+  }
+  nn::NetOptions opts;
+  opts.activations = DType::F32;
+  nn::TextEncoder te(test::ctx(), *ws, cfg.clip, batch, opts);
+  auto hidden = te.encode(ids);
+  const double t_dev = seconds_since(t0);
+  std::vector<cpuref::Seq> layers;
+  cpuref::Seq ref = cpuref::clip_text(std::cref(rw), cfg.clip, ids, batch, &layers);
+  check_close("clip layer 5", te.layer_output(5), layers[5].d);
+  check_close("clip layer 11", te.layer_output(11), layers[11].d);
+  check_close("clip last_hidden_state", hidden, ref.d);
+  // clip_skip 2: final LayerNorm on layer 10's output (a second compiled graph).
+  auto skip2 = te.encode(ids, 2);
+  REQUIRE(skip2.size() == hidden.size());
+  CHECK(test::rel_l2(skip2, hidden) > 0.01);
+  MESSAGE("clip: weights " << mib(ws->bytes()) << ", activations " << mib(te.peak_bytes()) << "; device part "
+                           << t_dev << " s, total " << seconds_since(t0) << " s");
+  CHECK(test::ctx().validation_messages() == 0);
+}
+
+TEST_CASE("full size: SD 1.5 UNet at an 8x8 latent, every block (head_dim 40/80/160, 2560-ch concat)") {
+  auto t0 = std::chrono::steady_clock::now();
+  const ModelConfig cfg;
+  RandomWeights rw(unet_layout(cfg.unet), DType::F16);
+  auto ws = rw.upload(test::ctx(), kUNetPrefix);
+  const double t_upload = seconds_since(t0);
+  const int h = 8, w = 8;
+  auto x = randu((size_t)4 * h * w, 1, std::sqrt(3.0));
+  auto ctx = randu((size_t)77 * cfg.unet.context_dim, 2, std::sqrt(3.0));
+  const float t = 777.25f;
+  nn::NetOptions opts;
+  opts.activations = DType::F32;
+  opts.keep_blocks = true;
+  nn::UNet unet(test::ctx(), *ws, cfg.unet, 1, h, w, 77, opts);
+  unet.set_context(ctx);
+  auto eps = unet.forward(x, {t});
+  const double t_dev = seconds_since(t0);
+
+  cpuref::Image xi(1, 4, h, w);
+  xi.d.assign(x.begin(), x.end());
+  cpuref::Seq c(1, 77, cfg.unet.context_dim);
+  c.d.assign(ctx.begin(), ctx.end());
+  std::map<std::string, cpuref::Image> blocks;
+  cpuref::Image ref = cpuref::unet(std::cref(rw), cfg.unet, xi, {(double)t}, c, &blocks);
+  for (auto& [name, img] : blocks) check_close("unet " + name, unet.block_output(name), img.d);
+  check_close("unet eps", eps, ref.d);
+  MESSAGE("unet: weights " << mib(ws->bytes()) << " (fp16), activations at 8x8 " << mib(unet.peak_bytes())
+                           << "; upload " << t_upload << " s, device total " << t_dev << " s, with reference "
+                           << seconds_since(t0) << " s");
+
+  // Memory of the real thing: 64x64 latent (512x512 image), fp16 activations, batch 1 and 2
+  // (classifier-free guidance runs both halves in one batch). Built and compiled, not run.
+  for (int batch : {1, 2}) {
+    nn::NetOptions big;
+    big.activations = DType::F16;
+    nn::UNet u(test::ctx(), *ws, cfg.unet, batch, 64, 64, 77, big);
+    MESSAGE("unet 64x64 latent, batch " << batch << ", fp16: activations " << mib(u.peak_bytes()) << " + weights "
+                                        << mib(ws->bytes()) << " = " << mib(u.peak_bytes() + ws->bytes()));
+  }
+  CHECK(test::ctx().validation_messages() == 0);
+}
+
+TEST_CASE("full size: SD 1.5 VAE decode 8x8 -> 64x64 and encode 32x32 -> 4x4 (512-wide attention)") {
+  auto t0 = std::chrono::steady_clock::now();
+  const ModelConfig cfg;
+  RandomWeights rw(vae_layout(cfg.vae), DType::F16);
+  auto ws = rw.upload(test::ctx(), kVaePrefix);
+  const int lh = 8, lw = 8, f = cfg.vae.downsample_factor();
+  nn::NetOptions opts;
+  opts.activations = DType::F32;
+
+  auto z = randu((size_t)cfg.vae.embed_dim * lh * lw, 3, std::sqrt(3.0));
+  nn::VaeDecoder dec(test::ctx(), *ws, cfg.vae, 1, lh, lw, opts);
+  auto image = dec.decode(z);
+  cpuref::Image zi(1, cfg.vae.embed_dim, lh, lw);
+  zi.d.assign(z.begin(), z.end());
+  check_close("vae decode", image, cpuref::vae_decode(std::cref(rw), cfg.vae, zi).d);
+
+  // The encoder at half that size: the CPU reference's time, not the device's, is the limit.
+  const int ih = lh / 2 * f, iw = lw / 2 * f;
+  auto img = randu((size_t)3 * ih * iw, 4, 1.0);
+  nn::VaeEncoder enc(test::ctx(), *ws, cfg.vae, 1, ih, iw, opts);
+  auto post = enc.encode(img);
+  cpuref::Image ii(1, 3, ih, iw);
+  ii.d.assign(img.begin(), img.end());
+  cpuref::Image mom = cpuref::vae_encode_moments(std::cref(rw), cfg.vae, ii);
+  const size_t half = mom.d.size() / 2;
+  cpuref::Vec mean(mom.d.begin(), mom.d.begin() + (long)half), logvar(mom.d.begin() + (long)half, mom.d.end());
+  for (double& v : logvar) v = std::min(20.0, std::max(-30.0, v));
+  check_close("vae encode mean", post.mean, mean);
+  check_close("vae encode logvar", post.logvar, logvar);
+  MESSAGE("vae: weights " << mib(ws->bytes()) << ", decode activations at 8x8 " << mib(dec.peak_bytes()) << "; total "
+                          << seconds_since(t0) << " s");
+
+  // Memory at 512x512 (64x64 latent), fp16 activations. Built and compiled, not run.
+  nn::NetOptions big;
+  big.activations = DType::F16;
+  nn::VaeDecoder d64(test::ctx(), *ws, cfg.vae, 1, 64, 64, big);
+  nn::VaeEncoder e512(test::ctx(), *ws, cfg.vae, 1, 512, 512, big);
+  MESSAGE("vae decoder 64x64 -> 512x512, fp16: activations " << mib(d64.peak_bytes()) << " + weights "
+                                                             << mib(ws->bytes()));
+  MESSAGE("vae encoder 512x512 -> 64x64, fp16: activations " << mib(e512.peak_bytes()) << " + weights "
+                                                             << mib(ws->bytes()));
+  CHECK(test::ctx().validation_messages() == 0);
 }
