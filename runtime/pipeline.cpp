@@ -343,6 +343,7 @@ GenerateResult SdPipeline::generate(const GenerateParams& p, Observer* obs) {
       e.x_signal = lv.signal, e.x_noise = lv.noise;
       e.step_ms = ms_since(step_t0);
       obs->on_step(e);
+      if (obs->cancelled()) fail("generation cancelled");
     }
     step_t0 = Clock::now();
   };

@@ -73,6 +73,8 @@ class Observer {
   // "sample", "load vae", "decode".
   virtual void on_stage(const std::string& stage) {}
   virtual void on_step(const StepEvent& e) {}
+  // Polled after every step: true stops generate() with an Error("generation cancelled").
+  virtual bool cancelled() { return false; }
 };
 
 struct GenerateResult {

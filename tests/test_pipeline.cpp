@@ -304,3 +304,19 @@ TEST_CASE("pipeline: img2img and inpainting run end to end") {
   CHECK_THROWS_WITH_AS(pipe.generate(p), doctest::Contains("multiples of 4"), Error);
   CHECK(test::ctx().validation_messages() == 0);
 }
+
+TEST_CASE("pipeline: an observer can cancel between steps") {
+  if (!test::shared_available()) return;
+  SdPipeline pipe(test::ctx(), tiny_options());
+  struct Cancel : Observer {
+    int steps = 0;
+    void on_step(const StepEvent&) override { ++steps; }
+    bool cancelled() override { return steps >= 1; }
+  } obs;
+  CHECK_THROWS_WITH_AS(pipe.generate(tiny_params(SamplerKind::Euler, 1.0), &obs), doctest::Contains("cancelled"), Error);
+  CHECK(obs.steps == 1);
+  // The pipeline is still usable afterwards.
+  auto res = pipe.generate(tiny_params(SamplerKind::Euler, 1.0));
+  CHECK(test::rel_l2(res.latent, npy("euler_nocfg_final_latent")) < kLatentTol);
+  CHECK(test::ctx().validation_messages() == 0);
+}
