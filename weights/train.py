@@ -49,8 +49,8 @@ ARCH = {
 }
 TRAIN = {
     "seed": 1234,
-    "vae_steps": 4000, "vae_batch": 8, "vae_lr": 2e-4, "kl_weight": 1e-6, "grad_weight": 0.5,
-    "diffusion_steps": 8000, "diffusion_batch": 32, "diffusion_lr": 2e-4, "warmup": 300,
+    "vae_steps": 3000, "vae_batch": 8, "vae_lr": 2e-4, "kl_weight": 1e-6, "grad_weight": 0.5,
+    "diffusion_steps": 6000, "diffusion_batch": 32, "diffusion_lr": 2e-4, "warmup": 300,
     "weight_decay": 0.01, "ema_decay": 0.999, "uncond_prob": 0.1, "grad_clip": 1.0,
     "ckpt_every": 250,
 }
@@ -201,6 +201,7 @@ def encode_latents(run_dir, cfg, model, images):
     if os.path.exists(path):
         return torch.load(path)
     vae = model.first_stage_model.eval()
+    t0, c0 = time.time(), time.process_time()
     means, logvars = [], []
     for i in range(0, images.shape[0], 64):
         m, lv = vae.encode(to_float(images[i:i + 64]))
@@ -213,7 +214,8 @@ def encode_latents(run_dir, cfg, model, images):
     lat = {"mean": mean, "logvar": logvar, "scale_factor": scale}
     save_atomic(lat, path)
     print(f"latents: {tuple(mean.shape)}, mean {mean.mean():.3f}, std {sample.std():.3f}, "
-          f"posterior std (mean) {(0.5 * logvar).exp().mean():.4f} -> scale_factor {scale:.5f}", flush=True)
+          f"posterior std (mean) {(0.5 * logvar).exp().mean():.4f} -> scale_factor {scale:.5f}; "
+          f"{time.time() - t0:.0f} s ({time.process_time() - c0:.0f} CPU s)", flush=True)
     return lat
 
 
