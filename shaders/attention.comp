@@ -111,11 +111,11 @@ void main() {
       l[i] = l[i] * corr + sum;
       [[unroll]] for (int d = 0; d < DV; ++d) acc[i][d] *= corr;
     }
-    [[unroll]] for (int k = 0; k < KB; ++k) {
-      uint j = min(j0 + uint(k), p.lk - 1u);
-      uint base = kbase + j * row_stride;
-      [[unroll]] for (int d = 0; d < DV; ++d) {
-        vec4 vv = LOAD4(V, base + uint(d));
+    // d outermost: each accumulator vec4 stays in a register across the block's keys.
+    [[unroll]] for (int d = 0; d < DV; ++d) {
+      [[unroll]] for (int k = 0; k < KB; ++k) {
+        uint j = min(j0 + uint(k), p.lk - 1u);
+        vec4 vv = LOAD4(V, kbase + j * row_stride + uint(d));
         [[unroll]] for (int i = 0; i < QPI; ++i) acc[i][d] += s[i][k] * vv;
       }
     }
