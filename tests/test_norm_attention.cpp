@@ -162,3 +162,190 @@ TEST_CASE("attention: bad shapes are errors") {
   CHECK_THROWS_AS(ops::attention(q2, k2, k2, 2, true), Error);  // causal needs Lq == Lk
   CHECK(ctx.validation_messages() == 0);
 }
+
+// ---- group norm / layer norm -----------------------------------------------------------------
+
+namespace {
+
+// GroupNorm in double: mean, then the mean squared deviation (biased, as PyTorch).
+std::vector<double> group_norm_ref(const std::vector<float>& x, const std::vector<float>& gamma,
+                                   const std::vector<float>& beta, int64_t n, int64_t c, int64_t s, int groups,
+                                   double eps, bool silu) {
+  std::vector<double> y(x.size());
+  const int64_t cg = c / groups, len = cg * s;
+  for (int64_t ng = 0; ng < n * groups; ++ng) {
+    const float* xs = &x[(size_t)(ng * len)];
+    double mean = 0, var = 0;
+    for (int64_t i = 0; i < len; ++i) mean += xs[i];
+    mean /= (double)len;
+    for (int64_t i = 0; i < len; ++i) var += (xs[i] - mean) * (xs[i] - mean);
+    double rstd = 1.0 / std::sqrt(var / (double)len + eps);
+    for (int64_t i = 0; i < len; ++i) {
+      int64_t ch = (ng % groups) * cg + i / s;
+      double v = (xs[i] - mean) * rstd * gamma[(size_t)ch] + beta[(size_t)ch];
+      if (silu) v = v / (1 + std::exp(-v));
+      y[(size_t)(ng * len + i)] = v;
+    }
+  }
+  return y;
+}
+
+double check_group_norm(int64_t n, int64_t c, int64_t h, int64_t w, int groups, float eps, bool silu, DType dt,
+                        float offset = 0.f, double* ms = nullptr) {
+  auto& ctx = test::ctx();
+  const int64_t s = h * w;
+  auto xv = test::randn((size_t)(n * c * s), 500 + c, 1.5f);
+  for (auto& v : xv) v += offset;  // a large common offset exposes E[x²] − E[x]² cancellation
+  xv = test::round_to(dt, std::move(xv));
+  auto gv = test::round_to(dt, test::randu((size_t)c, 501, 0.5f, 1.5f));
+  auto bv = test::round_to(dt, test::randn((size_t)c, 502, 0.3f));
+  Graph g(ctx);
+  Tensor x = g.input({n, c, h, w}, dt), gm = g.input({c}, dt), bt = g.input({c}, dt);
+  Tensor y = ops::group_norm(x, gm, bt, groups, eps, silu);
+  g.keep(y);
+  g.compile(ms != nullptr);
+  g.upload(x, xv);
+  g.upload(gm, gv);
+  g.upload(bt, bv);
+  g.run();
+  if (ms) {
+    g.run();
+    *ms = 0;
+    for (auto& t : g.timings()) *ms += t.ms;
+  }
+  return test::rel_l2(g.download(y), group_norm_ref(xv, gv, bv, n, c, s, groups, eps, silu));
+}
+
+double check_layer_norm(int64_t rows, int64_t c, DType dt, float offset = 0.f) {
+  auto& ctx = test::ctx();
+  auto xv = test::randn((size_t)(rows * c), 600 + c);
+  for (auto& v : xv) v += offset;
+  xv = test::round_to(dt, std::move(xv));
+  auto gv = test::round_to(dt, test::randu((size_t)c, 601, 0.5f, 1.5f));
+  auto bv = test::round_to(dt, test::randn((size_t)c, 602, 0.3f));
+  Graph g(ctx);
+  Tensor x = g.input({1, rows, c}, dt), gm = g.input({c}, dt), bt = g.input({c}, dt);
+  Tensor y = ops::layer_norm(x, gm, bt, 1e-5f);
+  g.keep(y);
+  g.compile();
+  g.upload(x, xv);
+  g.upload(gm, gv);
+  g.upload(bt, bv);
+  g.run();
+  std::vector<double> ref(xv.size());
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* xs = &xv[(size_t)(r * c)];
+    double mean = 0, var = 0;
+    for (int64_t i = 0; i < c; ++i) mean += xs[i];
+    mean /= (double)c;
+    for (int64_t i = 0; i < c; ++i) var += (xs[i] - mean) * (xs[i] - mean);
+    double rstd = 1.0 / std::sqrt(var / (double)c + 1e-5);
+    for (int64_t i = 0; i < c; ++i) ref[(size_t)(r * c + i)] = (xs[i] - mean) * rstd * gv[(size_t)i] + bv[(size_t)i];
+  }
+  return test::rel_l2(g.download(y), ref);
+}
+
+}  // namespace
+
+// Tolerances: f32 1e-5 relative L2, f16 2e-3 (output rounding).
+TEST_CASE("group_norm: odd shapes (C 96 in 32 groups over 7x9, batch 2), SiLU fused or not") {
+  for (DType dt : {DType::F32, DType::F16}) {
+    CAPTURE(dtype_name(dt));
+    CHECK(check_group_norm(2, 96, 7, 9, 32, 1e-5f, false, dt) < test::tol_for(dt));
+    CHECK(check_group_norm(2, 96, 7, 9, 32, 1e-6f, true, dt) < test::tol_for(dt));
+    CHECK(check_group_norm(1, 64, 5, 4, 32, 1e-5f, true, dt) < test::tol_for(dt));  // vec4 path, tiny groups
+  }
+  // A mean of 100 over a spread of 1.5: needs the two-pass statistics.
+  CHECK(check_group_norm(1, 64, 33, 35, 32, 1e-5f, false, DType::F32, 100.f) < 1e-5);
+  CHECK(test::ctx().validation_messages() == 0);
+}
+
+TEST_CASE("group_norm: UNet 2560 channels x 8x8 and 320 x 64x64 (f16), eps 1e-5") {
+  CHECK(check_group_norm(2, 2560, 8, 8, 32, 1e-5f, true, DType::F32) < 1e-5);
+  CHECK(check_group_norm(1, 320, 64, 64, 32, 1e-5f, true, DType::F16) < 2e-3);
+  CHECK(test::ctx().validation_messages() == 0);
+}
+
+TEST_CASE("group_norm: VAE 128 channels x 512x512 f32 (exactly 128 MiB) and x 520x512 (> 128 MiB), eps 1e-6") {
+  const uint64_t range = test::ctx().info().max_storage_buffer_range;
+  REQUIRE((uint64_t)128 * 520 * 512 * 4 > range);
+  double ms = 0;
+  // A common offset of 3 over a spread of 1.5 across 1 M elements per group.
+  CHECK(check_group_norm(1, 128, 512, 512, 32, 1e-6f, true, DType::F32, 3.f, &ms) < 1e-5);
+  MESSAGE("group_norm+SiLU 128x512x512 f32: " << ms << " ms (" << 128.0 * 512 * 512 * 12 / (ms * 1e6)
+                                              << " GB/s for 2 reads + 1 write)");
+  CHECK(check_group_norm(1, 128, 520, 512, 32, 1e-6f, false, DType::F32, -2.f) < 1e-5);
+  CHECK(test::ctx().validation_messages() == 0);
+}
+
+TEST_CASE("layer_norm: odd widths and SD widths (4096 x 320, CLIP 77 x 768, 1280)") {
+  CHECK(check_layer_norm(7, 37, DType::F32) < 1e-5);
+  CHECK(check_layer_norm(5, 1000, DType::F32, 50.f) < 1e-5);
+  CHECK(check_layer_norm(4096, 320, DType::F32) < 1e-5);
+  CHECK(check_layer_norm(4096, 320, DType::F16) < 2e-3);
+  CHECK(check_layer_norm(77, 768, DType::F32) < 1e-5);
+  CHECK(check_layer_norm(256, 1280, DType::F32) < 1e-5);
+  CHECK(test::ctx().validation_messages() == 0);
+}
+
+TEST_CASE("norms: bad shapes are errors") {
+  Graph g(test::ctx());
+  Tensor x = g.input({1, 96, 4, 4}, DType::F32), c96 = g.input({96}, DType::F32), c64 = g.input({64}, DType::F32);
+  CHECK_THROWS_AS(ops::group_norm(x, c96, c96, 40, 1e-5f, false), Error);  // 96 % 40
+  CHECK_THROWS_AS(ops::group_norm(x, c64, c64, 32, 1e-5f, false), Error);  // gamma size
+  CHECK_THROWS_AS(ops::layer_norm(x, c96, c96, 1e-5f), Error);             // last dim is 4
+}
+
+// ---- GEGLU -----------------------------------------------------------------------------------
+
+TEST_CASE("gelu in common.glsl is the exact-erf GELU (vs std::erf in double)") {
+  // Through the eltwise GELU: x over [-8, 8] densely, absolute error per element.
+  auto& ctx = test::ctx();
+  const size_t n = 16001;
+  std::vector<float> xv(n);
+  for (size_t i = 0; i < n; ++i) xv[i] = -8.f + 16.f * (float)i / (float)(n - 1);
+  Graph g(ctx);
+  Tensor x = g.input({(int64_t)n}, DType::F32);
+  Tensor y = ops::gelu(x);
+  g.keep(y);
+  g.compile();
+  g.upload(x, xv);
+  g.run();
+  auto yv = g.download(y);
+  double worst = 0;
+  for (size_t i = 0; i < n; ++i) {
+    double r = 0.5 * xv[i] * (1 + std::erf(xv[i] / std::sqrt(2.0)));
+    worst = std::max(worst, std::fabs(yv[i] - r) / std::max(1.0, std::fabs(r)));
+  }
+  MESSAGE("gelu: worst error " << worst << " (absolute, relative beyond |y| > 1)");
+  CHECK(worst < 1e-6);
+  CHECK(ctx.validation_messages() == 0);
+}
+
+TEST_CASE("geglu: odd width and SD's 4096 x 2*1280 (f32, f16)") {
+  auto& ctx = test::ctx();
+  for (auto [rows, d] : std::vector<std::pair<int64_t, int64_t>>{{7, 13}, {4096, 1280}}) {
+    for (DType dt : {DType::F32, DType::F16}) {
+      CAPTURE(rows);
+      CAPTURE(d);
+      CAPTURE(dtype_name(dt));
+      auto xv = test::round_to(dt, test::randn((size_t)(rows * 2 * d), 700 + d, 2.f));
+      Graph g(ctx);
+      Tensor x = g.input({1, rows, 2 * d}, dt);
+      Tensor y = ops::geglu(x);
+      g.keep(y);
+      g.compile();
+      g.upload(x, xv);
+      g.run();
+      CHECK(y.shape() == Shape{1, rows, d});
+      std::vector<double> ref((size_t)(rows * d));
+      for (int64_t r = 0; r < rows; ++r)
+        for (int64_t j = 0; j < d; ++j) {
+          double a = xv[(size_t)(r * 2 * d + j)], gt = xv[(size_t)(r * 2 * d + d + j)];
+          ref[(size_t)(r * d + j)] = a * 0.5 * gt * (1 + std::erf(gt / std::sqrt(2.0)));
+        }
+      CHECK(test::rel_l2(g.download(y), ref) < test::tol_for(dt));
+    }
+  }
+  CHECK(ctx.validation_messages() == 0);
+}
