@@ -39,7 +39,8 @@ struct Case {
 struct Bench {
   Graph& g;
   DType dt;
-  double bytes = 0;
+  double bytes = 0;  // memory-bound ops: bytes read + written once
+  double flops = 0;  // ops whose dispatches do not count their flops
   std::vector<Tensor> inputs;
   Tensor input(const Shape& s, DType t) {
     Tensor x = g.input(s, t);
@@ -104,6 +105,7 @@ Result run_case(Context& ctx, const Case& c, DType dt, int reps) {
     ms.push_back(t);
   }
   double cpu_per_run = (cpu_seconds() - cpu0) / reps;
+  if (flops == 0) flops = b.flops;
   std::sort(ms.begin(), ms.end());
   Result res;
   unsigned cores = std::max(1u, std::thread::hardware_concurrency());
@@ -166,6 +168,38 @@ std::vector<Case> make_cases() {
   conv("conv1x1 512->512 @64x64", 512, 64, 512, 1, ops::Conv2d::same(1), false);
   conv("conv1x1 2560->1280 @8x8", 2560, 8, 1280, 1, ops::Conv2d::same(1), false);
   conv("conv1x1 640->320 @64x64", 640, 64, 320, 1, ops::Conv2d::same(1), false);
+  // Ops written by others (norm.comp, attention.comp, geglu): same harness.
+  auto attn = [&](const char* name, int64_t Lq, int64_t Lk, int64_t heads, int64_t D) {
+    cs.push_back({name, false, false, [=](Bench& bn) {
+                    Tensor q = bn.input({1, Lq, heads * D}), k = bn.input({1, Lk, heads * D}),
+                           v = bn.input({1, Lk, heads * D});
+                    bn.flops = 4.0 * heads * Lq * Lk * D;  // q·kᵀ and p·v
+                    return ops::attention(q, k, v, (int)heads);
+                  }});
+  };
+  attn("self-attention 8h x 4096 x 40", 4096, 4096, 8, 40);
+  attn("cross-attention 8h 4096x77 x 40", 4096, 77, 8, 40);
+  attn("VAE attention 1h x 4096 x 512", 4096, 4096, 1, 512);
+  cs.push_back({"group_norm 128ch @512x512 (32 groups)", false, true, [](Bench& bn) {
+                  Tensor x = bn.input({1, 128, 512, 512}), g = bn.input({128}), b = bn.input({128});
+                  bn.bytes = 2.0 * x.numel() * dtype_size(bn.dt);
+                  return ops::group_norm(x, g, b, 32, 1e-6f, false);
+                }});
+  cs.push_back({"group_norm+SiLU 320ch @64x64", false, true, [](Bench& bn) {
+                  Tensor x = bn.input({2, 320, 64, 64}), g = bn.input({320}), b = bn.input({320});
+                  bn.bytes = 2.0 * x.numel() * dtype_size(bn.dt);
+                  return ops::group_norm(x, g, b, 32, 1e-5f, true);
+                }});
+  cs.push_back({"layer_norm [8192, 320]", false, true, [](Bench& bn) {
+                  Tensor x = bn.input({2 * 4096, 320}), g = bn.input({320}), b = bn.input({320});
+                  bn.bytes = 2.0 * x.numel() * dtype_size(bn.dt);
+                  return ops::layer_norm(x, g, b, 1e-5f);
+                }});
+  cs.push_back({"geglu [8192, 2560] -> 1280", false, true, [](Bench& bn) {
+                  Tensor x = bn.input({2 * 4096, 2560});
+                  bn.bytes = 1.5 * x.numel() * dtype_size(bn.dt);
+                  return ops::geglu(x);
+                }});
   return cs;
 }
 
