@@ -65,15 +65,13 @@ void chunk_stats() {
   uint first = chunk * gl_WorkGroupSize.x * uint(E);
   uint base = group * units;
   vec4 v[E];
-  float cnt = 0.0, sum = 0.0;
+  float sum = 0.0;
   [[unroll]] for (int e = 0; e < E; ++e) {
     uint u = first + uint(e) * gl_WorkGroupSize.x + gl_LocalInvocationID.x;
-    bool in_range = u < units;
-    v[e] = in_range ? load_unit(base + u) : vec4(0.0);
-    cnt += in_range ? float(LANES) : 0.0;
+    v[e] = u < units ? load_unit(base + u) : vec4(0.0);
     sum += unit_sum(v[e]);
   }
-  float count = workgroup_sum(cnt);
+  float count = float(min(units - first, gl_WorkGroupSize.x * uint(E)) * uint(LANES));
   float mean = workgroup_sum(sum) / count;
   float m2 = 0.0;
   [[unroll]] for (int e = 0; e < E; ++e) {

@@ -211,7 +211,10 @@ double check_group_norm(int64_t n, int64_t c, int64_t h, int64_t w, int groups, 
   if (ms) {
     g.run();
     *ms = 0;
-    for (auto& t : g.timings()) *ms += t.ms;
+    for (auto& t : g.timings()) {
+      *ms += t.ms;
+      MESSAGE("  " << t.label << ": " << t.ms << " ms");
+    }
   }
   return test::rel_l2(g.download(y), group_norm_ref(xv, gv, bv, n, c, s, groups, eps, silu));
 }

@@ -38,7 +38,9 @@ Tensor group_norm(Tensor x, Tensor gamma, Tensor beta, int groups, float eps, bo
 
   // 1. chunk statistics: WG invocations × E units each (vec4 units when a group is a whole
   //    number of vec4s, which also keeps every group's start vec4-aligned).
-  const uint32_t wg = 256, e = 4;
+  // Few invocations with many units each: on lavapipe the cross-subgroup part of a workgroup
+  // reduction costs per invocation, so small workgroups with long register runs are fastest.
+  const uint32_t wg = 64, e = 16;
   const uint32_t lanes = group_len % 4 == 0 ? 4 : 1;
   const uint64_t chunk_elems = (uint64_t)wg * e * lanes;
   const uint64_t chunks = ((uint64_t)group_len + chunk_elems - 1) / chunk_elems;
