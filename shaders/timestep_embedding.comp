@@ -56,7 +56,13 @@ void main() {
   float num = p.neg_log_period * float(k);
   float h = float(p.half_dim);
   float q = num / h;
-  q += fma(-q, h, num) / h;  // one correction step: the f32 quotient even where '/' is approximate
+  // One correction step recovers the correctly rounded f32 quotient (what torch computes) on
+  // devices whose '/' is approximate. fma is not reliably fused (lavapipe), so q · h is formed
+  // exactly from two 12-bit halves of q (half_dim < 4096 has at most 12 bits).
+  precise float q_hi = uintBitsToFloat(floatBitsToUint(q) & 0xFFFFF000u);
+  precise float q_lo = q - q_hi;
+  precise float residual = (num - q_hi * h) - q_lo * h;
+  q += residual / h;
   float freq = exp_f32(q);
   float arg = LOAD(T, row) * freq;
   float s, c;

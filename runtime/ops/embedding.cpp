@@ -12,6 +12,7 @@ Tensor timestep_embedding(Tensor t, int dim, float max_period) {
   Graph& g = *t.g;
   if (dim <= 1) fail("timestep_embedding: dim " + std::to_string(dim) + " is too small");
   if (!(max_period > 1.f)) fail("timestep_embedding: max_period must be > 1");
+  if (dim / 2 >= 4096) fail("timestep_embedding: dim " + std::to_string(dim) + " is too large (at most 8191)");
   if (t.dtype() == DType::I32) fail("timestep_embedding: t must be a float tensor");
   const int64_t n = t.numel();
   Tensor y = g.temp({n, dim}, t.dtype());
