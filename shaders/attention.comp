@@ -90,7 +90,15 @@ void main() {
     if (SPLIT > 1) {
       [[unroll]] for (int i = 0; i < QPI; ++i)
         [[unroll]] for (int k = 0; k < KB; ++k)
-          [[unroll]] for (uint x = 1u; x < uint(SPLIT); x <<= 1u) s[i][k] += subgroupShuffleXor(s[i][k], x);
+        {
+          // Written out, not looped: a shift-counted loop may stay a loop, and every one of its
+          // iterations would count against lavapipe's per-invocation budget.
+          if (SPLIT > 1) s[i][k] += subgroupShuffleXor(s[i][k], 1u);
+          if (SPLIT > 2) s[i][k] += subgroupShuffleXor(s[i][k], 2u);
+          if (SPLIT > 4) s[i][k] += subgroupShuffleXor(s[i][k], 4u);
+          if (SPLIT > 8) s[i][k] += subgroupShuffleXor(s[i][k], 8u);
+          if (SPLIT > 16) s[i][k] += subgroupShuffleXor(s[i][k], 16u);
+        }
     }
     // Online softmax: one rescale of the running state per block.
     [[unroll]] for (int i = 0; i < QPI; ++i) {

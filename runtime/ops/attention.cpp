@@ -29,14 +29,13 @@ AttentionTiles choose_tiles(const DeviceInfo& dev, int64_t d4) {
   // Heads wider than 160 dims (the VAE's 512) do not fit one lane's registers: spread each
   // query's head dim over a cluster of subgroup lanes, 16 vec4s per lane.
   if (d4 > 40)
-    while (d4 / t.split > 16 && t.split * 2 <= std::max<uint32_t>(dev.subgroup_size, 1) && d4 % (t.split * 2) == 0)
+    while (d4 / t.split > 16 && t.split * 2 <= std::min<uint32_t>(dev.subgroup_size, 32) && d4 % (t.split * 2) == 0)
       t.split *= 2;
   int64_t dv = d4 / t.split;
   // Queries per invocation: enough to reuse each K/V load several times, few enough to keep
   // q and the accumulator (2 · QPI · DV vec4s) near registers and the unrolled shader small.
   // Measured on lavapipe (CPU time over 2 cores): D 40: QPI 4 KB 16 ≈ 19 GFLOP/s; D 80: QPI 2
-  // ≈ 19; D 160: QPI 2 KB 8 ≈ 15; D 512 SPLIT 8: QPI 4 KB 4 ≈ 10 (each key of a block costs
-  // SPLIT-lane shuffles there, so short blocks win).
+  // ≈ 19; D 160: QPI 2 KB 8 ≈ 15; D 512 SPLIT 8: QPI 4 KB 8 ≈ 22.
   if (t.split > 1) {
     t.qpi = 4;
     t.kb = 4;
