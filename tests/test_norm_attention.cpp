@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <ctime>
 
 #include "runtime/context.h"
 #include "runtime/error.h"
@@ -72,8 +73,13 @@ double check_attention(const AttnCase& c, double* ms = nullptr) {
   g.run();
   auto ov = g.download(o);
   if (ms) {
+    std::clock_t c0 = std::clock();
     g.run();
+    double cpu_s = (double)(std::clock() - c0) / CLOCKS_PER_SEC;
     *ms = g.timings().at(0).ms;
+    // The wall time depends on what else the (shared) machine runs; the process CPU time
+    // (all of lavapipe's worker threads) shows the work itself.
+    MESSAGE("  warm run: " << *ms << " ms wall, " << cpu_s << " s CPU over " << ctx.info().name);
   }
   std::vector<std::pair<int64_t, int64_t>> rows;  // (batch, query row)
   if (c.sample_rows == 0) {
