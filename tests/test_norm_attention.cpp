@@ -148,6 +148,14 @@ TEST_CASE("attention: SD 1.5 cross-attention 4096 queries x 77 keys, 8 heads x 4
   CHECK(test::ctx().validation_messages() == 0);
 }
 
+TEST_CASE("attention: SD 1.5 deeper levels: 1024 tokens x 80 and 256 tokens x 160, self and cross (sampled rows)") {
+  CHECK(check_attention({1, 1024, 1024, 8, 80, false, DType::F32, 64}) < 1e-5);
+  CHECK(check_attention({2, 1024, 77, 8, 80, false, DType::F16, 64}) < 2e-3);
+  CHECK(check_attention({1, 256, 256, 8, 160, false, DType::F32, 64}) < 1e-5);
+  CHECK(check_attention({2, 256, 77, 8, 160, false, DType::F32, 64}) < 1e-5);
+  CHECK(test::ctx().validation_messages() == 0);
+}
+
 TEST_CASE("attention: VAE mid-block single head 4096 tokens x 512 (64 sampled rows)") {
   double ms = 0;
   CHECK(check_attention({1, 4096, 4096, 1, 512, false, DType::F32, 64}, &ms) < 1e-5);
