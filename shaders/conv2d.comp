@@ -11,12 +11,18 @@
 //         channel are contiguous and 16-byte aligned: KH*KW vec4 fetches instead of 4x that.
 //   XVEC: W % 4 == 0 and TN % 4 == 0. The aligned middle of each input row segment is read
 //         as vec4 texels; only the PL columns on the left and the rest on the right are scalar.
+//   SG:   (with WVEC) the SG lanes of a subgroup share their output channels (they differ in
+//         pixels), so they split the block's weight fetches between them and pass the values
+//         on with subgroupShuffle: SG times fewer weight fetches, which were half the cost on
+//         llvmpipe. Needs subgroup size SG dividing the workgroup's x size, and every lane
+//         alive to the end (out-of-range lanes compute on clamped indices and store nothing).
 //
 // Loop budget (lavapipe stops an invocation after 65,535 loop iterations in total): the only
 // runtime-length loop is over input channels (Ci, or Ci/4 blocks with WVEC); the kernel-window
 // and tile loops have spec-constant bounds and are unrolled. SD needs at most 2,560; the host
 // rejects Ci > 60,000.
 #extension GL_EXT_control_flow_attributes : enable
+#extension GL_KHR_shader_subgroup_shuffle : enable
 #include "common.glsl"
 
 layout(local_size_x_id = 0, local_size_y_id = 1) in;  // PX pixel blocks x CY channel blocks
@@ -31,6 +37,7 @@ layout(constant_id = 9) const int WVEC = 0;   // see above
 layout(constant_id = 10) const int XVEC = 0;  // see above (needs PL + S <= KW)
 layout(constant_id = 11) const int PL = 0;    // left padding (a spec constant so that the
                                               // vec4 part of a row lands at fixed registers)
+layout(constant_id = 12) const int SG = 0;    // subgroup size for shared weight fetches; 0: off
 
 IN(0, X);
 IN(1, Wt);
@@ -54,7 +61,9 @@ void main() {
   uint n = gl_WorkGroupID.z;
   uint oh = pb / p.row_blocks;
   uint ow0 = (pb % p.row_blocks) * TN;
-  if (oh >= p.Ho || co0 >= p.Co) return;
+  bool in_range = oh < p.Ho && co0 < p.Co;
+  if (SG == 0 && !in_range) return;
+  oh = min(oh, p.Ho - 1u);  // SG: inactive lanes still fetch for their subgroup
 
   // Input columns: clamped index plus an in-bounds flag (padding reads as zero).
   int iw0 = int(ow0) * S - PL;
@@ -78,6 +87,18 @@ void main() {
   uint wrow[TM];
   [[unroll]] for (int i = 0; i < TM; ++i) wrow[i] = min(co0 + i, p.Co - 1) * p.Ci * KK;
 
+  // SG: this lane fetches vec4 number f = j*SG + lane of the block's TM*KH*KW weight texels.
+  const int SGD = SG > 0 ? SG : 1;
+  const int NJ = (TM * KH * KW + SGD - 1) / SGD;
+  uint wlane[NJ];
+  if (SG > 0) {
+    uint lane = gl_LocalInvocationID.x % uint(SG);
+    [[unroll]] for (int j = 0; j < NJ; ++j) {
+      uint f = min(uint(j * SG) + lane, uint(TM) * KK - 1u);
+      wlane[j] = wrow[f / KK] / 4u + f % KK;
+    }
+  }
+
   float acc[TM][TN];
   [[unroll]] for (int i = 0; i < TM; ++i)
     [[unroll]] for (int j = 0; j < TN; ++j) acc[i][j] = 0.0;
@@ -91,8 +112,19 @@ void main() {
   for (uint cb = 0; cb < nblocks; ++cb) {
     // This block's weights for every output channel of the tile: TM x (CB*KH*KW) values.
     float wv[TM][CB * KH * KW];
+    vec4 wmine[NJ];
+    if (SG > 0) [[unroll]] for (int j = 0; j < NJ; ++j) wmine[j] = LOAD4(W4, wlane[j] + cb * KK);
     [[unroll]] for (int i = 0; i < TM; ++i) {
-      if (WVEC == 1) {
+      if (SG > 0) {
+        [[unroll]] for (int q = 0; q < KH * KW; ++q) {
+          int f = i * KH * KW + q;
+          vec4 t = subgroupShuffle(wmine[f / SG], uint(f % SG));
+          wv[i][4 * q] = t.x;
+          wv[i][4 * q + 1] = t.y;
+          wv[i][4 * q + 2] = t.z;
+          wv[i][4 * q + 3] = t.w;
+        }
+      } else if (WVEC == 1) {
         uint w4 = (wrow[i] + cb * 4u * KK) / 4u;
         [[unroll]] for (int q = 0; q < KH * KW; ++q) {
           vec4 t = LOAD4(W4, w4 + q);
@@ -136,6 +168,7 @@ void main() {
     }
   }
 
+  if (!in_range) return;
   uint out_plane = p.Ho * p.Wo;
   [[unroll]] for (int i = 0; i < TM; ++i) {
     uint co = co0 + i;

@@ -100,11 +100,18 @@ Tensor conv2d(Tensor x, Tensor w, Tensor b, Conv2d p, Tensor residual) {
   // aligned middle of each input row.
   bool wvec = Ci % 4 == 0;
   bool xvec = W % 4 == 0 && t.tn % 4 == 0 && p.pad_left + p.stride <= kw;
+  // Subgroup-shared weight fetches (lanes of a subgroup = neighbouring pixel blocks, same
+  // channels). Enabled where measured: llvmpipe (subgroup size 8, workgroup rows of 8).
+  const DeviceInfo& info = g.context().info();
+  uint32_t sg = 0;
+  if (wvec && info.type == "CPU" && info.subgroup_size > 0 && t.px % info.subgroup_size == 0 &&
+      !std::getenv("VKSD_CONV_NO_SG"))
+    sg = info.subgroup_size;
   Dispatch d;
   d.kernel = "conv2d";
   d.label = "conv" + std::to_string(kh) + "x" + std::to_string(kw) + (p.stride > 1 ? "s" + std::to_string(p.stride) : "");
   d.spec = {t.px, t.cy, t.tm, t.tn, (uint32_t)kh, (uint32_t)kw, (uint32_t)p.stride, b.valid() ? 1u : 0u,
-            residual.valid() ? 1u : 0u, wvec ? 1u : 0u, xvec ? 1u : 0u, (uint32_t)p.pad_left};
+            residual.valid() ? 1u : 0u, wvec ? 1u : 0u, xvec ? 1u : 0u, (uint32_t)p.pad_left, sg};
   d.args = {in(x), in(w), in(b.valid() ? b : w), in(residual.valid() ? residual : x), out(y),
             in(x, xvec ? 4 : 1), in(w, wvec ? 4 : 1)};
   d.set_push(pc);
