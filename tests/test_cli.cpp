@@ -19,11 +19,14 @@ namespace fs = std::filesystem;
 
 namespace {
 
+// The vksd binary: in VKSD_TEST_BINARY_DIR (set by ctest), else beside this test executable.
 std::string binary() {
-  const char* d = std::getenv("VKSD_TEST_BINARY_DIR");
-  if (!d) return {};
-  fs::path p = fs::path(d) / "vksd";
-  return fs::exists(p) ? p.string() : std::string();
+  std::error_code ec;
+  fs::path dir;
+  if (const char* d = std::getenv("VKSD_TEST_BINARY_DIR"); d && *d) dir = d;
+  else dir = fs::read_symlink("/proc/self/exe", ec).parent_path();
+  fs::path p = dir / "vksd";
+  return fs::exists(p, ec) ? p.string() : std::string();
 }
 
 struct Run {
@@ -62,7 +65,7 @@ struct Fixture {
 
 #define NEED_BINARY()                                                   \
   if (binary().empty()) {                                               \
-    MESSAGE("skipped: VKSD_TEST_BINARY_DIR/vksd not found (run via ctest)"); \
+    MESSAGE("skipped: the vksd binary was not found (VKSD_TEST_BINARY_DIR)");      \
     return;                                                             \
   }
 

@@ -193,7 +193,7 @@ TEST_CASE("pipeline: Euler 4 steps, CFG 7.5 and no CFG, reproduce the reference 
   CHECK(test::ctx().validation_messages() == 0);
 }
 
-TEST_CASE("pipeline: low-VRAM mode gives the same image; fp16 storage stays close") {
+TEST_CASE("pipeline: low-VRAM mode gives the same image and fp16 storage stays close") {
   if (!test::shared_available()) return;
   auto p = tiny_params(SamplerKind::Euler, 7.5);
   p.steps = 2;

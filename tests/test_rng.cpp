@@ -105,18 +105,26 @@ TEST_CASE("rng: odd sizes and consecutive calls match live torch (skipped withou
                              {5, 100, 7}, {6, 7, 100}, {1234567890123ull, 333, 0}, {8, 16 * 64 * 64 + 5, 0}};
   auto dir = std::filesystem::temp_directory_path() / ("vksd_rng_" + std::to_string(::getpid()));
   std::filesystem::create_directories(dir);
+  auto out = dir / "t.bin";
+  // One interpreter for every case (importing torch takes seconds): all outputs concatenated.
+  std::string script = "import torch,sys\nf=open(sys.argv[1],'wb')\n";
+  for (auto c : cases)
+    script += "torch.manual_seed(" + std::to_string(c.seed) + "); a=torch.randn(" + std::to_string(c.n) +
+              "); b=torch.randn(" + std::to_string(c.m) + "); f.write(torch.cat([a,b]).numpy().tobytes())\n";
+  {
+    FILE* sf = std::fopen((dir / "gen.py").c_str(), "w");
+    REQUIRE(sf);
+    std::fputs(script.c_str(), sf);
+    std::fclose(sf);
+  }
+  // The reference data was made with torch's AVX2 kernel (any x86-64 CPU since 2013).
+  REQUIRE(std::system(("ATEN_CPU_CAPABILITY=avx2 " + std::string(py) + " " + (dir / "gen.py").string() + " " +
+                       out.string()).c_str()) == 0);
+  FILE* f = std::fopen(out.c_str(), "rb");
+  REQUIRE(f);
   for (auto c : cases) {
-    auto out = dir / "t.bin";
-    std::string cmd = std::string(py) + " -c \"import torch,sys; torch.manual_seed(" + std::to_string(c.seed) +
-                      "); a=torch.randn(" + std::to_string(c.n) + "); b=torch.randn(" + std::to_string(c.m) +
-                      "); open(sys.argv[1],'wb').write(torch.cat([a,b]).numpy().tobytes())\" " + out.string();
-    // The reference data was made with torch's AVX2 kernel (any x86-64 CPU since 2013).
-    REQUIRE(std::system(("ATEN_CPU_CAPABILITY=avx2 " + cmd).c_str()) == 0);
     std::vector<float> ref((size_t)(c.n + c.m));
-    FILE* f = std::fopen(out.c_str(), "rb");
-    REQUIRE(f);
     REQUIRE(std::fread(ref.data(), 4, ref.size(), f) == ref.size());
-    std::fclose(f);
     TorchRng g(c.seed);
     auto a = g.randn(c.n);
     auto b = g.randn(c.m);
@@ -124,5 +132,6 @@ TEST_CASE("rng: odd sizes and consecutive calls match live torch (skipped withou
     INFO("seed " << c.seed << " sizes " << c.n << ", " << c.m);
     CHECK(same_bits(a, ref));
   }
+  std::fclose(f);
   std::filesystem::remove_all(dir);
 }

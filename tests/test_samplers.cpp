@@ -79,7 +79,7 @@ TEST_CASE("schedule: DDIM timesteps, Karras sigmas, v-prediction conversion") {
   CHECK_THROWS_AS(NoiseSchedule{bad}, Error);
 }
 
-TEST_CASE("sampler names round trip; unknown names are an error listing the valid ones") {
+TEST_CASE("sampler names round trip, unknown names are an error listing the valid ones") {
   for (auto& n : sampler_cli_names()) CHECK(sampler_cli_name(parse_sampler(n)) == n);
   CHECK(std::string(sampler_a1111_name(SamplerKind::EulerAncestral)) == "Euler a");
   try {
@@ -317,7 +317,7 @@ TEST_CASE("Euler ancestral (k-diffusion sample_euler_ancestral) matches its publ
   }
 }
 
-TEST_CASE("DDIM with eta and DDPM (Song et al. eq. 12; Ho et al. eqs. 6-7) match their published rules") {
+TEST_CASE("DDIM with eta and DDPM (Song et al. eq. 12, Ho et al. eqs. 6-7) match their published rules") {
   NoiseSchedule s{ScheduleConfig{}};
   Toy toy{s};
   const int steps = 8;
