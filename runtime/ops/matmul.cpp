@@ -63,7 +63,14 @@ Tensor gemm(const GemmDesc& d) {
   ds.kernel = "matmul";
   ds.label = d.label;
   uint32_t bias_mode = d.bias_along == GemmDesc::BiasAlong::N ? 1 : d.bias_along == GemmDesc::BiasAlong::M ? 2 : 0;
-  ds.spec = {t.wx, t.wy, t.tm, t.tn, d.trans_b ? 1u : 0u, vec ? 1u : 0u, bias_mode, d.residual.valid() ? 1u : 0u};
+  // Subgroup-shared A fetches (the lanes of a subgroup are neighbouring column tiles of the
+  // same rows). Enabled where measured: llvmpipe (subgroup size 8, workgroup rows of 8).
+  const DeviceInfo& info = g.context().info();
+  uint32_t sg = 0;
+  if (vec && info.type == "CPU" && info.subgroup_size > 0 && t.wx % info.subgroup_size == 0 &&
+      !std::getenv("VKSD_GEMM_NO_SG"))
+    sg = info.subgroup_size;
+  ds.spec = {t.wx, t.wy, t.tm, t.tn, d.trans_b ? 1u : 0u, vec ? 1u : 0u, bias_mode, d.residual.valid() ? 1u : 0u, sg};
   int lanes = vec ? 4 : 1;
   ds.args = {in(d.a, lanes), in(d.b, lanes), in(bias_mode ? d.bias : d.a), in(d.residual.valid() ? d.residual : d.a),
              out(c)};
