@@ -11,11 +11,15 @@
 #include <memory>
 #include <unistd.h>
 
+#include "runtime/checkpoint.h"
 #include "runtime/context.h"
 #include "runtime/error.h"
 #include "runtime/image_io.h"
+#include "runtime/nn/unet.h"
 #include "runtime/pipeline.h"
 #include "runtime/schedule.h"
+#include "runtime/sd1_layout.h"
+#include "runtime/weights.h"
 #include "tests/test_util.h"
 
 using namespace vksd;
@@ -318,5 +322,122 @@ TEST_CASE("pipeline: an observer can cancel between steps") {
   // The pipeline is still usable afterwards.
   auto res = pipe.generate(tiny_params(SamplerKind::Euler, 1.0));
   CHECK(test::rel_l2(res.latent, npy("euler_nocfg_final_latent")) < kLatentTol);
+  CHECK(test::ctx().validation_messages() == 0);
+}
+
+// ---- 9-channel inpainting UNet ---------------------------------------------------------------
+// No such reference model exists at tiny size, so make one from the tiny checkpoint: conv_in
+// widened to 9 input channels [x (4), mask (1), masked-image latent (4)] with chosen weights.
+// With the extra weights zero it IS the 4-channel UNet; with x's weights moved to the masked-
+// image latent (and a copy on the mask) its output is the 4-channel UNet's output on a known
+// input, which checks the mask and latent layout the pipeline feeds.
+static void write_safetensors(const std::string& path, const std::vector<std::pair<std::string, test::Npy>>& tensors) {
+  std::string header = "{";
+  size_t offset = 0;
+  for (const auto& [name, t] : tensors) {
+    std::string shape;
+    for (auto d : t.shape) shape += (shape.empty() ? "" : ",") + std::to_string(d);
+    const size_t bytes = t.data.size() * 4;
+    header += (header.size() > 1 ? "," : "") + std::string("\"") + name + "\":{\"dtype\":\"F32\",\"shape\":[" + shape +
+              "],\"data_offsets\":[" + std::to_string(offset) + "," + std::to_string(offset + bytes) + "]}";
+    offset += bytes;
+  }
+  header += "}";
+  while (header.size() % 8) header += ' ';
+  std::ofstream f(path, std::ios::binary);
+  uint64_t n = header.size();
+  f.write(reinterpret_cast<const char*>(&n), 8);
+  f.write(header.data(), (std::streamsize)header.size());
+  for (const auto& [name, t] : tensors) f.write(reinterpret_cast<const char*>(t.data.data()), (std::streamsize)(t.data.size() * 4));
+}
+
+TEST_CASE("pipeline: 9-channel inpainting UNet gets [x, mask, masked-image latent]") {
+  if (!test::shared_available()) return;
+  auto dir = temp_dir("inpaint9");
+  const std::string conv_in = std::string(kUNetPrefix) + "input_blocks.0.0.weight";
+  auto src = Checkpoint::open(test::vectors_dir() + "/model.safetensors");
+  auto w4 = src.read_f32(conv_in);  // [32, 4, 3, 3]
+  const int oc = 32, k = 9;
+  // variant 0: 9-ch weights = [W, 0, 0]; variant 1: [0, W[:,0], W] (x ignored).
+  auto make = [&](int variant) {
+    std::vector<std::pair<std::string, test::Npy>> ts;
+    for (const auto& name : src.tensor_names()) {
+      test::Npy t;
+      t.shape = src.shape(name);
+      t.data = src.read_f32(name);
+      if (name == conv_in) {
+        t.shape = {oc, 9, 3, 3};
+        t.data.assign((size_t)oc * 9 * k, 0.f);
+        for (int o = 0; o < oc; ++o)
+          for (int c = 0; c < 4; ++c)
+            for (int j = 0; j < k; ++j) {
+              float w = w4[((size_t)o * 4 + c) * k + j];
+              if (variant == 0) t.data[((size_t)o * 9 + c) * k + j] = w;
+              else t.data[((size_t)o * 9 + 5 + c) * k + j] = w;
+              if (variant == 1 && c == 0) t.data[((size_t)o * 9 + 4) * k + j] = w;
+            }
+      }
+      ts.emplace_back(name, std::move(t));
+    }
+    auto path = (dir / ("inpaint" + std::to_string(variant) + ".safetensors")).string();
+    write_safetensors(path, ts);
+    return path;
+  };
+  const std::string cfg_json = R"({"unet": {"num_heads": 2}, "text_encoder": {"heads": 2}})";
+  auto opts9 = [&](const std::string& path) {
+    auto o = tiny_options();
+    o.model_path = path;
+    o.config_json = cfg_json;
+    return o;
+  };
+  auto init = read_image(test::vectors_dir() + "/vae_enc_in_u8.png", 3);
+  Image mask(32, 32, 1);
+  for (int y = 4; y < 20; ++y)
+    for (int x = 8; x < 30; ++x) mask.at(x, y)[0] = 255;
+  auto p = tiny_params(SamplerKind::Euler, 1.0);
+  p.init_image = init;
+  p.strength = 1.0;
+
+  // Variant 0 equals plain img2img with the 4-channel model (no blending for 9-ch models).
+  std::vector<float> ref_latent;
+  {
+    SdPipeline pipe4(test::ctx(), tiny_options());
+    ref_latent = pipe4.generate(p).latent;
+  }
+  {
+    SdPipeline pipe9(test::ctx(), opts9(make(0)));
+    CHECK(pipe9.config().unet.in_channels == 9);
+    auto q = p;
+    q.mask = mask;
+    CHECK(test::rel_l2(pipe9.generate(q).latent, ref_latent) < 1e-5);
+    q.mask.reset();
+    CHECK_THROWS_WITH_AS(pipe9.generate(q), doctest::Contains("inpainting model"), Error);
+  }
+  // Variant 1: the first step's UNet output must be UNet4(masked latent + mask on channel 0).
+  {
+    SdPipeline pipe9(test::ctx(), opts9(make(1)));
+    auto q = p;
+    q.mask = mask;
+    q.steps = 1;
+    Recorder rec;
+    pipe9.generate(q, &rec);
+    REQUIRE(rec.steps.size() == 1);
+    // Expected input: the latent of the image with the repaint region zeroed (grey) ...
+    auto img = image_to_tensor(init);
+    for (int y = 0; y < 32; ++y)
+      for (int x = 0; x < 32; ++x)
+        if (mask.at(x, y)[0] >= 128)
+          for (int c = 0; c < 3; ++c) img[((size_t)c * 32 + y) * 32 + x] = 0.f;
+    auto masked = pipe9.encode_image(img, 32, 32);
+    // ... plus the mask at latent resolution (nearest: the top-left pixel of each 2x2 block).
+    for (int y = 0; y < 16; ++y)
+      for (int x = 0; x < 16; ++x) masked[(size_t)y * 16 + x] += mask.at(2 * x, 2 * y)[0] >= 128 ? 1.f : 0.f;
+    auto w = load_weights(test::ctx(), src, kUNetPrefix, DType::F32);
+    nn::UNet unet(test::ctx(), *w, src.config().unet, 1, 16, 16);
+    unet.set_context(pipe9.encode_prompt(kPrompt, 1));
+    auto expect = unet.forward(masked, {(float)rec.steps[0].t});
+    CHECK(test::rel_l2(rec.steps[0].eps_cond, expect) < 1e-5);
+  }
+  fs::remove_all(dir);
   CHECK(test::ctx().validation_messages() == 0);
 }
