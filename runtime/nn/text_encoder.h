@@ -5,6 +5,8 @@
 //              x += fc2(quick_gelu(fc1(layer_norm2(x)))) }
 //   final_layer_norm
 // The graph is built and compiled once per (batch, clip_skip) and replayed for every prompt.
+// Activations take the storage type of the token table (ops::token_embedding's rule), so
+// NetOptions::activations has no effect here until a cast op exists.
 #pragma once
 #include <cstdint>
 #include <map>
