@@ -738,13 +738,10 @@ TEST_CASE("checkpoint: load_weights uploads one network at a time, f32 exact and
 // ---- vksd info ------------------------------------------------------------------------------------
 
 TEST_CASE("vksd info: prints the architecture, parameter counts and memory; exit 1 on bad input") {
-  const char* bin_dir = std::getenv("VKSD_TEST_BINARY_DIR");
-  if (!bin_dir || !test::shared_available()) {
-    MESSAGE("VKSD_TEST_BINARY_DIR not set (run through ctest); skipped");
-    return;
-  }
+  const std::string vksd = test::vksd_binary();
+  REQUIRE_MESSAGE(!vksd.empty(), "the vksd binary was not built");
   auto run = [&](const std::string& args, int& rc) {
-    std::string cmd = std::string(bin_dir) + "/vksd info " + args + " 2>&1";
+    std::string cmd = vksd + " info " + args + " 2>&1";
     FILE* p = popen(cmd.c_str(), "r");
     REQUIRE(p);
     std::string out;
@@ -754,7 +751,6 @@ TEST_CASE("vksd info: prints the architecture, parameter counts and memory; exit
     rc = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
     return out;
   };
-  REQUIRE_MESSAGE(fs::exists(std::string(bin_dir) + "/vksd"), "the vksd binary was not built");
   int rc = 0;
   std::string out = run(tiny_model(), rc);
   CHECK(rc == 0);

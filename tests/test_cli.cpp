@@ -19,15 +19,8 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// The vksd binary: in VKSD_TEST_BINARY_DIR (set by ctest), else beside this test executable.
-std::string binary() {
-  std::error_code ec;
-  fs::path dir;
-  if (const char* d = std::getenv("VKSD_TEST_BINARY_DIR"); d && *d) dir = d;
-  else dir = fs::read_symlink("/proc/self/exe", ec).parent_path();
-  fs::path p = dir / "vksd";
-  return fs::exists(p, ec) ? p.string() : std::string();
-}
+// The vksd binary, built beside the tests.
+std::string binary() { return vksd::test::vksd_binary(); }
 
 struct Run {
   int code = -1;
@@ -64,10 +57,7 @@ struct Fixture {
 };
 
 #define NEED_BINARY()                                                   \
-  if (binary().empty()) {                                               \
-    MESSAGE("skipped: the vksd binary was not found (VKSD_TEST_BINARY_DIR)");      \
-    return;                                                             \
-  }
+  REQUIRE_MESSAGE(!binary().empty(), "the vksd binary was not built")
 
 // Each refusal: exit code != 0, the message names the problem, nothing written.
 void refuses(const Fixture& fx, const std::string& args, const std::string& expect) {

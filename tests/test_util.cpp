@@ -76,6 +76,15 @@ std::string shared_dir() {
 #endif
 }
 std::string vectors_dir() { return shared_dir() + "/vectors/tiny"; }
+std::string vksd_binary() {
+#ifdef VKSD_BINARY_DIR
+  std::filesystem::path p = std::filesystem::path(VKSD_BINARY_DIR) / "vksd";
+#else
+  std::error_code ec;
+  std::filesystem::path p = std::filesystem::read_symlink("/proc/self/exe", ec).parent_path() / "vksd";
+#endif
+  return std::filesystem::exists(p) ? p.string() : std::string();
+}
 bool shared_available() { return std::filesystem::exists(vectors_dir() + "/index.json"); }
 
 Npy load_npy(const std::string& path) {

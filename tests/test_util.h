@@ -42,5 +42,7 @@ Npy load_npy(const std::string& path);
 std::string shared_dir();          // ../shared beside the checkout
 std::string vectors_dir();         // ../shared/vectors/tiny
 bool shared_available();
+// The built `vksd` tool (tests run it as a user would); empty when it was not built.
+std::string vksd_binary();
 
 }  // namespace vksd::test
