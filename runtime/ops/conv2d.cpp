@@ -82,6 +82,7 @@ Tensor conv2d(Tensor x, Tensor w, Tensor b, Conv2d p, Tensor residual) {
     d.bias_along = b.valid() ? detail::GemmDesc::BiasAlong::M : detail::GemmDesc::BiasAlong::None;
     d.out_shape = out_shape;
     d.label = "conv1x1";
+    d.out_dtype_of = x;  // fp16 weights must not round fp32 activations
     return detail::gemm(d);
   }
 

@@ -18,6 +18,8 @@ struct GemmDesc {
   bool trans_b = true;
   enum class BiasAlong { None, N, M } bias_along = BiasAlong::None;
   Shape out_shape;
+  // The output takes this operand's dtype (the activation, not the weight); default: a.
+  Tensor out_dtype_of;
   const char* label = "matmul";
 };
 Tensor gemm(const GemmDesc& d);
