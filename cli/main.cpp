@@ -1,6 +1,7 @@
 // vksd command-line tool: one binary; each subcommand (cli/cmd_*.cpp) calls the runtime library.
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 
@@ -20,11 +21,31 @@ static void usage() {
   std::printf("vksd — Stable Diffusion on any Vulkan GPU\n\nusage: vksd <command> [options]   (vksd <command> --help for more)\n\ncommands:\n");
   for (auto& c : cmds) std::printf("  %-12s %s\n", c.name.c_str(), c.summary.c_str());
   std::printf(
+      "\noptions for every command: --device <index|name> picks the Vulkan device (see `vksd devices`).\n"
       "\nenvironment: VKSD_DEVICE=<index|name> picks a device, VKSD_VALIDATION=1 enables the\n"
       "Khronos validation layer, VKSD_FP32=1 stores tensors in fp32 instead of fp16.\n");
 }
 
+// `--device X` (or --device=X) anywhere on the command line picks the Vulkan device for every
+// command, like VKSD_DEVICE=X: an index from `vksd devices` or a substring of a device name.
+static void take_device_flag(int& argc, char** argv) {
+  int out = 1;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "--device" && i + 1 < argc) {
+      setenv("VKSD_DEVICE", argv[++i], 1);
+    } else if (a.rfind("--device=", 0) == 0) {
+      setenv("VKSD_DEVICE", a.c_str() + 9, 1);
+    } else {
+      argv[out++] = argv[i];
+    }
+  }
+  argc = out;
+  argv[argc] = nullptr;
+}
+
 int main(int argc, char** argv) {
+  take_device_flag(argc, argv);
   if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h")) {
     usage();
     return argc < 2 ? 2 : 0;

@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <sys/wait.h>
 
 #include "runtime/error.h"
 #include "runtime/memory.h"
@@ -84,6 +85,18 @@ std::string vksd_binary() {
   std::filesystem::path p = std::filesystem::read_symlink("/proc/self/exe", ec).parent_path() / "vksd";
 #endif
   return std::filesystem::exists(p) ? p.string() : std::string();
+}
+ToolRun run_vksd(const std::string& args) {
+  ToolRun r;
+  std::string cmd = "'" + vksd_binary() + "' " + args + " 2>&1";
+  FILE* f = popen(cmd.c_str(), "r");
+  if (!f) return r;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, f)) > 0) r.out.append(buf, n);
+  int st = pclose(f);
+  r.code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+  return r;
 }
 bool shared_available() { return std::filesystem::exists(vectors_dir() + "/index.json"); }
 

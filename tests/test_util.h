@@ -44,5 +44,11 @@ std::string vectors_dir();         // ../shared/vectors/tiny
 bool shared_available();
 // The built `vksd` tool (tests run it as a user would); empty when it was not built.
 std::string vksd_binary();
+// Runs `vksd ARGS` (ARGS already shell-quoted) and returns its exit code and stdout+stderr.
+struct ToolRun {
+  int code = -1;
+  std::string out;
+};
+ToolRun run_vksd(const std::string& args);
 
 }  // namespace vksd::test
