@@ -16,6 +16,7 @@
 
 #include "cli/command.h"
 #include "runtime/context.h"
+#include "runtime/demo_model.h"
 #include "runtime/error.h"
 #include "runtime/image_io.h"
 #include "runtime/json.h"
@@ -40,11 +41,12 @@ void usage() {
       "model:\n"
       "  -m, --model PATH        SD 1.x checkpoint: a .safetensors file (original layout, e.g.\n"
       "                          v1-5-pruned-emaonly.safetensors) or a diffusers folder\n"
-      "                          (default: the demo model in weights/demo, when present)\n"
+      "                          (default: $VKSD_MODEL, else the demo model in weights/demo)\n"
       "      --config FILE       vksd model config JSON for what the weights cannot tell (head\n"
       "                          counts, schedule, v-prediction; see docs/model-config.md)\n"
       "      --vocab FILE        CLIP vocabulary bpe_simple_vocab_16e6.txt.gz or tokenizer/vocab.json\n"
-      "                          (default: beside the model, then $VKSD_VOCAB)\n"
+      "                          (default: the model config's tokenizer.vocab, then beside the\n"
+      "                          model, then $VKSD_VOCAB)\n"
       "\n"
       "what to draw:\n"
       "  -p, --prompt TEXT       what the image should show. (word) or (word:1.3) gives a word\n"
@@ -52,7 +54,8 @@ void usage() {
       "  -n, --negative-prompt TEXT\n"
       "                          what it should not show (replaces the empty prompt that guidance\n"
       "                          steers away from)\n"
-      "  -W, --width N           image width in pixels, a multiple of 8 (SD 1.x: of 64); default 512\n"
+      "  -W, --width N           image width in pixels, a multiple of 8 (SD 1.x: of 64); default: the\n"
+      "                          model's sample_size (512 for SD 1.x, 64 for the demo model)\n"
       "  -H, --height N          image height, likewise; SD 1.x was trained at 512x512 and repeats\n"
       "                          subjects at much larger sizes\n"
       "\n"
@@ -201,19 +204,6 @@ void check_args(const Args& a) {
   if (fs::path(a.output).extension() != ".png") fail("--output must name a .png file (got '" + a.output + "')");
 }
 
-std::string default_model() {
-  for (fs::path base : {fs::path("weights/demo"), fs::path(VKSD_SOURCE_DIR) / "weights/demo"}) {
-    std::error_code ec;
-    if (fs::is_regular_file(base, ec)) return base.string();
-    if (fs::is_directory(base, ec)) {
-      if (fs::exists(base / "model.safetensors", ec)) return (base / "model.safetensors").string();
-      return base.string();
-    }
-  }
-  fail("no model given: pass -m PATH (an SD 1.x .safetensors file or diffusers folder); the built-in demo "
-       "model (weights/demo) is not present");
-}
-
 std::string output_path(const Args& a, int index) {
   if (a.batch_count == 1) return a.output;
   fs::path p(a.output);
@@ -344,7 +334,7 @@ int cmd_generate(int argc, char** argv) {
   check_args(a);
 
   // Files, before the (slow) model load.
-  std::string model = a.model.empty() ? default_model() : a.model;
+  std::string model = a.model.empty() ? vksd::default_model_path() : a.model;
   if (!fs::exists(model)) fail("model not found: " + model);
   if (!a.config.empty() && !fs::exists(a.config)) fail("--config file not found: " + a.config);
   vksd::GenerateParams p;
@@ -354,8 +344,9 @@ int cmd_generate(int argc, char** argv) {
       fail("--init-img is " + std::to_string(p.init_image->width) + "x" + std::to_string(p.init_image->height) +
            ": width and height must be multiples of 8");
   }
-  p.width = a.width.value_or(p.init_image ? p.init_image->width : 512);
-  p.height = a.height.value_or(p.init_image ? p.init_image->height : 512);
+  // Without -W/-H: the init image's size, else the model's sample_size (known once it is open).
+  p.width = a.width.value_or(p.init_image ? p.init_image->width : 0);
+  p.height = a.height.value_or(p.init_image ? p.init_image->height : 0);
   if (p.init_image && (p.init_image->width != p.width || p.init_image->height != p.height))
     fail("--init-img is " + std::to_string(p.init_image->width) + "x" + std::to_string(p.init_image->height) +
          " but -W/-H ask for " + std::to_string(p.width) + "x" + std::to_string(p.height) + " (omit them to use the image's size)");
@@ -391,6 +382,10 @@ int cmd_generate(int argc, char** argv) {
   po.lowvram = a.lowvram;
   auto t0 = std::chrono::steady_clock::now();
   vksd::SdPipeline pipe(ctx, po);
+  if (!p.init_image) {
+    if (!a.width) p.width = pipe.config().sample_size;
+    if (!a.height) p.height = pipe.config().sample_size;
+  }
   if (!a.json)
     std::fprintf(stderr, "model %s on %s (%s)\n", pipe.model_name().c_str(), ctx.info().name.c_str(),
                  vksd::dtype_name(pipe.dtype()));

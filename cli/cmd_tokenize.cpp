@@ -5,6 +5,7 @@
 #include <string>
 
 #include "cli/command.h"
+#include "runtime/checkpoint.h"
 #include "runtime/error.h"
 #include "runtime/prompt.h"
 #include "runtime/text_clean.h"
@@ -22,7 +23,8 @@ void usage() {
       "\n"
       "  --vocab FILE   bpe_simple_vocab_16e6.txt.gz, or a tokenizer/ vocab.json (merges.txt beside)\n"
       "  --model PATH   look for the vocabulary beside this checkpoint / in this diffusers folder\n"
-      "                 (default search: beside the model, then $VKSD_VOCAB)\n"
+      "                 (default search: the model config's tokenizer.vocab, beside the model,\n"
+      "                 then $VKSD_VOCAB)\n"
       "  --pad ID       padding id (default: EOS, as SD 1.x; OpenCLIP models pad with 0)\n"
       "  --emphasis     parse (word), [word], (word:1.3) and BREAK as A1111 does and show the\n"
       "                 weighted segments and the 77-token chunks of a long prompt\n"
@@ -106,7 +108,11 @@ int cmd_tokenize(int argc, char** argv) {
     }
   }
 
-  const std::string path = vksd::find_vocabulary(model, vocab);
+  // The model's config may name its vocabulary (tokenizer.vocab); reading it validates the
+  // checkpoint's headers only, no weights.
+  std::string config_vocab;
+  if (!model.empty() && vocab.empty()) config_vocab = vksd::Checkpoint::open(model).config().tokenizer_vocab;
+  const std::string path = vksd::find_vocabulary(model, vocab, config_vocab);
   const vksd::Tokenizer tok = vksd::Tokenizer::load(path);
   if (pad >= (int)tok.vocab_size()) vksd::fail("--pad " + std::to_string(pad) + " is outside the vocabulary");
 

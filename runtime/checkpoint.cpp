@@ -123,7 +123,9 @@ Checkpoint Checkpoint::open_impl(const std::string& path, const std::string& con
     } catch (const Error& e) {
       fail(std::string("model config text: ") + e.what());
     }
-    apply_model_config_json(ck.config_, j, "model config text", &ck.config_ignored_);
+    // Config text has no file of its own: its relative paths mean the checkpoint's folder.
+    const fs::path model_dir = ck.format_ == CheckpointFormat::Diffusers ? fs::path(path) : fs::path(path).parent_path();
+    apply_model_config_json(ck.config_, j, "model config text", &ck.config_ignored_, model_dir.string());
     ck.config_sources_.push_back("model config text");
   } else {
     std::string cfg = config_path;
@@ -144,7 +146,8 @@ Checkpoint Checkpoint::open_impl(const std::string& path, const std::string& con
       fail(cfg + ": model config file not found");
     }
     if (!cfg.empty()) {
-      apply_model_config_json(ck.config_, read_json_file(cfg), cfg, &ck.config_ignored_);
+      apply_model_config_json(ck.config_, read_json_file(cfg), cfg, &ck.config_ignored_,
+                              fs::path(cfg).parent_path().string());
       ck.config_sources_.push_back(cfg);
     }
   }
@@ -366,6 +369,12 @@ void Checkpoint::validate() {
   if (config_.clip.heads <= 0 || config_.clip.width % config_.clip.heads)
     fail(config_.name + ": text encoder width " + std::to_string(config_.clip.width) + " is not divisible into " +
          std::to_string(config_.clip.heads) + " heads");
+  // The default image size must be one the model can make: the VAE's and the UNet's
+  // downsampling must divide it (as they must divide -W/-H).
+  const int size_multiple = config_.vae.downsample_factor() * (1 << (int)(u.channel_mult.size() - 1));
+  if (config_.sample_size % size_multiple)
+    fail(config_.name + ": sample_size " + std::to_string(config_.sample_size) + " is not a multiple of " +
+         std::to_string(size_multiple) + " (the VAE's and UNet's downsampling)");
 
   // VAE attention projections stored as linears are viewed as 1x1 convs.
   for (auto& [name, e] : tensors_)
@@ -490,11 +499,34 @@ struct ConfigReader {
 
 }  // namespace
 
-void apply_model_config_json(ModelConfig& cfg, const Json& j, const std::string& what, std::vector<std::string>* ignored) {
+void apply_model_config_json(ModelConfig& cfg, const Json& j, const std::string& what, std::vector<std::string>* ignored,
+                             const std::string& base_dir) {
   if (!j.is_object()) fail(what + ": a model config must be a JSON object");
   ConfigReader top{j, "", what, ignored, {}};
   top.take("name", cfg.name);
   top.take("scale_factor", cfg.vae.scale_factor);
+  top.take("sample_size", cfg.sample_size);
+  if (cfg.sample_size <= 0 || cfg.sample_size % 8)
+    fail(what + ": sample_size must be a positive multiple of 8 pixels (got " + std::to_string(cfg.sample_size) + ")");
+
+  if (const Json* s = top.get("tokenizer")) {
+    if (!s->is_object()) fail(what + ": tokenizer must be an object");
+    ConfigReader r{*s, "tokenizer", what, ignored, {}};
+    std::string vocab;
+    r.take("vocab", vocab);
+    r.finish();
+    if (r.get("vocab")) {
+      // Checked here rather than when the tokenizer loads: a config naming a missing file is a
+      // broken model folder, and the message should say which config and key named it.
+      if (vocab.empty()) fail(what + ": tokenizer.vocab is empty");
+      fs::path p(vocab);
+      if (p.is_relative() && !base_dir.empty()) p = fs::path(base_dir) / p;
+      std::error_code ec;
+      if (!fs::is_regular_file(p, ec))
+        fail(what + ": tokenizer.vocab names '" + vocab + "', which does not exist (" + p.string() + ")");
+      cfg.tokenizer_vocab = p.lexically_normal().string();
+    }
+  }
 
   if (const Json* s = top.get("unet")) {
     if (!s->is_object()) fail(what + ": unet must be an object");

@@ -99,9 +99,10 @@ class Checkpoint {
 // (channels, levels, ...) may be stated but must then equal what `cfg` already says (Error
 // otherwise); a known key with a wrong type or value is an Error; unknown keys are appended to
 // `ignored` (so that a file with extra keys, like the reference model.json, still applies).
-// `what` names the source in messages.
+// `what` names the source in messages. Relative file names in the config (tokenizer.vocab) are
+// resolved against `base_dir` (the config file's folder; "" = the working directory).
 void apply_model_config_json(ModelConfig& cfg, const Json& j, const std::string& what,
-                             std::vector<std::string>* ignored = nullptr);
+                             std::vector<std::string>* ignored = nullptr, const std::string& base_dir = "");
 
 // Upload the network weights starting with `prefix` (e.g. kUNetPrefix; "" = all) into a new
 // WeightStore, converted to `storage`. Names stay the full original names.

@@ -65,6 +65,13 @@ struct ScheduleConfig {
 
 struct ModelConfig {
   std::string name;      // for messages and PNG metadata
+  // Default image width and height in pixels (`vksd generate` without -W/-H): the resolution
+  // the model was trained at. SD 1.x: 512; the embedded demo model: 64.
+  int sample_size = 512;
+  // The tokenizer vocabulary the text encoder was trained with, from the model config's
+  // "tokenizer": {"vocab": FILE} (FILE relative to the config file), as a usable path;
+  // "" = none named (find_vocabulary searches beside the model, then VKSD_VOCAB).
+  std::string tokenizer_vocab;
   ClipConfig clip;
   UNetConfig unet;
   VaeConfig vae;

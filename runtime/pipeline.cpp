@@ -47,9 +47,13 @@ SdPipeline::SdPipeline(Context& ctx, const PipelineOptions& opts) : ctx_(ctx), o
                                            ? Checkpoint::open(opts.model_path, opts.config_path)
                                            : Checkpoint::open_with_config_text(opts.model_path, opts.config_json));
   model_name_ = ckpt_->config().name;
+  // --vocab, then the vocabulary the model config names, then a diffusers folder's tokenizer/,
+  // then find_vocabulary's search beside the model and VKSD_VOCAB.
+  const std::string& config_vocab = ckpt_->config().tokenizer_vocab;
   tok_ = std::make_unique<Tokenizer>(Tokenizer::load(
-      !ckpt_->tokenizer_vocab().empty() && opts.vocab_path.empty() ? ckpt_->tokenizer_vocab()
-                                                                    : find_vocabulary(opts.model_path, opts.vocab_path)));
+      !ckpt_->tokenizer_vocab().empty() && opts.vocab_path.empty() && config_vocab.empty()
+          ? ckpt_->tokenizer_vocab()
+          : find_vocabulary(opts.model_path, opts.vocab_path, config_vocab)));
   schedule_ = std::make_unique<NoiseSchedule>(ckpt_->config().schedule, ckpt_->alphas_cumprod());
   dtype_ = opts.fp32 ? DType::F32 : ctx.compute_dtype();
 }

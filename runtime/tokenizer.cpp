@@ -471,11 +471,19 @@ std::string Tokenizer::decode(std::span<const int32_t> ids) const {
 
 // ---- locating the vocabulary ---------------------------------------------------------------
 
-std::string find_vocabulary(const std::string& model_path, const std::string& explicit_path) {
+std::string find_vocabulary(const std::string& model_path, const std::string& explicit_path,
+                            const std::string& config_vocab) {
   std::error_code ec;
   if (!explicit_path.empty()) {
     if (!fs::exists(explicit_path, ec)) fail("vocabulary given with --vocab not found: " + explicit_path);
     return explicit_path;
+  }
+  // The model's own config knows which vocabulary its text encoder was trained with: that beats
+  // guessing from file names (a CLIP vocabulary lying beside a model with its own BPE would
+  // silently give wrong ids).
+  if (!config_vocab.empty()) {
+    if (!fs::exists(config_vocab, ec)) fail("the model config's tokenizer.vocab does not exist: " + config_vocab);
+    return config_vocab;
   }
   auto beside = [&](const fs::path& dir) -> std::string {
     if (fs::exists(dir / kClipBpeFileName, ec)) return (dir / kClipBpeFileName).string();

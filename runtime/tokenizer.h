@@ -117,11 +117,14 @@ inline constexpr const char* kClipBpeFileName = "bpe_simple_vocab_16e6.txt.gz";
 
 // Where the vocabulary for a model is. Single-file checkpoints carry none. Order:
 //   1. explicit_path (--vocab), if given (must exist);
-//   2. beside the model: for a file, its folder; for a folder (diffusers layout), the folder:
+//   2. config_vocab: the vocabulary the model config names (ModelConfig::tokenizer_vocab, from
+//      "tokenizer": {"vocab": FILE}), if any (must exist);
+//   3. beside the model: for a file, its folder; for a folder (diffusers layout), the folder:
 //      bpe_simple_vocab_16e6.txt.gz, tokenizer/vocab.json + merges.txt, vocab.json + merges.txt;
-//   3. the VKSD_VOCAB environment variable.
+//   4. the VKSD_VOCAB environment variable.
 // Returns a path Tokenizer::load accepts; otherwise throws an Error that names the files needed
 // and where people get them.
-std::string find_vocabulary(const std::string& model_path, const std::string& explicit_path);
+std::string find_vocabulary(const std::string& model_path, const std::string& explicit_path,
+                            const std::string& config_vocab = "");
 
 }  // namespace vksd

@@ -392,6 +392,65 @@ TEST_CASE("checkpoint: model config found beside the file, given explicitly, or 
   }
 }
 
+TEST_CASE("checkpoint: model config sample_size and tokenizer.vocab (relative to the config file)") {
+  if (!test::shared_available()) return;
+  TempDir d;
+  fs::create_directories(d.path / "model" / "tok");
+  fs::create_directories(d.path / "configs");
+  fs::create_symlink(tiny_model(), d / "model/tiny.safetensors");
+  std::ofstream(d / "model/tok/vocab.txt.gz") << "stand-in";  // the config check needs the file, not its content
+  const std::string heads = R"("unet": {"num_heads": 2}, "text_encoder": {"heads": 2})";
+
+  SUBCASE("defaults: SD 1.x size 512, no vocabulary named") {
+    Checkpoint ck = Checkpoint::open_with_config_text(d / "model/tiny.safetensors", "{" + heads + "}");
+    CHECK(ck.config().sample_size == 512);
+    CHECK(ck.config().tokenizer_vocab.empty());
+  }
+  SUBCASE("beside the model: the vocabulary path is relative to the config file's folder") {
+    std::ofstream(d / "model/tiny.json") << "{" + heads + R"(, "sample_size": 64, "tokenizer": {"vocab": "tok/vocab.txt.gz"}})";
+    Checkpoint ck = Checkpoint::open(d / "model/tiny.safetensors");
+    CHECK(ck.config().sample_size == 64);
+    CHECK(fs::equivalent(ck.config().tokenizer_vocab, d / "model/tok/vocab.txt.gz"));
+    CHECK(ck.config_ignored_keys().empty());
+  }
+  SUBCASE("an explicit config elsewhere: relative to that config, not to the model or the working directory") {
+    std::ofstream(d / "configs/c.json") << "{" + heads + R"(, "tokenizer": {"vocab": "../model/tok/vocab.txt.gz"}})";
+    Checkpoint ck = Checkpoint::open(d / "model/tiny.safetensors", d / "configs/c.json");
+    CHECK(fs::equivalent(ck.config().tokenizer_vocab, d / "model/tok/vocab.txt.gz"));
+    std::ofstream(d / "configs/bad.json") << "{" + heads + R"(, "tokenizer": {"vocab": "tok/vocab.txt.gz"}})";
+    std::string e = error_of([&] { Checkpoint::open(d / "model/tiny.safetensors", d / "configs/bad.json"); });
+    CHECK(contains(e, "bad.json"));
+    CHECK(contains(e, "tokenizer.vocab"));
+    CHECK(contains(e, "does not exist"));
+  }
+  SUBCASE("config text: relative to the checkpoint's folder; absolute paths are kept") {
+    Checkpoint ck = Checkpoint::open_with_config_text(d / "model/tiny.safetensors",
+                                                      "{" + heads + R"(, "tokenizer": {"vocab": "tok/vocab.txt.gz"}})");
+    CHECK(fs::equivalent(ck.config().tokenizer_vocab, d / "model/tok/vocab.txt.gz"));
+    Checkpoint abs = Checkpoint::open_with_config_text(
+        d / "model/tiny.safetensors", "{" + heads + R"(, "tokenizer": {"vocab": ")" + (d / "model/tok/vocab.txt.gz") + R"("}})");
+    CHECK(abs.config().tokenizer_vocab == d / "model/tok/vocab.txt.gz");
+  }
+  SUBCASE("bad values are errors naming the key") {
+    auto err = [&](const std::string& extra) {
+      return error_of([&] { Checkpoint::open_with_config_text(d / "model/tiny.safetensors", "{" + heads + ", " + extra + "}"); });
+    };
+    CHECK(contains(err(R"("sample_size": 0)"), "sample_size must be a positive multiple of 8"));
+    CHECK(contains(err(R"("sample_size": 60)"), "sample_size must be a positive multiple of 8 pixels (got 60)"));
+    CHECK(contains(err(R"("sample_size": 64.5)"), "sample_size"));
+    CHECK(contains(err(R"("sample_size": "64")"), "sample_size"));
+    CHECK(contains(err(R"("tokenizer": "tok/vocab.txt.gz")"), "tokenizer must be an object"));
+    CHECK(contains(err(R"("tokenizer": {"vocab": 3})"), "tokenizer.vocab"));
+    CHECK(contains(err(R"("tokenizer": {"vocab": ""})"), "tokenizer.vocab is empty"));
+    CHECK(contains(err(R"("tokenizer": {"vocab": "absent.txt.gz"})"), "absent.txt.gz"));
+    // Unknown tokenizer keys are listed, not fatal (like every other section).
+    Checkpoint ck = Checkpoint::open_with_config_text(d / "model/tiny.safetensors",
+                                                      "{" + heads + R"(, "tokenizer": {"merges": "m.txt"}})");
+    REQUIRE(ck.config_ignored_keys().size() == 1);
+    CHECK(contains(ck.config_ignored_keys()[0], "tokenizer.merges"));
+  }
+}
+
 // ---- bad checkpoints ------------------------------------------------------------------------------
 
 TEST_CASE("checkpoint: missing, misshapen and unexpected tensors are errors naming them") {
@@ -872,4 +931,14 @@ TEST_CASE("checkpoint: SD 1.5 sized files infer the SD 1.5 architecture; counts 
   }
   CHECK(ck.config().unet.channel_mult == std::vector<int>{1, 2, 4, 4});
   CHECK(ck.config().unet.attention_levels == std::vector<bool>{true, true, true, false});
+}
+
+TEST_CASE("checkpoint: sample_size must be a multiple of the model's downsampling (SD 1.5: 64)") {
+  TempDir d;
+  write_sparse(d / "sd15.safetensors", sd1_layout(ModelConfig{}), "F16");
+  CHECK(Checkpoint::open_with_config_text(d / "sd15.safetensors", R"({"sample_size": 768})").config().sample_size == 768);
+  // 520 is a multiple of 8 (what the config parser asks of any model) but not of SD 1.5's
+  // VAE x8 times UNet x8 = 64.
+  std::string e = error_of([&] { Checkpoint::open_with_config_text(d / "sd15.safetensors", R"({"sample_size": 520})"); });
+  CHECK(contains(e, "sample_size 520 is not a multiple of 64"));
 }

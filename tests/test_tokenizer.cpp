@@ -240,6 +240,30 @@ TEST_CASE("tokenizer: the vocabulary is found beside the model, by --vocab, by V
   }
 }
 
+TEST_CASE("tokenizer: the model config's tokenizer.vocab comes after --vocab, before files beside the model and VKSD_VOCAB") {
+  TempDir dir("config_vocab");
+  const fs::path model = dir.path / "model.safetensors";
+  write_file(model, "");
+  fs::create_directories(dir.path / "own");
+  const std::string own = (dir.path / "own" / "bpe_vocab.txt.gz").string();  // what the config names
+  const std::string flag = (dir.path / "flag.txt.gz").string();
+  const std::string env = (dir.path / "env.txt.gz").string();
+  for (const auto& f : {own, flag, env}) write_file(f, "");
+  write_file(dir.path / kClipBpeFileName, "");  // a CLIP vocabulary beside the model: must lose to the config
+
+  EnvVocab e(env.c_str());
+  CHECK(find_vocabulary(model.string(), flag, own) == flag);
+  CHECK(find_vocabulary(model.string(), "", own) == own);
+  CHECK(find_vocabulary(model.string(), "", "") == (dir.path / kClipBpeFileName).string());
+  fs::remove(dir.path / kClipBpeFileName);
+  CHECK(find_vocabulary(model.string(), "", own) == own);
+  CHECK(find_vocabulary(model.string(), "", "") == env);
+  // A named vocabulary that vanished is an error naming it, not a silent fall-back to another one.
+  fs::remove(own);
+  const std::string want = "tokenizer.vocab does not exist: " + own;
+  CHECK_THROWS_WITH_AS(find_vocabulary(model.string(), "", own), doctest::Contains(want.c_str()), Error);
+}
+
 TEST_CASE("tokenizer: decode(encode(x)) gives the cleaned words, each followed by a space") {
   if (!have_vocab()) {
     MESSAGE("CLIP vocabulary not found; skipped");

@@ -10,7 +10,12 @@ config and its BPE vocabulary.
   <out>/model.json         vksd model config (docs/model-config.md): head counts, special
                            token ids, latent scale factor, schedule, and the shape-derived
                            fields (checked by vksd against the tensors)
-  <out>/bpe_vocab.txt.gz   the CLIP-format BPE merges the text encoder was trained with
+  <out>/bpe_vocab.txt.gz   the CLIP-format BPE merges the text encoder was trained with (named
+                           by model.json's "tokenizer": {"vocab": ...})
+  <out>/eval_set.bin       the prompt-following evaluation set for vksd's C++ test
+                           (tests/test_demo_model.cpp): every training image's caption and 16x16
+                           CIE Lab features, quantised and zlib-compressed, and the indices of
+                           the 64 evaluation captions (format: weights/README.md)
 
 The export is then checked: every key follows the SD 1.x scheme of the reference checkpoint
 (/work/shared/vectors/tiny/model.safetensors, same names with other block counts), and the file
@@ -23,7 +28,9 @@ import json
 import os
 import re
 import shutil
+import struct
 import sys
+import zlib
 
 import numpy as np
 import torch
@@ -34,9 +41,22 @@ from bpe import DEFAULT_VOCAB, ClipTokenizer  # noqa: E402
 from sd_modules import StableDiffusion, make_schedule  # noqa: E402
 from st_io import read_safetensors, write_safetensors  # noqa: E402
 from train import Ema, diffusion_params  # noqa: E402
+from eval import eval_prompts  # noqa: E402
+from sampling import lab_features  # noqa: E402
 
 REFERENCE = "/work/shared/vectors/tiny/model.safetensors"
 MAX_BYTES = 20 * 1000 * 1000
+DATA = os.path.join(HERE, "data")
+VOCAB_FILE = "bpe_vocab.txt.gz"
+SAMPLE_SIZE = 64  # the training resolution: vksd generate's default -W/-H for this model
+
+# eval_set.bin: magic, uncompressed payload size (u32 LE), then the zlib-compressed payload.
+EVAL_MAGIC = b"VKSDEVL1"
+EVAL_FEATURE_SIZE = 16
+# Lab quantisation, per channel: value = q * scale + offset, q = round((value - offset) / scale)
+# clamped to 0..255. L* in [0, 100] in steps of 100/255; a*, b* (sRGB gamut: about -86..98 and
+# -108..95) in steps of 1 around 128.
+EVAL_QUANT = ((100.0 / 255.0, 0.0), (1.0, -128.0), (1.0, -128.0))
 
 
 def load_run(run_dir):
@@ -62,6 +82,8 @@ def vksd_config(cfg, scale_factor):
     u, v, t = cfg["unet"], cfg["vae"], cfg["text_encoder"]
     return {
         "name": "vksd-demo-emoji64",
+        "sample_size": SAMPLE_SIZE,
+        "tokenizer": {"vocab": VOCAB_FILE},
         "unet": {
             "in_channels": 4, "out_channels": 4, "model_channels": u["model_channels"],
             "channel_mult": u["channel_mult"], "num_res_blocks": u["num_res_blocks"],
@@ -85,6 +107,68 @@ def vksd_config(cfg, scale_factor):
             "beta_schedule": "scaled_linear", "prediction_type": "epsilon",
         },
     }
+
+
+def quantise_lab(feats):
+    """[N, S*S*3] float Lab -> uint8 [N, S*S*3] (EVAL_QUANT), and the worst rounding error."""
+    f = feats.reshape(len(feats), -1, 3)
+    q = np.empty(f.shape, np.uint8)
+    for c, (scale, offset) in enumerate(EVAL_QUANT):
+        q[..., c] = np.clip(np.rint((f[..., c] - offset) / scale), 0, 255)
+    back = q.astype(np.float64) * np.array([sc for sc, _ in EVAL_QUANT]) + np.array([o for _, o in EVAL_QUANT])
+    return q.reshape(len(feats), -1), float(np.abs(back - f).max())
+
+
+def write_eval_set(path):
+    """The evaluation set vksd's C++ quality test scores against (the images themselves are not
+    redistributed; their 16x16 Lab features are what the metric compares)."""
+    with open(os.path.join(DATA, "emoji64.json"), encoding="utf-8") as f:
+        items = json.load(f)["items"]
+    with np.load(os.path.join(DATA, "emoji64.npz")) as z:
+        images = z["images"]
+    assert len(items) == len(images)
+    idx, _ = eval_prompts(items)
+    feats = lab_features(images, EVAL_FEATURE_SIZE)
+    q, err = quantise_lab(feats)
+    payload = [struct.pack("<3I", len(items), EVAL_FEATURE_SIZE, len(idx))]
+    payload += [struct.pack("<2f", scale, offset) for scale, offset in EVAL_QUANT]
+    payload.append(struct.pack(f"<{len(idx)}I", *idx))
+    for it in items:
+        b = it["caption"].encode("utf-8")
+        payload.append(struct.pack("<H", len(b)) + b)
+    payload.append(q.tobytes())
+    raw = b"".join(payload)
+    with open(path, "wb") as f:
+        f.write(EVAL_MAGIC + struct.pack("<I", len(raw)) + zlib.compress(raw, 9))
+
+    # Oracle check through the stored (quantised) features: each evaluation image, exact,
+    # must find itself first (rank = number of images strictly nearer than its own).
+    deq = read_eval_features(path)
+    ranks = [int((((deq - feats[i]) ** 2).sum(1) < ((deq[i] - feats[i]) ** 2).sum()).sum()) for i in idx]
+    if max(ranks) > 0:
+        sys.exit(f"{path}: quantised features misrank the training images themselves: {ranks}")
+    print(f"{path}: {len(items)} images, {len(idx)} evaluation captions, Lab quantisation error <= {err:.3f}, "
+          f"oracle ranks all 0")
+
+
+def read_eval_features(path):
+    """Dequantised features [N, S*S*3] of an eval_set.bin (the reader vksd's test mirrors)."""
+    with open(path, "rb") as f:
+        data = f.read()
+    assert data[:8] == EVAL_MAGIC
+    (size,) = struct.unpack_from("<I", data, 8)
+    raw = zlib.decompress(data[12:])
+    assert len(raw) == size
+    n, s, e = struct.unpack_from("<3I", raw, 0)
+    pos = 12
+    quant = [struct.unpack_from("<2f", raw, pos + 8 * c) for c in range(3)]
+    pos += 24 + 4 * e
+    for _ in range(n):
+        (ln,) = struct.unpack_from("<H", raw, pos)
+        pos += 2 + ln
+    q = np.frombuffer(raw, np.uint8, n * s * s * 3, pos).reshape(n, s * s, 3).astype(np.float64)
+    assert pos + n * s * s * 3 == len(raw)
+    return (q * np.array([a for a, _ in quant]) + np.array([b for _, b in quant])).reshape(n, -1)
 
 
 def key_template(k):
@@ -153,10 +237,12 @@ def main():
     with open(os.path.join(args.out, "model.json"), "w") as f:
         json.dump(vcfg, f, indent=1)
         f.write("\n")
-    shutil.copyfile(DEFAULT_VOCAB, os.path.join(args.out, "bpe_vocab.txt.gz"))
+    shutil.copyfile(DEFAULT_VOCAB, os.path.join(args.out, VOCAB_FILE))
+    write_eval_set(os.path.join(args.out, "eval_set.bin"))
 
     n = check_export(st, cfg)
-    sizes = {f: os.path.getsize(os.path.join(args.out, f)) for f in ("model.safetensors", "model.json", "bpe_vocab.txt.gz")}
+    sizes = {f: os.path.getsize(os.path.join(args.out, f))
+             for f in ("model.safetensors", "model.json", VOCAB_FILE, "eval_set.bin")}
     total = sum(sizes.values())
     params = {p: sum(v.size for k, v in tensors.items() if k.startswith(p))
               for p in ("model.diffusion_model.", "first_stage_model.", "cond_stage_model.")}
