@@ -6,6 +6,7 @@
 // matmul measured in the same run.
 //
 //   vksd_bench [--f16] [--reps N] [--filter SUBSTR] [--list]
+//   vksd_bench step ...   (bench_step.cpp: the demo model's sampler step, profiled)
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -208,7 +209,10 @@ std::vector<Case> make_cases() {
 
 }  // namespace
 
+int bench_step_main(int argc, char** argv);  // bench_step.cpp
+
 int main(int argc, char** argv) {
+  if (argc > 1 && !std::strcmp(argv[1], "step")) return bench_step_main(argc - 2, argv + 2);
   DType dt = DType::F32;
   int reps = 5;
   std::string filter;
