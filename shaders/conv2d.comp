@@ -52,18 +52,22 @@ layout(push_constant) uniform P {
   uint Co, Ho, Wo;
   int pad_top;
   uint row_blocks;   // ceil(Wo / TN): pixel blocks per output row
+  uint N;            // images
 } p;
 
 void main() {
   const int XW = (TN - 1) * S + KW;  // input columns one invocation reads per row
+  // Pixel blocks of all images in one range: at the UNet's small deep levels (4x4, 8x8) one
+  // image alone would leave most lanes of a subgroup idle.
   uint pb = gl_WorkGroupID.x * gl_WorkGroupSize.x + gl_LocalInvocationID.x;
   uint co0 = (gl_WorkGroupID.y * gl_WorkGroupSize.y + gl_LocalInvocationID.y) * TM;
-  uint n = gl_WorkGroupID.z;
-  uint oh = pb / p.row_blocks;
-  uint ow0 = (pb % p.row_blocks) * TN;
-  bool in_range = oh < p.Ho && co0 < p.Co;
+  uint image_blocks = p.Ho * p.row_blocks;
+  bool in_range = pb < p.N * image_blocks && co0 < p.Co;
   if (SG == 0 && !in_range) return;
-  oh = min(oh, p.Ho - 1u);  // SG: inactive lanes still fetch for their subgroup
+  pb = min(pb, p.N * image_blocks - 1u);  // SG: inactive lanes still fetch for their subgroup
+  uint n = pb / image_blocks;
+  uint oh = (pb % image_blocks) / p.row_blocks;
+  uint ow0 = (pb % p.row_blocks) * TN;
 
   // Input columns: clamped index plus an in-bounds flag (padding reads as zero).
   int iw0 = int(ow0) * S - PL;

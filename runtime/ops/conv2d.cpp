@@ -15,6 +15,7 @@ struct ConvPush {
   uint32_t Ci, H, W, Co, Ho, Wo;
   int32_t pad_top;
   uint32_t row_blocks;
+  uint32_t N;
 };
 
 // Register tile (channels x pixels per invocation) and workgroup shape, from device
@@ -91,12 +92,16 @@ Tensor conv2d(Tensor x, Tensor w, Tensor b, Conv2d p, Tensor residual) {
   if (Ci > 60000) fail("conv2d: " + std::to_string(Ci) + " input channels exceed one invocation's loop budget");
   int64_t row_blocks = 0;
   ConvTiles t = conv_tiles(g, Co, 1);
+  // Narrow rows (the UNet's 4x4 level) take a narrower tile instead of computing padding.
+  while (t.tn > 1 && t.tn / 2 >= Wo && !std::getenv("VKSD_CONV_TILES")) t.tn /= 2;
   row_blocks = (Wo + t.tn - 1) / t.tn;
-  t = conv_tiles(g, Co, Ho * row_blocks);
+  const uint32_t tn = t.tn;
+  t = conv_tiles(g, Co, N * Ho * row_blocks);  // the pixel blocks of all N images form one range
+  t.tn = tn;
   row_blocks = (Wo + t.tn - 1) / t.tn;
   Tensor y = g.temp(out_shape, x.dtype());
   ConvPush pc{(uint32_t)Ci, (uint32_t)H, (uint32_t)W, (uint32_t)Co, (uint32_t)Ho, (uint32_t)Wo,
-              p.pad_top, (uint32_t)row_blocks};
+              p.pad_top, (uint32_t)row_blocks, (uint32_t)N};
   // vec4 fetch variants (see conv2d.comp): weights in blocks of 4 input channels, and the
   // aligned middle of each input row.
   bool wvec = Ci % 4 == 0;
@@ -116,9 +121,10 @@ Tensor conv2d(Tensor x, Tensor w, Tensor b, Conv2d p, Tensor residual) {
   d.args = {in(x), in(w), in(b.valid() ? b : w), in(residual.valid() ? residual : x), out(y),
             in(x, xvec ? 4 : 1), in(w, wvec ? 4 : 1)};
   d.set_push(pc);
-  d.groups[0] = (uint32_t)((Ho * row_blocks + t.px - 1) / t.px);
+  if ((uint64_t)N * Ho * row_blocks >= (1ull << 32)) fail("conv2d: output " + shape_str(out_shape) + " is too large");
+  d.groups[0] = (uint32_t)((N * Ho * row_blocks + t.px - 1) / t.px);
   d.groups[1] = (uint32_t)((Co + (int64_t)t.tm * t.cy - 1) / ((int64_t)t.tm * t.cy));
-  d.groups[2] = (uint32_t)N;
+  d.groups[2] = 1;
   d.flops = 2.0 * (double)N * Co * Ho * Wo * Ci * kh * kw;
   g.add(std::move(d));
   return y;
