@@ -10,8 +10,11 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <string>
 
+#include "runtime/demo_model.h"
+#include "runtime/error.h"
 #include "runtime/image_io.h"
 #include "tests/test_util.h"
 
@@ -33,9 +36,10 @@ std::string quote(const std::string& s) {
   return r + "'";
 }
 
-Run run(const std::string& args) {
+// `env` is prepended to the command (e.g. "env -u VKSD_VOCAB VKSD_MODEL=/x").
+Run run(const std::string& args, const std::string& env = "") {
   Run r;
-  std::string cmd = quote(binary()) + " generate " + args + " 2>&1";
+  std::string cmd = env + (env.empty() ? "" : " ") + quote(binary()) + " generate " + args + " 2>&1";
   FILE* f = popen(cmd.c_str(), "r");
   if (!f) return r;
   char buf[4096];
@@ -126,9 +130,90 @@ TEST_CASE("cli generate: no -m and no demo model is a clear error") {
     return;
   }
   Fixture fx;
-  auto r = run("-p 'a cat' -o " + quote(fx.out()));
+  auto r = run("-p 'a cat' -o " + quote(fx.out()), "env -u VKSD_MODEL");
+  INFO(r.out);
   CHECK(r.code != 0);
   CHECK(r.out.find("no model given") != std::string::npos);
+  // It says where it looked and how to get a model.
+  CHECK(r.out.find((fs::path(VKSD_SOURCE_DIR) / "weights/demo/model.safetensors").string()) != std::string::npos);
+  CHECK(r.out.find("weights/README.md") != std::string::npos);
+  CHECK(r.out.find("-m PATH") != std::string::npos);
+  CHECK(r.out.find("VKSD_MODEL") != std::string::npos);
+}
+
+TEST_CASE("default model: VKSD_MODEL first, then the demo folders in order; the error says how to get one") {
+  const fs::path dir = fs::temp_directory_path() / ("vksd_default_model_" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  for (const char* d : {"a", "b", "diffusers/unet", "empty"}) fs::create_directories(dir / d);
+  std::ofstream(dir / "b" / "model.safetensors") << "x";
+  std::ofstream(dir / "file.safetensors") << "x";
+  const std::string a = (dir / "a").string(), b = (dir / "b").string();
+
+  CHECK(vksd::default_model_path(nullptr, {a, b}) == (dir / "b" / "model.safetensors").string());
+  CHECK(vksd::default_model_path("", {a, b}) == (dir / "b" / "model.safetensors").string());  // empty = unset
+  CHECK(vksd::default_model_path((dir / "file.safetensors").c_str(), {b}) == (dir / "file.safetensors").string());
+  CHECK(vksd::default_model_path(b.c_str(), {}) == (dir / "b" / "model.safetensors").string());
+  CHECK(vksd::default_model_path((dir / "diffusers").c_str(), {b}) == (dir / "diffusers").string());
+  // An explicit VKSD_MODEL that is wrong is an error, never a silent fall-back to the demo.
+  CHECK_THROWS_WITH_AS(vksd::default_model_path((dir / "nope").c_str(), {b}), doctest::Contains("VKSD_MODEL"), vksd::Error);
+  CHECK_THROWS_WITH_AS(vksd::default_model_path((dir / "empty").c_str(), {b}), doctest::Contains("neither model.safetensors"),
+                       vksd::Error);
+  try {
+    vksd::default_model_path(nullptr, {a});
+    FAIL("expected an error");
+  } catch (const vksd::Error& e) {
+    const std::string msg = e.what();
+    CHECK(msg.find((dir / "a" / "model.safetensors").string()) != std::string::npos);
+    CHECK(msg.find("weights/README.md") != std::string::npos);
+    CHECK(msg.find("-m PATH") != std::string::npos);
+  }
+  fs::remove_all(dir);
+}
+
+TEST_CASE("cli generate: with no -m, VKSD_MODEL's config gives the vocabulary and the image size (no other flags)") {
+  NEED_BINARY();
+  if (!vksd::test::shared_available()) return;
+  Fixture fx;
+  // A copy of the tiny reference model whose config names its vocabulary in a subfolder (so that
+  // nothing is found "beside the model") and a default size other than SD's 512.
+  const fs::path model_dir = fx.dir / "tiny_model";
+  fs::create_directories(model_dir / "vocab");
+  fs::copy_file(fx.model, model_dir / "model.safetensors");
+  fs::copy_file(fx.vocab, model_dir / "vocab" / "clip_bpe.txt.gz");
+  // The reference model.json (a JSON object) with keys appended before its closing brace.
+  const std::string tiny_json = [&] {
+    std::ifstream f(vksd::test::vectors_dir() + "/model.json");
+    return std::string(std::istreambuf_iterator<char>(f), {});
+  }();
+  REQUIRE(tiny_json.rfind('}') != std::string::npos);
+  auto write_config = [&](const std::string& extra) {
+    std::ofstream(model_dir / "model.json") << tiny_json.substr(0, tiny_json.rfind('}')) << extra << "}";
+  };
+  const std::string env = "env -u VKSD_VOCAB VKSD_MODEL=" + quote(model_dir.string());
+  const std::string args = "-p 'red apple' --steps 2 --sampler euler --seed 1 -o " + quote(fx.out());
+
+  write_config(R"(, "sample_size": 24, "tokenizer": {"vocab": "vocab/clip_bpe.txt.gz"})");
+  auto r = run(args, env);
+  INFO(r.out);
+  REQUIRE(r.code == 0);
+  auto img = vksd::read_image(fx.out(), 3);
+  CHECK(img.width == 24);
+  CHECK(img.height == 24);
+  CHECK(vksd::read_png_text(fx.out())[0].second.find("Size: 24x24") != std::string::npos);
+  // -W/-H still win over sample_size.
+  auto r2 = run(args + " -W 16", env);
+  REQUIRE(r2.code == 0);
+  auto img2 = vksd::read_image(fx.out(), 3);
+  CHECK(img2.width == 16);
+  CHECK(img2.height == 24);
+  fs::remove(fx.out());
+
+  // Without the config key the vocabulary is nowhere to be found: the key is what made it work.
+  write_config("");
+  auto r3 = run(args, env);
+  CHECK(r3.code != 0);
+  CHECK(r3.out.find("tokenizer vocabulary was not found") != std::string::npos);
+  CHECK(!fs::exists(fx.out()));
 }
 
 TEST_CASE("cli generate: a tiny run writes a PNG with A1111 parameters, JSON progress and step dumps") {
