@@ -796,7 +796,7 @@ TEST_CASE("checkpoint: load_weights uploads one network at a time, f32 exact and
 
 // ---- vksd info ------------------------------------------------------------------------------------
 
-TEST_CASE("vksd info: prints the architecture, parameter counts and memory; exit 1 on bad input") {
+TEST_CASE("vksd info: prints the architecture, parameter counts and memory, exit 1 on bad input") {
   const std::string vksd = test::vksd_binary();
   REQUIRE_MESSAGE(!vksd.empty(), "the vksd binary was not built");
   auto run = [&](const std::string& args, int& rc) {
@@ -862,7 +862,7 @@ std::vector<TensorSpec> strip_prefix(const std::vector<TensorSpec>& v, const cha
 
 }  // namespace
 
-TEST_CASE("checkpoint: SD 1.5 sized files infer the SD 1.5 architecture; counts are the published ones") {
+TEST_CASE("checkpoint: SD 1.5 sized files infer the SD 1.5 architecture, counts are the published ones") {
   const ModelConfig sd15;  // the defaults are SD 1.5
   // Published parameter counts of SD 1.x: UNet 859,520,964, VAE 83,653,863, CLIP ViT-L/14 text 123,060,480.
   CHECK(parameter_count(unet_layout(sd15.unet)) == 859520964);

@@ -141,7 +141,7 @@ TEST_CASE("cli generate: no -m and no demo model is a clear error") {
   CHECK(r.out.find("VKSD_MODEL") != std::string::npos);
 }
 
-TEST_CASE("default model: VKSD_MODEL first, then the demo folders in order; the error says how to get one") {
+TEST_CASE("default model: VKSD_MODEL first, then the demo folders in order, and the error says how to get one") {
   const fs::path dir = fs::temp_directory_path() / ("vksd_default_model_" + std::to_string(::getpid()));
   fs::remove_all(dir);
   for (const char* d : {"a", "b", "diffusers/unet", "empty"}) fs::create_directories(dir / d);
