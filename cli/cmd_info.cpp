@@ -74,6 +74,9 @@ int cmd_info(int argc, char** argv) {
   for (size_t i = 0; i < ck.config_sources().size(); ++i)
     std::printf("%s%s", i ? " <- " : "", ck.config_sources()[i].c_str());
   std::printf("\n");
+  std::printf("sample     %dx%d (default image size)\n", c.sample_size, c.sample_size);
+  std::printf("vocabulary %s\n", c.tokenizer_vocab.empty() ? "(not named by the config: searched beside the model, then $VKSD_VOCAB)"
+                                                           : c.tokenizer_vocab.c_str());
 
   const UNetConfig& u = c.unet;
   std::printf("\nUNet (%s)%s\n", kUNetPrefix, u.in_channels == 9 ? "  [inpainting: 9 input channels]" : "");
