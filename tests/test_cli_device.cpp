@@ -7,7 +7,7 @@
 #include "runtime/context.h"
 #include "tests/test_util.h"
 
-TEST_CASE("cli: --device picks a device by index or name; a bad one is a clear error") {
+TEST_CASE("cli: --device picks a device by index or name, and a bad one is a clear error") {
   REQUIRE_MESSAGE(!vksd::test::vksd_binary().empty(), "the vksd binary was not built");
   auto devs = vksd::Context::list_devices();
   REQUIRE(!devs.empty());

@@ -106,7 +106,7 @@ TEST_CASE("layout: nchw_to_nlc and nlc_to_nchw (odd and 320 x 64x64), round trip
   CHECK(test::ctx().validation_messages() == 0);
 }
 
-TEST_CASE("layout: slice_batch (scalar and vec4 rows), exact; bad ranges are errors") {
+TEST_CASE("layout: slice_batch (scalar and vec4 rows), exact, bad ranges are errors") {
   for (Shape s : {Shape{3, 5, 7}, Shape{4, 4, 64, 64}}) {
     CAPTURE(shape_str(s));
     Shape os;
@@ -234,7 +234,7 @@ TEST_CASE("token_embedding: SD 1.5 table 49408 x 768 f32 (152 MB > 128 MiB), 2 x
   CHECK(ctx.validation_messages() == 0);
 }
 
-TEST_CASE("token_embedding: odd width, f16 storage; bad inputs are errors") {
+TEST_CASE("token_embedding: odd width, f16 storage, bad inputs are errors") {
   auto& ctx = test::ctx();
   const int64_t vocab = 50, d = 13, b = 3, l = 5;
   Graph g(ctx);

@@ -263,7 +263,7 @@ TEST_CASE("loop budget: linear with K = 100,000 and conv with 20,000 input chann
 
 // ---- real SD 1.5 shapes (sampled references, see top of file) -----------------------------
 
-TEST_CASE("conv2d: SD 1.5 sizes, sampled reference (f32; f16 for 320->320)") {
+TEST_CASE("conv2d: SD 1.5 sizes, sampled reference (f32, and f16 for 320->320)") {
   const ops::Conv2d same3 = ops::Conv2d::same(3);
   struct R {
     const char* what;
