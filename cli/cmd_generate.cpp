@@ -104,7 +104,14 @@ void usage() {
       "      --json              machine-readable progress: one JSON object per line on stdout\n"
       "\n"
       "memory and precision:\n"
-      "      --lowvram           keep only one network (text encoder, UNet, VAE) on the GPU at a time\n"
+      "      --lowvram           keep only one network (text encoder, UNet, VAE) on the GPU at a time;\n"
+      "                          with it, VAE tiling turns on by itself when the image has more\n"
+      "                          pixels than one tile (512x512 for SD 1.x)\n"
+      "      --vae-tiling        decode (and encode) with the VAE in overlapping tiles blended\n"
+      "                          together: the VAE's memory is that of one tile whatever the image\n"
+      "                          size, at a small cost in exactness (no visible seams)\n"
+      "      --vae-tile-size N   tile edge in latent pixels (default 64 = 512 image pixels for\n"
+      "                          SD 1.x); neighbouring tiles overlap by at least N/4\n"
       "      --fp32              fp32 weights and activations (default fp16 storage where supported,\n"
       "                          always fp32 arithmetic): twice the memory, reference-exact results\n"
       "\n"
@@ -120,7 +127,8 @@ struct Args {
   double cfg = 7.0, eta = -1, strength = 0.75;
   bool strength_given = false, prompt_given = false;
   long long seed = -1;
-  bool lowvram = false, fp32 = false, json = false;
+  bool lowvram = false, fp32 = false, json = false, vae_tiling = false;
+  int vae_tile = 64;
 };
 
 long long parse_int(const std::string& flag, const std::string& v) {
@@ -179,6 +187,8 @@ Args parse(int argc, char** argv, bool& help) {
     else if (is(nullptr, "--step-preview")) a.step_preview = val();
     else if (is(nullptr, "--lowvram") && !has_inline) a.lowvram = true;
     else if (is(nullptr, "--fp32") && !has_inline) a.fp32 = true;
+    else if (is(nullptr, "--vae-tiling") && !has_inline) a.vae_tiling = true;
+    else if (is(nullptr, "--vae-tile-size")) a.vae_tile = (int)parse_int(flag, val());
     else if (is(nullptr, "--json") && !has_inline) a.json = true;
     else fail("unknown option '" + std::string(argv[i]) + "' (see vksd generate --help)");
   }
@@ -200,6 +210,7 @@ void check_args(const Args& a) {
   if (a.clip_skip < 1) fail("--clip-skip must be at least 1 (1 = the last layer)");
   if (a.seed < -1 || a.seed > 0xffffffffffffll) fail("--seed must be -1 (random) or a non-negative integer");
   if (a.step_preview != "approx" && a.step_preview != "vae") fail("--step-preview must be approx or vae");
+  if (a.vae_tile < 4) fail("--vae-tile-size must be at least 4 latent pixels (got " + std::to_string(a.vae_tile) + ")");
   vksd::parse_sampler(a.sampler);  // unknown names list the valid ones
   if (fs::path(a.output).extension() != ".png") fail("--output must name a .png file (got '" + a.output + "')");
 }
@@ -380,15 +391,21 @@ int cmd_generate(int argc, char** argv) {
   po.vocab_path = a.vocab;
   po.fp32 = a.fp32;
   po.lowvram = a.lowvram;
+  if (a.vae_tiling) po.vae_tiling = vksd::PipelineOptions::VaeTiling::On;
+  po.vae_tile = a.vae_tile;
+  po.vae_tile_overlap = a.vae_tile / 4;
   auto t0 = std::chrono::steady_clock::now();
   vksd::SdPipeline pipe(ctx, po);
   if (!p.init_image) {
     if (!a.width) p.width = pipe.config().sample_size;
     if (!a.height) p.height = pipe.config().sample_size;
   }
-  if (!a.json)
+  if (!a.json) {
     std::fprintf(stderr, "model %s on %s (%s)\n", pipe.model_name().c_str(), ctx.info().name.c_str(),
                  vksd::dtype_name(pipe.dtype()));
+    if (pipe.vae_tiled(p.width, p.height))
+      std::fprintf(stderr, "VAE tiling: tiles of %d latent pixels, overlap >= %d\n", po.vae_tile, po.vae_tile_overlap);
+  }
 
   for (int i = 0; i < a.batch_count; ++i) {
     p.seed = seed0 + (uint64_t)i;

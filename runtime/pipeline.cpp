@@ -11,6 +11,7 @@
 #include "runtime/nn/text_encoder.h"
 #include "runtime/nn/unet.h"
 #include "runtime/nn/vae.h"
+#include "runtime/nn/vae_tiled.h"
 #include "runtime/prompt.h"
 #include "runtime/rng.h"
 #include "runtime/schedule.h"
@@ -31,9 +32,10 @@ struct SdPipeline::Nets {
   std::unique_ptr<nn::TextEncoder> text;
   std::unique_ptr<nn::UNet> unet;
   int unet_batch = 0, unet_h = 0, unet_w_ = 0, unet_ctx = 0;
-  std::unique_ptr<nn::VaeDecoder> dec;
+  // Untiled = one tile spanning the whole latent (the plain VaeDecoder/VaeEncoder graph).
+  std::unique_ptr<nn::TiledVaeDecoder> dec;
   int dec_h = 0, dec_w = 0;
-  std::unique_ptr<nn::VaeEncoder> enc;
+  std::unique_ptr<nn::TiledVaeEncoder> enc;
   int enc_h = 0, enc_w = 0;
 
   void release_text() { text.reset(), clip_w.reset(); }
@@ -43,6 +45,9 @@ struct SdPipeline::Nets {
 
 SdPipeline::SdPipeline(Context& ctx, const PipelineOptions& opts) : ctx_(ctx), opts_(opts), nets_(std::make_unique<Nets>()) {
   if (opts.model_path.empty()) fail("no model given");
+  if (opts.vae_tile < 1 || opts.vae_tile_overlap < 0 || opts.vae_tile_overlap >= opts.vae_tile)
+    fail("VAE tile size " + std::to_string(opts.vae_tile) + " and overlap " + std::to_string(opts.vae_tile_overlap) +
+         " (latent pixels) must satisfy tile >= 1 and 0 <= overlap < tile");
   ckpt_ = std::make_unique<Checkpoint>(opts.config_json.empty()
                                            ? Checkpoint::open(opts.model_path, opts.config_path)
                                            : Checkpoint::open_with_config_text(opts.model_path, opts.config_json));
@@ -166,13 +171,34 @@ std::vector<float> SdPipeline::encode_prompt(const std::string& prompt, int clip
 
 // ---- VAE ------------------------------------------------------------------------------------
 
+bool SdPipeline::vae_tiled(int width, int height) const {
+  using T = PipelineOptions::VaeTiling;
+  const int f = config().vae.downsample_factor();
+  const int64_t latent_pixels = (int64_t)(height / f) * (width / f);
+  const bool larger = height / f > opts_.vae_tile || width / f > opts_.vae_tile;
+  switch (opts_.vae_tiling) {
+    case T::Off: return false;
+    case T::On: return larger;
+    case T::Auto: return opts_.lowvram && latent_pixels > (int64_t)opts_.vae_tile * opts_.vae_tile;
+  }
+  return false;
+}
+
+// The tile geometry for a latent of h x w: the configured tiles, or one tile spanning it.
+static nn::VaeTiles vae_tiles(bool tiled, const PipelineOptions& o, int h, int w) {
+  if (tiled) return {o.vae_tile, o.vae_tile_overlap};
+  return {std::max(h, w), 0};
+}
+
 std::vector<float> SdPipeline::decode_latent(const std::vector<float>& latent, int lh, int lw) {
   const auto& vc = config().vae;
   if (latent.size() != (size_t)vc.embed_dim * lh * lw) fail("decode_latent: latent size does not match its geometry");
   if (!nets_->vae_w) nets_->vae_w = load_weights(ctx_, *ckpt_, kVaePrefix, dtype_);
   if (!nets_->dec || nets_->dec_h != lh || nets_->dec_w != lw) {
     nets_->dec.reset();
-    nets_->dec = std::make_unique<nn::VaeDecoder>(ctx_, *nets_->vae_w, vc, 1, lh, lw);
+    const int f = vc.downsample_factor();
+    nets_->dec = std::make_unique<nn::TiledVaeDecoder>(ctx_, *nets_->vae_w, vc, 1, lh, lw,
+                                                       vae_tiles(vae_tiled(lw * f, lh * f), opts_, lh, lw));
     nets_->dec_h = lh, nets_->dec_w = lw;
   }
   std::vector<float> z(latent.size());
@@ -186,7 +212,9 @@ std::vector<float> SdPipeline::encode_image(const std::vector<float>& image, int
   if (!nets_->vae_w) nets_->vae_w = load_weights(ctx_, *ckpt_, kVaePrefix, dtype_);
   if (!nets_->enc || nets_->enc_h != h || nets_->enc_w != w) {
     nets_->enc.reset();
-    nets_->enc = std::make_unique<nn::VaeEncoder>(ctx_, *nets_->vae_w, vc, 1, h, w);
+    const int f = vc.downsample_factor();
+    nets_->enc = std::make_unique<nn::TiledVaeEncoder>(ctx_, *nets_->vae_w, vc, 1, h, w,
+                                                       vae_tiles(vae_tiled(w, h), opts_, h / f, w / f));
     nets_->enc_h = h, nets_->enc_w = w;
   }
   auto post = nets_->enc->encode(image);

@@ -36,6 +36,13 @@ struct PipelineOptions {
   std::string vocab_path;   // CLIP vocabulary; "" = find_vocabulary's search
   bool fp32 = false;        // keep weights and activations in fp32 (default: the device's fp16)
   bool lowvram = false;     // one network resident at a time
+  // VAE tiling (nn/vae_tiled.h): decode and encode in overlapping tiles of vae_tile latent
+  // pixels, blended, so the VAE's activations are those of one tile. Auto = on when lowvram is
+  // set and the latent has more pixels than one tile (SD 1.x defaults: images larger than
+  // 512 x 512 = 262,144 pixels).
+  enum class VaeTiling { Off, On, Auto };
+  VaeTiling vae_tiling = VaeTiling::Auto;
+  int vae_tile = 64, vae_tile_overlap = 16;  // latent pixels
 };
 
 struct GenerateParams {
@@ -114,6 +121,9 @@ class SdPipeline {
   std::vector<float> decode_latent(const std::vector<float>& latent, int latent_h, int latent_w);
   // VAE posterior mean * scale_factor of an image [1, 3, H, W] in [-1, 1].
   std::vector<float> encode_image(const std::vector<float>& image, int height, int width);
+
+  // Whether the VAE runs tiled for an image of this size (PipelineOptions::vae_tiling).
+  bool vae_tiled(int width, int height) const;
 
   // Release every resident network (weights and graphs); they reload on demand.
   void release_all();

@@ -80,7 +80,7 @@ TEST_CASE("cli generate: --help teaches every flag") {
   CHECK(r.code == 0);
   for (const char* flag : {"--model", "--config", "--vocab", "--prompt", "--negative-prompt", "--steps", "--cfg-scale",
                            "--sampler", "--eta", "--seed", "--width", "--height", "--output", "--batch-count",
-                           "--init-img", "--strength", "--mask", "--clip-skip", "--lowvram", "--fp32", "--save-steps",
+                           "--init-img", "--strength", "--mask", "--clip-skip", "--lowvram", "--fp32", "--save-steps", "--vae-tiling",
                            "--json", "dpm++2m_karras", "euler_a", "lcm"})
     CHECK_MESSAGE(r.out.find(flag) != std::string::npos, flag);
 }

@@ -8,24 +8,51 @@ namespace vksd::nn {
 
 namespace {
 
+// Every GroupNorm of the VAE goes through here, so that a part built for tiled runs
+// (VaeNorms::Selectable) can normalise with statistics the host gives (merged over all tiles)
+// and expose its own. The choice is made per run by two 0/1 weight inputs,
+// stats = own * use_own + given * use_given, so one compiled graph serves both.
+struct Norms {
+  VaeNorms mode = VaeNorms::Own;
+  std::vector<Tensor> given, own;
+  Tensor use_own, use_given;
+
+  Tensor operator()(const Scope& s, Tensor x, float eps, bool silu) {
+    if (mode == VaeNorms::Own) return group_norm(s, x, eps, silu);
+    Graph& g = s.graph();
+    const int64_t c = x.dim(1), n = x.dim(0) * kGroups * 2;
+    if (!use_own.valid()) {
+      use_own = g.input({n}, DType::F32, "use own statistics");
+      use_given = g.input({n}, DType::F32, "use given statistics");
+    }
+    Tensor mine = ops::group_norm_stats(x, kGroups, eps);
+    g.keep(mine);
+    own.push_back(mine);
+    given.push_back(g.input({n}, DType::F32, "given statistics"));
+    Tensor stats = ops::add(ops::mul(mine, use_own), ops::mul(given.back(), use_given));
+    return ops::group_norm_apply(x, s.w("weight", {c}), s.w("bias", {c}), stats, kGroups, silu);
+  }
+  static constexpr int kGroups = 32;
+};
+
 // ResnetBlock (no time embedding): norm1+SiLU, conv1, norm2+SiLU, (dropout), conv2, + x;
 // nin_shortcut (1x1) when the channel count changes.
-Tensor resnet_block(const Scope& s, Tensor x, int64_t out_ch, float eps) {
-  Tensor h = conv3x3(s.sub("conv1"), group_norm(s.sub("norm1"), x, eps, /*silu=*/true));
+Tensor resnet_block(const Scope& s, Tensor x, int64_t out_ch, float eps, Norms& norm) {
+  Tensor h = conv3x3(s.sub("conv1"), norm(s.sub("norm1"), x, eps, /*silu=*/true));
   if (h.dim(1) != out_ch)
     fail(s.quoted("conv1") + " has " + std::to_string(h.dim(1)) + " output channels, expected " +
          std::to_string(out_ch));
   Tensor skip = x;
   if (s.has("nin_shortcut.weight")) skip = conv1x1(s.sub("nin_shortcut"), x);
   else if (s.has("conv_shortcut.weight")) skip = conv3x3(s.sub("conv_shortcut"), x);
-  return conv3x3(s.sub("conv2"), group_norm(s.sub("norm2"), h, eps, /*silu=*/true), /*residual=*/skip);
+  return conv3x3(s.sub("conv2"), norm(s.sub("norm2"), h, eps, /*silu=*/true), /*residual=*/skip);
 }
 
 // AttnBlock: one head over all h*w pixels, q/k/v/proj_out 1x1 convs (applied as linears on the
 // token layout), scale 1/sqrt(C), residual.
-Tensor attn_block(const Scope& s, Tensor x, float eps) {
+Tensor attn_block(const Scope& s, Tensor x, float eps, Norms& norm) {
   const int64_t h = x.dim(2), w = x.dim(3);
-  Tensor t = ops::nchw_to_nlc(group_norm(s.sub("norm"), x, eps, /*silu=*/false));
+  Tensor t = ops::nchw_to_nlc(norm(s.sub("norm"), x, eps, /*silu=*/false));
   Tensor q = conv1x1_as_linear(s.sub("q"), t);
   Tensor k = conv1x1_as_linear(s.sub("k"), t);
   Tensor v = conv1x1_as_linear(s.sub("v"), t);
@@ -34,45 +61,55 @@ Tensor attn_block(const Scope& s, Tensor x, float eps) {
 }
 
 // mid: block_1, attn_1, block_2 (shared by Encoder and Decoder).
-Tensor mid_block(const Scope& s, Tensor x, float eps) {
+Tensor mid_block(const Scope& s, Tensor x, float eps, Norms& norm) {
   const int64_t ch = x.dim(1);
-  x = resnet_block(s.sub("block_1"), x, ch, eps);
-  x = attn_block(s.sub("attn_1"), x, eps);
-  return resnet_block(s.sub("block_2"), x, ch, eps);
+  x = resnet_block(s.sub("block_1"), x, ch, eps, norm);
+  x = attn_block(s.sub("attn_1"), x, eps, norm);
+  return resnet_block(s.sub("block_2"), x, ch, eps, norm);
 }
 
-// Encoder: image -> 2 * z_channels moments (before quant_conv).
-Tensor encoder(const Scope& s, Tensor x, const VaeConfig& cfg) {
+// Encoder, first part: image -> conv_in and the down levels (the resolution-changing part).
+Tensor encoder_head(const Scope& s, Tensor x, const VaeConfig& cfg, Norms& norm) {
   const int levels = (int)cfg.ch_mult.size();
   Tensor h = conv3x3(s.sub("conv_in"), x);
   for (int i = 0; i < levels; ++i) {
     const Scope down = s.sub("down").sub(i);
     for (int j = 0; j < cfg.num_res_blocks; ++j) {
-      h = resnet_block(down.sub("block").sub(j), h, (int64_t)cfg.ch * cfg.ch_mult[i], cfg.gn_eps);
-      if (down.has("attn." + std::to_string(j) + ".q.weight")) h = attn_block(down.sub("attn").sub(j), h, cfg.gn_eps);
+      h = resnet_block(down.sub("block").sub(j), h, (int64_t)cfg.ch * cfg.ch_mult[i], cfg.gn_eps, norm);
+      if (down.has("attn." + std::to_string(j) + ".q.weight"))
+        h = attn_block(down.sub("attn").sub(j), h, cfg.gn_eps, norm);
     }
     // Downsample pads right and bottom only, then a 3x3 stride-2 conv without padding.
     if (i != levels - 1) h = conv(down.sub("downsample.conv"), h, ops::Conv2d::down_asym());
   }
-  h = mid_block(s.sub("mid"), h, cfg.gn_eps);
-  h = group_norm(s.sub("norm_out"), h, cfg.gn_eps, /*silu=*/true);
+  return h;
+}
+
+// Encoder, second part: mid, norm_out+SiLU, conv_out -> 2 * z_channels moments (before quant_conv).
+Tensor encoder_tail(const Scope& s, Tensor h, const VaeConfig& cfg, Norms& norm) {
+  h = mid_block(s.sub("mid"), h, cfg.gn_eps, norm);
+  h = norm(s.sub("norm_out"), h, cfg.gn_eps, /*silu=*/true);
   return conv3x3(s.sub("conv_out"), h);
 }
 
-// Decoder: z_channels latent -> image.
-Tensor decoder(const Scope& s, Tensor z, const VaeConfig& cfg) {
-  const int levels = (int)cfg.ch_mult.size();
+// Decoder, first part: z_channels latent -> conv_in, mid (at latent resolution).
+Tensor decoder_head(const Scope& s, Tensor z, const VaeConfig& cfg, Norms& norm) {
   Tensor h = conv3x3(s.sub("conv_in"), z);
-  h = mid_block(s.sub("mid"), h, cfg.gn_eps);
+  return mid_block(s.sub("mid"), h, cfg.gn_eps, norm);
+}
+
+// Decoder, second part: the up levels, norm_out+SiLU, conv_out -> image.
+Tensor decoder_tail(const Scope& s, Tensor h, const VaeConfig& cfg, Norms& norm) {
+  const int levels = (int)cfg.ch_mult.size();
   for (int i = levels - 1; i >= 0; --i) {
     const Scope up = s.sub("up").sub(i);
     for (int j = 0; j <= cfg.num_res_blocks; ++j) {
-      h = resnet_block(up.sub("block").sub(j), h, (int64_t)cfg.ch * cfg.ch_mult[i], cfg.gn_eps);
-      if (up.has("attn." + std::to_string(j) + ".q.weight")) h = attn_block(up.sub("attn").sub(j), h, cfg.gn_eps);
+      h = resnet_block(up.sub("block").sub(j), h, (int64_t)cfg.ch * cfg.ch_mult[i], cfg.gn_eps, norm);
+      if (up.has("attn." + std::to_string(j) + ".q.weight")) h = attn_block(up.sub("attn").sub(j), h, cfg.gn_eps, norm);
     }
     if (i != 0) h = conv3x3(up.sub("upsample.conv"), ops::upsample_nearest2x(h));
   }
-  h = group_norm(s.sub("norm_out"), h, cfg.gn_eps, /*silu=*/true);
+  h = norm(s.sub("norm_out"), h, cfg.gn_eps, /*silu=*/true);
   return conv3x3(s.sub("conv_out"), h);
 }
 
@@ -90,8 +127,10 @@ VaeDecoder::VaeDecoder(Context& ctx, const WeightStore& weights, const VaeConfig
   Graph& g = *graph_;
   const Scope root(g, weights, kVaePrefix);
   z_ = g.input({batch, cfg.embed_dim, latent_h, latent_w}, opts.activations.value_or(weights.storage()), "z");
+  Norms norm;
   Tensor h = conv1x1(root.sub("post_quant_conv"), z_);
-  image_ = decoder(root.sub("decoder"), h, cfg);
+  h = decoder_head(root.sub("decoder"), h, cfg, norm);
+  image_ = decoder_tail(root.sub("decoder"), h, cfg, norm);
   g.keep(image_);
   g.compile(opts.profile);
 }
@@ -119,7 +158,9 @@ VaeEncoder::VaeEncoder(Context& ctx, const WeightStore& weights, const VaeConfig
   Graph& g = *graph_;
   const Scope root(g, weights, kVaePrefix);
   image_ = g.input({batch, cfg.in_channels, image_h, image_w}, opts.activations.value_or(weights.storage()), "image");
-  Tensor h = encoder(root.sub("encoder"), image_, cfg);
+  Norms norm;
+  Tensor h = encoder_head(root.sub("encoder"), image_, cfg, norm);
+  h = encoder_tail(root.sub("encoder"), h, cfg, norm);
   moments_ = conv1x1(root.sub("quant_conv"), h);
   if (moments_.dim(1) != 2 * cfg.embed_dim)
     fail("VaeEncoder: quant_conv gives " + std::to_string(moments_.dim(1)) + " channels, expected 2 x embed_dim " +
@@ -150,5 +191,84 @@ VaeEncoder::Posterior VaeEncoder::encode(const std::vector<float>& image) {
 }
 
 VkDeviceSize VaeEncoder::peak_bytes() const { return graph_->peak_bytes(); }
+
+// ---- parts ------------------------------------------------------------------------------------
+
+VaePartNet::VaePartNet(Context& ctx, const WeightStore& weights, const VaeConfig& cfg, VaePart part, int batch,
+                       int in_h, int in_w, VaeNorms norms, NetOptions opts) {
+  const bool image_in = part == VaePart::EncoderHead;
+  const int f = cfg.downsample_factor();
+  if (batch < 1 || in_h < 1 || in_w < 1 || (image_in && (in_h % f || in_w % f)))
+    fail("VaePartNet: batch " + std::to_string(batch) + " and input size " + std::to_string(in_h) + "x" +
+         std::to_string(in_w) + " must be positive" + (image_in ? " multiples of " + std::to_string(f) : std::string()));
+  graph_ = std::make_unique<Graph>(ctx);
+  Graph& g = *graph_;
+  const Scope root(g, weights, kVaePrefix);
+  const DType dt = opts.activations.value_or(weights.storage());
+  const int64_t top = (int64_t)cfg.ch * cfg.ch_mult.back();  // channels between head and tail
+  Norms norm;
+  norm.mode = norms;
+  switch (part) {
+    case VaePart::DecoderHead:
+      in_ = g.input({batch, cfg.embed_dim, in_h, in_w}, dt, "z");
+      out_ = decoder_head(root.sub("decoder"), conv1x1(root.sub("post_quant_conv"), in_), cfg, norm);
+      break;
+    case VaePart::DecoderTail:
+      in_ = g.input({batch, top, in_h, in_w}, dt, "decoder mid output");
+      out_ = decoder_tail(root.sub("decoder"), in_, cfg, norm);
+      break;
+    case VaePart::EncoderHead:
+      in_ = g.input({batch, cfg.in_channels, in_h, in_w}, dt, "image");
+      out_ = encoder_head(root.sub("encoder"), in_, cfg, norm);
+      break;
+    case VaePart::EncoderTail:
+      in_ = g.input({batch, top, in_h, in_w}, dt, "encoder down output");
+      out_ = conv1x1(root.sub("quant_conv"), encoder_tail(root.sub("encoder"), in_, cfg, norm));
+      break;
+  }
+  given_stats_ = std::move(norm.given);
+  own_stats_ = std::move(norm.own);
+  use_own_ = norm.use_own, use_given_ = norm.use_given;
+  g.keep(out_);
+  g.compile(opts.profile);
+  if (use_own_.valid()) {
+    for (Tensor t : given_stats_) g.upload(t, std::vector<float>((size_t)t.numel(), 0.f));
+    use_given_norm_stats(false);
+  }
+}
+
+void VaePartNet::use_given_norm_stats(bool given) {
+  if (!use_own_.valid()) fail("VaePartNet: built with VaeNorms::Own, its GroupNorm statistics are not selectable");
+  graph_->upload(use_own_, std::vector<float>((size_t)use_own_.numel(), given ? 0.f : 1.f));
+  graph_->upload(use_given_, std::vector<float>((size_t)use_given_.numel(), given ? 1.f : 0.f));
+}
+
+VaePartNet::~VaePartNet() = default;
+
+const Shape& VaePartNet::input_shape() const { return in_.shape(); }
+const Shape& VaePartNet::output_shape() const { return out_.shape(); }
+
+void VaePartNet::set_norm_stats(int k, const std::vector<float>& stats) {
+  if (k < 0 || k >= (int)given_stats_.size()) fail("VaePartNet: no given statistics for GroupNorm " + std::to_string(k));
+  if (stats.size() != (size_t)given_stats_[(size_t)k].numel())
+    fail("VaePartNet: GroupNorm " + std::to_string(k) + " statistics have " + std::to_string(stats.size()) +
+         " values, expected " + std::to_string(given_stats_[(size_t)k].numel()));
+  graph_->upload(given_stats_[(size_t)k], stats);
+}
+
+std::vector<float> VaePartNet::norm_stats(int k) {
+  if (k < 0 || k >= (int)own_stats_.size()) fail("VaePartNet: no statistics of GroupNorm " + std::to_string(k));
+  return graph_->download(own_stats_[(size_t)k]);
+}
+
+std::vector<float> VaePartNet::run(const std::vector<float>& x) {
+  if (x.size() != (size_t)in_.numel())
+    fail("VaePartNet::run: got " + std::to_string(x.size()) + " floats, expected " + shape_str(in_.shape()));
+  graph_->upload(in_, x);
+  graph_->run();
+  return graph_->download(out_);
+}
+
+VkDeviceSize VaePartNet::peak_bytes() const { return graph_->peak_bytes(); }
 
 }  // namespace vksd::nn

@@ -58,4 +58,48 @@ class VaeEncoder {
   Tensor image_, moments_;
 };
 
+// ---- the VAE in parts, for tiled runs (nn/vae_tiled.h) ----------------------------------------
+
+// Where the GroupNorms of a part get their statistics.
+enum class VaeNorms {
+  Own,         // from the tensor itself: the network as trained
+  Selectable,  // per run either the tensor's own (the default) or statistics given by the host
+               // (merged over all tiles); the own statistics can be read after every run
+};
+
+// The VAE split where tiling changes resolution class:
+//   DecoderHead  z [B, embed_dim, h, w] -> post_quant_conv, conv_in, mid (attention over the
+//                whole latent) -> [B, C, h, w]
+//   DecoderTail  -> up blocks, norm_out+SiLU, conv_out -> image [B, out_channels, H, W]
+//   EncoderHead  image [B, in_channels, H, W] -> conv_in, down blocks -> [B, C, h, w]
+//   EncoderTail  -> mid, norm_out+SiLU, conv_out, quant_conv -> moments [B, 2 embed_dim, h, w]
+// Head then tail is exactly VaeDecoder / VaeEncoder (same ops in the same order).
+enum class VaePart { DecoderHead, DecoderTail, EncoderHead, EncoderTail };
+
+class VaePartNet {
+ public:
+  // in_h, in_w: the part's input size (latent pixels for DecoderHead/DecoderTail/EncoderTail,
+  // image pixels for EncoderHead).
+  VaePartNet(Context& ctx, const WeightStore& weights, const VaeConfig& cfg, VaePart part, int batch, int in_h,
+             int in_w, VaeNorms norms = VaeNorms::Own, NetOptions opts = {});
+  ~VaePartNet();
+  const Shape& input_shape() const;
+  const Shape& output_shape() const;
+  // VaeNorms::Selectable: the GroupNorms in the graph (in order); each one's statistics are
+  // batch x 32 x (mean, 1/sqrt(var + eps)).
+  int norm_count() const { return (int)own_stats_.size(); }
+  // Normalise with the statistics set by set_norm_stats (true) or the tensors' own (false).
+  void use_given_norm_stats(bool given);
+  void set_norm_stats(int k, const std::vector<float>& stats);
+  std::vector<float> norm_stats(int k);  // the own statistics of the last run
+  std::vector<float> run(const std::vector<float>& x);
+  VkDeviceSize peak_bytes() const;
+
+ private:
+  std::unique_ptr<Graph> graph_;
+  Tensor in_, out_;
+  std::vector<Tensor> given_stats_, own_stats_;
+  Tensor use_own_, use_given_;  // per-run 0/1 weights of the two statistics
+};
+
 }  // namespace vksd::nn
