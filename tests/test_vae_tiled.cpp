@@ -2,20 +2,23 @@
 // reference checkpoint in fp32.
 //
 // Truth: the untiled VaeDecoder/VaeEncoder, themselves checked against the CompVis reference
-// (test_parity_tiny.cpp, <= 2.4e-6 rel L2). Tiling cannot be exact: GroupNorm normalises each
-// tile with the tile's own statistics, and convolutions near a tile edge see zero padding where
-// the untiled network sees the neighbouring content. What the tests pin down:
+// (test_parity_tiny.cpp, <= 2.4e-6 rel L2). Tiling cannot be exact: the GroupNorm statistics
+// merged over tiles approximate the whole image's, and convolutions near a tile edge see zero
+// padding where the untiled network sees the neighbouring content. What the tests pin down:
 //   1. the geometry (tile_starts / tile_weights) exactly: coverage, equal tile sizes inside the
-//      image, overlaps >= the requested one, weights summing to 1;
-//   2. the size of the tiling error (rel L2 vs untiled), with the tolerance set from the measured
-//      value (numbers below);
-//   3. that it has no seam: the error does not jump across any line of the image. The metric is
-//      the per-column (per-row) mean of |d(x+1) - d(x)|, d = tiled - untiled, i.e. how much the
-//      tiled image's local gradient differs from the untiled one, and the test compares its
-//      largest value to its median. The same metric on a naive stitch (the same tiles, hard cut
-//      at the middle of each overlap, no blending) shows what a seam looks like to it.
-//   4. peak activation memory (Graph::peak_bytes) tiled vs untiled;
-//   5. the pipeline's option and its auto rule.
+//      image, overlaps >= the requested one, weights summing to 1, linear ramps;
+//   2. the split GroupNorm ops against ops::group_norm and a double reference (at a VAE tile's
+//      size), and that given statistics are really used;
+//   3. the size of the tiling error (rel L2 vs untiled), with the tolerance set from the measured
+//      value (numbers below), and that merged statistics beat per-tile ones;
+//   4. no seam: (a) the error within 2 px of any tile edge is not larger than elsewhere, and
+//      (b) the error does not jump across any line more than elsewhere: d = tiled - untiled is
+//      averaged along the line in bands (keeping offsets, averaging the model's pixel noise
+//      away) and the largest jump between neighbouring lines is compared with the median one;
+//      the naive stitch (hard cut in each overlap) is printed for comparison;
+//   5. edge cases: smaller than a tile (bit-identical to untiled), one axis tiled, bad input;
+//   6. peak activation memory (Graph::peak_bytes) at SD 1.5 sizes, tiled vs untiled;
+//   7. the pipeline's option, its auto rule and decode/encode through SdPipeline.
 #include <doctest/doctest.h>
 
 #include <algorithm>
