@@ -458,6 +458,17 @@ struct ConfigReader {
     for (const auto& [k, v] : obj.as_object())
       if (!known.count(k) && ignored) ignored->push_back(what + ": " + key_name(k.c_str()));
   }
+  // The object under key k, when present, read by its own reader: read(r) takes and checks its
+  // keys, then the keys it did not know are reported as ignored.
+  template <class Read>
+  void sub(const char* k, Read read) {
+    if (const Json* s = get(k)) {
+      if (!s->is_object()) fail(what + ": " + key_name(k) + " must be an object");
+      ConfigReader r{*s, key_name(k), what, ignored, {}};
+      read(r);
+      r.finish();
+    }
+  }
 
   template <class T>
   T parse(const Json& v, const char* k) {
@@ -509,28 +520,21 @@ void apply_model_config_json(ModelConfig& cfg, const Json& j, const std::string&
   if (cfg.sample_size <= 0 || cfg.sample_size % 8)
     fail(what + ": sample_size must be a positive multiple of 8 pixels (got " + std::to_string(cfg.sample_size) + ")");
 
-  if (const Json* s = top.get("tokenizer")) {
-    if (!s->is_object()) fail(what + ": tokenizer must be an object");
-    ConfigReader r{*s, "tokenizer", what, ignored, {}};
+  // The vocabulary is checked here rather than when the tokenizer loads: a config naming a
+  // missing file is a broken model folder, and the message should say which config and key named it.
+  top.sub("tokenizer", [&](ConfigReader& r) {
     std::string vocab;
     r.take("vocab", vocab);
-    r.finish();
-    if (r.get("vocab")) {
-      // Checked here rather than when the tokenizer loads: a config naming a missing file is a
-      // broken model folder, and the message should say which config and key named it.
-      if (vocab.empty()) fail(what + ": tokenizer.vocab is empty");
-      fs::path p(vocab);
-      if (p.is_relative() && !base_dir.empty()) p = fs::path(base_dir) / p;
-      std::error_code ec;
-      if (!fs::is_regular_file(p, ec))
-        fail(what + ": tokenizer.vocab names '" + vocab + "', which does not exist (" + p.string() + ")");
-      cfg.tokenizer_vocab = p.lexically_normal().string();
-    }
-  }
-
-  if (const Json* s = top.get("unet")) {
-    if (!s->is_object()) fail(what + ": unet must be an object");
-    ConfigReader r{*s, "unet", what, ignored, {}};
+    if (!r.get("vocab")) return;
+    if (vocab.empty()) fail(what + ": tokenizer.vocab is empty");
+    fs::path p(vocab);
+    if (p.is_relative() && !base_dir.empty()) p = fs::path(base_dir) / p;
+    std::error_code ec;
+    if (!fs::is_regular_file(p, ec))
+      fail(what + ": tokenizer.vocab names '" + vocab + "', which does not exist (" + p.string() + ")");
+    cfg.tokenizer_vocab = p.lexically_normal().string();
+  });
+  top.sub("unet", [&](ConfigReader& r) {
     UNetConfig& u = cfg.unet;
     r.check("in_channels", u.in_channels);
     r.check("out_channels", u.out_channels);
@@ -545,12 +549,9 @@ void apply_model_config_json(ModelConfig& cfg, const Json& j, const std::string&
     r.take("num_head_channels", u.num_head_channels);
     r.take("gn_eps", u.gn_eps);
     r.take("ln_eps", u.ln_eps);
-    r.finish();
     if (u.num_head_channels <= 0 && u.num_heads <= 0) fail(what + ": unet.num_heads must be positive");
-  }
-  if (const Json* s = top.get("text_encoder")) {
-    if (!s->is_object()) fail(what + ": text_encoder must be an object");
-    ConfigReader r{*s, "text_encoder", what, ignored, {}};
+  });
+  top.sub("text_encoder", [&](ConfigReader& r) {
     ClipConfig& c = cfg.clip;
     r.check("vocab_size", c.vocab_size);
     r.check("max_length", c.max_length);
@@ -563,11 +564,8 @@ void apply_model_config_json(ModelConfig& cfg, const Json& j, const std::string&
     r.take("bos_token", c.bos_token);
     r.take("eos_token", c.eos_token);
     r.take("pad_token", c.pad_token);
-    r.finish();
-  }
-  if (const Json* s = top.get("vae")) {
-    if (!s->is_object()) fail(what + ": vae must be an object");
-    ConfigReader r{*s, "vae", what, ignored, {}};
+  });
+  top.sub("vae", [&](ConfigReader& r) {
     VaeConfig& v = cfg.vae;
     r.check("in_channels", v.in_channels);
     r.check("out_channels", v.out_channels);
@@ -578,19 +576,15 @@ void apply_model_config_json(ModelConfig& cfg, const Json& j, const std::string&
     r.check("embed_dim", v.embed_dim);
     r.take("gn_eps", v.gn_eps);
     r.take("scale_factor", v.scale_factor);
-    r.finish();
-  }
-  if (const Json* s = top.get("schedule")) {
-    if (!s->is_object()) fail(what + ": schedule must be an object");
-    ConfigReader r{*s, "schedule", what, ignored, {}};
+  });
+  top.sub("schedule", [&](ConfigReader& r) {
     ScheduleConfig& sc = cfg.schedule;
     r.take("num_train_timesteps", sc.num_train_timesteps);
     r.take("beta_start", sc.beta_start);
     r.take("beta_end", sc.beta_end);
     r.take("beta_schedule", sc.beta_schedule);
     r.take("prediction_type", sc.prediction_type);
-    r.finish();
-  }
+  });
   top.finish();
 
   const ScheduleConfig& sc = cfg.schedule;
