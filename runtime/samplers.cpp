@@ -5,6 +5,7 @@
 // condition of diffusers' LCMScheduler).
 #include "runtime/samplers.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "runtime/error.h"
@@ -35,65 +36,78 @@ Latent randn_like(TorchRng& rng, size_t n) {
 
 // ---- DDPM-scaled family ----------------------------------------------------------------------
 
-// DDIM over LDM's uniform timesteps; eta = 0 is deterministic.
-class DdimSampler : public Sampler {
+// Samplers that visit integer training timesteps, largest first, with the latent at
+// sqrt(a) x0 + sqrt(1 - a) noise for a = alphas_cumprod(t). a_end is the level after the last
+// step: 1 (the clean latent), or alphas_cumprod[0] for LDM's DDIM.
+class TimestepSampler : public Sampler {
  public:
-  DdimSampler(const NoiseSchedule& s, int steps, double eta)
-      : Sampler(SamplerKind::DDIM, s), ts_(ddim_timesteps(steps, s.num_timesteps())), eta_(eta < 0 ? 0.0 : eta) {
+  TimestepSampler(SamplerKind k, const NoiseSchedule& s, std::vector<int> largest_first, double a_end)
+      : Sampler(k, s), ts_(std::move(largest_first)), a_end_(a_end) {
     steps_ = (int)ts_.size();
   }
-  int t_of(int i) const { return ts_[ts_.size() - 1 - (size_t)i]; }
-  // The last step goes to alphas_cumprod[0], not 1 (original LDM).
-  double a_prev(int i) const { return i + 1 < steps_ ? sched_.alphas_cumprod(t_of(i + 1)) : sched_.alphas_cumprod(0); }
+  int t_of(int i) const { return ts_[(size_t)i]; }
+  // alphas_cumprod of the latent before step i; i == steps(): after the last step.
+  double a_at(int i) const { return i < steps_ ? sched_.alphas_cumprod(t_of(i)) : a_end_; }
   NoiseLevel level(int i) const override {
-    double a = i < steps_ ? sched_.alphas_cumprod(t_of(i)) : a_prev(steps_ - 1);
+    double a = a_at(i);
     return {std::sqrt(a), std::sqrt(1 - a)};
   }
   double init_noise_scale() const override { return 1.0; }
   double timestep(int i) const override { return t_of(i); }
   double sigma_at(int i) const override { return sched_.sigma(t_of(i)); }
 
+ protected:
+  // The clean latent implied by the noise prediction e at level a_t.
+  static double x0_of(double x, double e, double a_t) { return (x - std::sqrt(1 - a_t) * e) / std::sqrt(a_t); }
+
+ private:
+  std::vector<int> ts_;
+  double a_end_;
+};
+
+// LDM's DDIM timesteps, largest first.
+std::vector<int> ddim_visit_order(const NoiseSchedule& s, int steps) {
+  std::vector<int> ts = ddim_timesteps(steps, s.num_timesteps());
+  std::reverse(ts.begin(), ts.end());
+  return ts;
+}
+
+// DDIM over LDM's uniform timesteps; eta = 0 is deterministic.
+class DdimSampler : public TimestepSampler {
+ public:
+  // The last step goes to alphas_cumprod[0], not 1 (original LDM).
+  DdimSampler(const NoiseSchedule& s, int steps, double eta)
+      : TimestepSampler(SamplerKind::DDIM, s, ddim_visit_order(s, steps), s.alphas_cumprod(0)), eta_(eta < 0 ? 0.0 : eta) {}
+
   void step(int i, Latent& x, const ModelFn& model, TorchRng& rng, StepInfo& info, Latent& e,
             Latent& pred_x0) override {
     const int t = t_of(i);
-    const double a_t = sched_.alphas_cumprod(t), a_p = a_prev(i);
+    const double a_t = a_at(i), a_p = a_at(i + 1);
     info.t = t;
     e = eval_eps(model, x, t, a_t);
     const double sigma_t = eta_ * std::sqrt((1 - a_p) / (1 - a_t) * (1 - a_t / a_p));
     const double dir = std::sqrt(std::max(0.0, 1 - a_p - sigma_t * sigma_t));
     pred_x0.resize(x.size());
-    for (size_t k = 0; k < x.size(); ++k) pred_x0[k] = (x[k] - std::sqrt(1 - a_t) * e[k]) / std::sqrt(a_t);
+    for (size_t k = 0; k < x.size(); ++k) pred_x0[k] = x0_of(x[k], e[k], a_t);
     Latent noise = sigma_t > 0 ? randn_like(rng, x.size()) : Latent();
     for (size_t k = 0; k < x.size(); ++k)
       x[k] = std::sqrt(a_p) * pred_x0[k] + dir * e[k] + (sigma_t > 0 ? sigma_t * noise[k] : 0.0);
   }
 
  private:
-  std::vector<int> ts_;
   double eta_;
 };
 
 // Ancestral sampling from the DDPM posterior q(x_prev | x_t, x0) over the same timesteps as
 // DDIM, ending at the clean latent (a_prev = 1 after the last step).
-class DdpmSampler : public Sampler {
+class DdpmSampler : public TimestepSampler {
  public:
-  DdpmSampler(const NoiseSchedule& s, int steps) : Sampler(SamplerKind::DDPM, s), ts_(ddim_timesteps(steps, s.num_timesteps())) {
-    steps_ = (int)ts_.size();
-  }
-  int t_of(int i) const { return ts_[ts_.size() - 1 - (size_t)i]; }
-  double a_prev(int i) const { return i + 1 < steps_ ? sched_.alphas_cumprod(t_of(i + 1)) : 1.0; }
-  NoiseLevel level(int i) const override {
-    double a = i < steps_ ? sched_.alphas_cumprod(t_of(i)) : 1.0;
-    return {std::sqrt(a), std::sqrt(1 - a)};
-  }
-  double init_noise_scale() const override { return 1.0; }
-  double timestep(int i) const override { return t_of(i); }
-  double sigma_at(int i) const override { return sched_.sigma(t_of(i)); }
+  DdpmSampler(const NoiseSchedule& s, int steps) : TimestepSampler(SamplerKind::DDPM, s, ddim_visit_order(s, steps), 1.0) {}
 
   void step(int i, Latent& x, const ModelFn& model, TorchRng& rng, StepInfo& info, Latent& e,
             Latent& x0) override {
     const int t = t_of(i);
-    const double a_t = sched_.alphas_cumprod(t), a_p = a_prev(i);
+    const double a_t = a_at(i), a_p = a_at(i + 1);
     info.t = t;
     e = eval_eps(model, x, t, a_t);
     const double beta = 1 - a_t / a_p;  // the effective beta between the two visited steps
@@ -101,64 +115,51 @@ class DdpmSampler : public Sampler {
     const double c_xt = std::sqrt(a_t / a_p) * (1 - a_p) / (1 - a_t);
     const double var = (1 - a_p) / (1 - a_t) * beta;
     x0.resize(x.size());
-    for (size_t k = 0; k < x.size(); ++k) x0[k] = (x[k] - std::sqrt(1 - a_t) * e[k]) / std::sqrt(a_t);
+    for (size_t k = 0; k < x.size(); ++k) x0[k] = x0_of(x[k], e[k], a_t);
     Latent noise = var > 0 ? randn_like(rng, x.size()) : Latent();
     for (size_t k = 0; k < x.size(); ++k)
       x[k] = c_x0 * x0[k] + c_xt * x[k] + (var > 0 ? std::sqrt(var) * noise[k] : 0.0);
   }
-
- private:
-  std::vector<int> ts_;
 };
+
+// The LCM timesteps, largest first: evenly spaced indices into the 50-step distillation
+// schedule, floor(linspace(0, 50, steps, endpoint=False)).
+std::vector<int> lcm_visit_order(const NoiseSchedule& s, int steps) {
+  const int T = s.num_timesteps(), original_steps = 50;
+  if (steps < 1 || steps > original_steps) fail("lcm: steps must be in [1, 50] (got " + std::to_string(steps) + ")");
+  const int c = T / original_steps;
+  std::vector<int> origin;
+  for (int k = 1; k <= original_steps; ++k) origin.push_back(k * c - 1);
+  std::vector<int> ts;
+  for (int k = 0; k < steps; ++k) ts.push_back(origin[(size_t)(original_steps - 1 - (k * original_steps) / steps)]);
+  return ts;
+}
 
 // Latent Consistency Model multistep sampling: predict x0 with the consistency boundary
 // condition, then re-noise it to the next timestep with fresh noise.
-class LcmSampler : public Sampler {
+class LcmSampler : public TimestepSampler {
  public:
-  LcmSampler(const NoiseSchedule& s, int steps) : Sampler(SamplerKind::LCM, s) {
-    const int T = s.num_timesteps(), original_steps = 50;
-    if (steps < 1 || steps > original_steps) fail("lcm: steps must be in [1, 50] (got " + std::to_string(steps) + ")");
-    const int c = T / original_steps;
-    std::vector<int> origin;
-    for (int k = 1; k <= original_steps; ++k) origin.push_back(k * c - 1);
-    // Evenly spaced indices into the distillation schedule, largest timestep first:
-    // floor(linspace(0, 50, steps, endpoint=False)).
-    for (int k = 0; k < steps; ++k) ts_.push_back(origin[(size_t)(original_steps - 1 - (k * original_steps) / steps)]);
-    steps_ = (int)ts_.size();
-  }
-  NoiseLevel level(int i) const override {
-    double a = i < steps_ ? sched_.alphas_cumprod(ts_[(size_t)i]) : 1.0;
-    return {std::sqrt(a), std::sqrt(1 - a)};
-  }
-  double init_noise_scale() const override { return 1.0; }
-  double timestep(int i) const override { return ts_[(size_t)i]; }
-  double sigma_at(int i) const override { return sched_.sigma(ts_[(size_t)i]); }
+  LcmSampler(const NoiseSchedule& s, int steps) : TimestepSampler(SamplerKind::LCM, s, lcm_visit_order(s, steps), 1.0) {}
 
   void step(int i, Latent& x, const ModelFn& model, TorchRng& rng, StepInfo& info, Latent& e,
             Latent& den) override {
-    const int t = ts_[(size_t)i];
-    const double a_t = sched_.alphas_cumprod(t);
+    const int t = t_of(i);
+    const double a_t = a_at(i);
     info.t = t;
     e = eval_eps(model, x, t, a_t);
     const double sigma_data = 0.5, scaled_t = t * 10.0;
     const double c_skip = sigma_data * sigma_data / (scaled_t * scaled_t + sigma_data * sigma_data);
     const double c_out = scaled_t / std::sqrt(scaled_t * scaled_t + sigma_data * sigma_data);
     den.resize(x.size());
-    for (size_t k = 0; k < x.size(); ++k) {
-      double x0 = (x[k] - std::sqrt(1 - a_t) * e[k]) / std::sqrt(a_t);
-      den[k] = c_out * x0 + c_skip * x[k];
-    }
+    for (size_t k = 0; k < x.size(); ++k) den[k] = c_out * x0_of(x[k], e[k], a_t) + c_skip * x[k];
     if (i + 1 < steps_) {
-      const double a_p = sched_.alphas_cumprod(ts_[(size_t)i + 1]);
+      const double a_p = a_at(i + 1);
       Latent noise = randn_like(rng, x.size());
       for (size_t k = 0; k < x.size(); ++k) x[k] = std::sqrt(a_p) * den[k] + std::sqrt(1 - a_p) * noise[k];
     } else {
       x = den;
     }
   }
-
- private:
-  std::vector<int> ts_;
 };
 
 // ---- k-diffusion family ----------------------------------------------------------------------
