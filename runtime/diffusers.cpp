@@ -261,18 +261,27 @@ void check_ints(const Json& j, const char* key, const std::vector<int64_t>& infe
   }
 }
 
+// The block layout keys that diffusers' UNet2DConditionModel and AutoencoderKL configs share;
+// returns the per-level widths (base channels times each multiplier).
+std::vector<int64_t> check_blocks(const Json& j, int base, const std::vector<int>& mult, int in_channels,
+                                  int out_channels, int num_res_blocks, const std::string& what) {
+  std::vector<int64_t> widths;
+  for (int m : mult) widths.push_back((int64_t)base * m);
+  check_ints(j, "block_out_channels", widths, what);
+  check_int(j, "in_channels", in_channels, what);
+  check_int(j, "out_channels", out_channels, what);
+  check_int(j, "layers_per_block", num_res_blocks, what);
+  return widths;
+}
+
 }  // namespace
 
 void apply_diffusers_config(ModelConfig& cfg, const std::string& component, const Json& j, const std::string& what) {
   if (!j.is_object()) fail(what + ": not a JSON object");
   if (component == "unet") {
     UNetConfig& u = cfg.unet;
-    std::vector<int64_t> widths;
-    for (int m : u.channel_mult) widths.push_back((int64_t)u.model_channels * m);
-    check_ints(j, "block_out_channels", widths, what);
-    check_int(j, "in_channels", u.in_channels, what);
-    check_int(j, "out_channels", u.out_channels, what);
-    check_int(j, "layers_per_block", u.num_res_blocks, what);
+    const std::vector<int64_t> widths =
+        check_blocks(j, u.model_channels, u.channel_mult, u.in_channels, u.out_channels, u.num_res_blocks, what);
     check_int(j, "cross_attention_dim", u.context_dim, what);
     if (const Json* v = j.find("use_linear_projection"); v && !v->is_null())
       if (v->as_bool("use_linear_projection") != u.use_linear_in_transformer)
@@ -312,12 +321,7 @@ void apply_diffusers_config(ModelConfig& cfg, const std::string& component, cons
     check_int(j, "norm_num_groups", 32, what);
   } else if (component == "vae") {
     VaeConfig& v = cfg.vae;
-    std::vector<int64_t> widths;
-    for (int m : v.ch_mult) widths.push_back((int64_t)v.ch * m);
-    check_ints(j, "block_out_channels", widths, what);
-    check_int(j, "in_channels", v.in_channels, what);
-    check_int(j, "out_channels", v.out_channels, what);
-    check_int(j, "layers_per_block", v.num_res_blocks, what);
+    check_blocks(j, v.ch, v.ch_mult, v.in_channels, v.out_channels, v.num_res_blocks, what);
     check_int(j, "latent_channels", v.embed_dim, what);
     check_int(j, "norm_num_groups", 32, what);
     v.scale_factor = (float)j.number_or("scaling_factor", v.scale_factor);
