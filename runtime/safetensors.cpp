@@ -190,41 +190,35 @@ std::span<const uint8_t> SafetensorsFile::bytes(const StTensor& t) const {
   return {map_ + data_start_ + t.begin, (size_t)(t.end - t.begin)};
 }
 
+// Converts n consecutive values of type Raw at p to float. The data area need not be aligned
+// (the header length is arbitrary): each value is read through memcpy.
+template <class Raw, class Convert>
+static void unaligned_to_f32(const uint8_t* p, size_t n, float* out, Convert convert) {
+  for (size_t i = 0; i < n; ++i) {
+    Raw v;
+    std::memcpy(&v, p + sizeof(Raw) * i, sizeof(Raw));
+    out[i] = convert(v);
+  }
+}
+
 void SafetensorsFile::to_f32(const StTensor& t, float* out) const {
   const uint8_t* p = bytes(t).data();
   const size_t n = (size_t)t.numel();
-  // The data area need not be aligned (the header length is arbitrary): read through memcpy.
   switch (t.dtype) {
     case StDType::F32:
       std::memcpy(out, p, n * 4);
       break;
     case StDType::F16:
-      for (size_t i = 0; i < n; ++i) {
-        uint16_t h;
-        std::memcpy(&h, p + 2 * i, 2);
-        out[i] = f16_to_f32(h);
-      }
+      unaligned_to_f32<uint16_t>(p, n, out, [](uint16_t h) { return f16_to_f32(h); });
       break;
     case StDType::BF16:
-      for (size_t i = 0; i < n; ++i) {
-        uint16_t h;
-        std::memcpy(&h, p + 2 * i, 2);
-        out[i] = bf16_to_f32(h);
-      }
+      unaligned_to_f32<uint16_t>(p, n, out, [](uint16_t h) { return bf16_to_f32(h); });
       break;
     case StDType::I32:
-      for (size_t i = 0; i < n; ++i) {
-        int32_t v;
-        std::memcpy(&v, p + 4 * i, 4);
-        out[i] = (float)v;
-      }
+      unaligned_to_f32<int32_t>(p, n, out, [](int32_t v) { return (float)v; });
       break;
     case StDType::I64:
-      for (size_t i = 0; i < n; ++i) {
-        int64_t v;
-        std::memcpy(&v, p + 8 * i, 8);
-        out[i] = (float)v;
-      }
+      unaligned_to_f32<int64_t>(p, n, out, [](int64_t v) { return (float)v; });
       break;
   }
 }
