@@ -111,6 +111,16 @@ std::vector<PromptSegment> parse_prompt_emphasis(std::string_view prompt) {
   auto multiply_range = [&](size_t start, double m) {
     for (size_t p = start; p < res.size(); ++p) res[p].weight *= m;
   };
+  // A closing bracket multiplies everything since the innermost open bracket of its kind; with
+  // none open it is plain text.
+  auto close_bracket = [&](std::vector<size_t>& open, double m, std::u32string_view literal) {
+    if (open.empty()) {
+      append_text(res, literal);
+    } else {
+      multiply_range(open.back(), m);
+      open.pop_back();
+    }
+  };
 
   size_t i = 0;
   while (i < t.size()) {
@@ -143,20 +153,10 @@ std::vector<PromptSegment> parse_prompt_emphasis(std::string_view prompt) {
         ++i;
       }
     } else if (c == U')') {
-      if (!round.empty()) {
-        multiply_range(round.back(), kRoundMultiplier);
-        round.pop_back();
-      } else {
-        append_text(res, U")");
-      }
+      close_bracket(round, kRoundMultiplier, U")");
       ++i;
     } else if (c == U']') {
-      if (!square.empty()) {
-        multiply_range(square.back(), kSquareMultiplier);
-        square.pop_back();
-      } else {
-        append_text(res, U"]");
-      }
+      close_bracket(square, kSquareMultiplier, U"]");
       ++i;
     } else {
       size_t e = i + 1;
