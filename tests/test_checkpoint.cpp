@@ -799,16 +799,11 @@ TEST_CASE("checkpoint: load_weights uploads one network at a time, f32 exact and
 TEST_CASE("vksd info: prints the architecture, parameter counts and memory, exit 1 on bad input") {
   const std::string vksd = test::vksd_binary();
   REQUIRE_MESSAGE(!vksd.empty(), "the vksd binary was not built");
-  auto run = [&](const std::string& args, int& rc) {
-    std::string cmd = vksd + " info " + args + " 2>&1";
-    FILE* p = popen(cmd.c_str(), "r");
-    REQUIRE(p);
-    std::string out;
-    char buf[4096];
-    while (size_t n = fread(buf, 1, sizeof buf, p)) out.append(buf, n);
-    int st = pclose(p);
-    rc = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-    return out;
+  auto run = [](const std::string& args, int& rc) {
+    auto r = test::run_vksd("info " + args);
+    REQUIRE_MESSAGE(r.code >= 0, "vksd info did not run or did not exit normally:\n" << r.out);
+    rc = r.code;
+    return r.out;
   };
   int rc = 0;
   std::string out = run(tiny_model(), rc);

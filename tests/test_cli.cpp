@@ -3,7 +3,6 @@
 // tiny reference checkpoint that writes a PNG with A1111 parameters, JSON progress and step dumps.
 #include <doctest/doctest.h>
 
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -22,32 +21,15 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// The vksd binary, built beside the tests.
-std::string binary() { return vksd::test::vksd_binary(); }
-
-struct Run {
-  int code = -1;
-  std::string out;  // stdout + stderr
-};
-
 std::string quote(const std::string& s) {
   std::string r = "'";
   for (char c : s) r += c == '\'' ? std::string("'\\''") : std::string(1, c);
   return r + "'";
 }
 
-// `env` is prepended to the command (e.g. "env -u VKSD_VOCAB VKSD_MODEL=/x").
-Run run(const std::string& args, const std::string& env = "") {
-  Run r;
-  std::string cmd = env + (env.empty() ? "" : " ") + quote(binary()) + " generate " + args + " 2>&1";
-  FILE* f = popen(cmd.c_str(), "r");
-  if (!f) return r;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, f)) > 0) r.out.append(buf, n);
-  int st = pclose(f);
-  r.code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-  return r;
+// `vksd generate ARGS`; `env` is prepended to the command (e.g. "env -u VKSD_VOCAB VKSD_MODEL=/x").
+vksd::test::ToolRun run(const std::string& args, const std::string& env = "") {
+  return vksd::test::run_vksd("generate " + args, env);
 }
 
 struct Fixture {
@@ -61,7 +43,7 @@ struct Fixture {
 };
 
 #define NEED_BINARY()                                                   \
-  REQUIRE_MESSAGE(!binary().empty(), "the vksd binary was not built")
+  REQUIRE_MESSAGE(!vksd::test::vksd_binary().empty(), "the vksd binary was not built")
 
 // Each refusal: exit code != 0, the message names the problem, nothing written.
 void refuses(const Fixture& fx, const std::string& args, const std::string& expect) {

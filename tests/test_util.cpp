@@ -86,9 +86,9 @@ std::string vksd_binary() {
 #endif
   return std::filesystem::exists(p) ? p.string() : std::string();
 }
-ToolRun run_vksd(const std::string& args) {
+ToolRun run_vksd(const std::string& args, const std::string& env) {
   ToolRun r;
-  std::string cmd = "'" + vksd_binary() + "' " + args + " 2>&1";
+  std::string cmd = env + (env.empty() ? "" : " ") + "'" + vksd_binary() + "' " + args + " 2>&1";
   FILE* f = popen(cmd.c_str(), "r");
   if (!f) return r;
   char buf[4096];

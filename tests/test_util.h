@@ -45,10 +45,11 @@ bool shared_available();
 // The built `vksd` tool (tests run it as a user would); empty when it was not built.
 std::string vksd_binary();
 // Runs `vksd ARGS` (ARGS already shell-quoted) and returns its exit code and stdout+stderr.
+// ENV, when given, is prepended to the command line (e.g. "env -u VKSD_VOCAB VKSD_MODEL=/x").
 struct ToolRun {
   int code = -1;
   std::string out;
 };
-ToolRun run_vksd(const std::string& args);
+ToolRun run_vksd(const std::string& args, const std::string& env = "");
 
 }  // namespace vksd::test
