@@ -245,6 +245,12 @@ GenerateResult SdPipeline::generate(const GenerateParams& p, Observer* obs) {
     const int cc = tokenize_weighted(*tok_, p.prompt).chunk_count;
     const int uc = cfg_on ? tokenize_weighted(*tok_, p.negative_prompt).chunk_count : 0;
     const int chunks = std::max(cc, uc);
+    // Longer than one 75-token window: say so (nothing is cut; the chunks are concatenated).
+    if (chunks > 1) {
+      const std::string note = "prompt longer than 75 tokens: encoded as " + std::to_string(chunks) +
+                               " chunks of 75 tokens, concatenated (as AUTOMATIC1111 does)";
+      stage(obs, note.c_str());
+    }
     cond = encode_prompt(p.prompt, p.clip_skip, chunks);
     if (cfg_on) uncond = encode_prompt(p.negative_prompt, p.clip_skip, chunks);
   }

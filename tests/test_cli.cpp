@@ -224,3 +224,20 @@ TEST_CASE("cli generate: a tiny run writes a PNG with A1111 parameters, JSON pro
   CHECK(vksd::read_image((fx.dir / "out_0.png").string(), 3).pixels == first);
   CHECK(vksd::read_png_text((fx.dir / "out_1.png").string())[0].second.find("Seed: 43") != std::string::npos);
 }
+
+TEST_CASE("cli generate: a prompt longer than 75 tokens is encoded in chunks, and the CLI says so") {
+  NEED_BINARY();
+  if (!vksd::test::shared_available()) return;
+  Fixture fx;
+  std::string long_prompt;
+  for (int i = 0; i < 14; ++i) long_prompt += "a red apple on a wooden table ";  // 98 tokens
+  auto r = run("-m " + quote(fx.model) + " --vocab " + quote(fx.vocab) + " -o " + quote(fx.out()) + " -p " +
+               quote(long_prompt) + " -W 32 -H 32 --steps 1 --cfg-scale 1");
+  INFO(r.out);
+  CHECK(r.code == 0);
+  CHECK(r.out.find("prompt longer than 75 tokens: encoded as 2 chunks of 75 tokens") != std::string::npos);
+  // A short prompt is one chunk and gets no such note.
+  auto s = run(fx.base() + "-W 32 -H 32 --steps 1 --cfg-scale 1");
+  CHECK(s.code == 0);
+  CHECK(s.out.find("chunks of 75") == std::string::npos);
+}
