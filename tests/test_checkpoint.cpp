@@ -252,10 +252,7 @@ TEST_CASE("safetensors: every malformed header field is an error naming the file
 // ---- the tiny reference model -------------------------------------------------------------------
 
 TEST_CASE("checkpoint: the tiny model's inferred architecture equals its model.json") {
-  if (!test::shared_available()) {
-    MESSAGE("shared vectors not found; skipped");
-    return;
-  }
+  REQUIRE_MESSAGE(!(!test::shared_available()), "reference data missing (../shared beside the checkout)");
   Checkpoint ck = Checkpoint::open_with_config_text(tiny_model(), kTinyHeads);
   const ModelConfig& c = ck.config();
   Json ref = Json::parse([&] {
@@ -346,7 +343,7 @@ TEST_CASE("checkpoint: the tiny model's inferred architecture equals its model.j
 }
 
 TEST_CASE("checkpoint: model config found beside the file, given explicitly, or missing") {
-  if (!test::shared_available()) return;
+  REQUIRE_SHARED();
   TempDir d;
   fs::create_symlink(tiny_model(), d / "tiny.safetensors");
   SUBCASE("no config: SD 1.x defaults (12 CLIP heads) do not divide width 64") {
@@ -393,7 +390,7 @@ TEST_CASE("checkpoint: model config found beside the file, given explicitly, or 
 }
 
 TEST_CASE("checkpoint: model config sample_size and tokenizer.vocab (relative to the config file)") {
-  if (!test::shared_available()) return;
+  REQUIRE_SHARED();
   TempDir d;
   fs::create_directories(d.path / "model" / "tok");
   fs::create_directories(d.path / "configs");
@@ -454,7 +451,7 @@ TEST_CASE("checkpoint: model config sample_size and tokenizer.vocab (relative to
 // ---- bad checkpoints ------------------------------------------------------------------------------
 
 TEST_CASE("checkpoint: missing, misshapen and unexpected tensors are errors naming them") {
-  if (!test::shared_available()) return;
+  REQUIRE_SHARED();
   TempDir d;
   auto base = read_all(tiny_model());
   auto open_edited = [&](auto edit) {
@@ -697,7 +694,7 @@ void build_diffusers(const std::string& root, bool old_vae_attention, bool fp16_
 }  // namespace
 
 TEST_CASE("checkpoint: a diffusers folder loads to the same tensors under original names") {
-  if (!test::shared_available()) return;
+  REQUIRE_SHARED();
   Checkpoint single = Checkpoint::open_with_config_text(tiny_model(), kTinyHeads);
   for (bool old_attn : {true, false}) {
     CAPTURE(old_attn);
@@ -732,7 +729,7 @@ TEST_CASE("checkpoint: a diffusers folder loads to the same tensors under origin
 }
 
 TEST_CASE("checkpoint: a wrong diffusers folder fails loudly") {
-  if (!test::shared_available()) return;
+  REQUIRE_SHARED();
   TempDir d;
   std::map<std::string, std::vector<float>> expected;
   build_diffusers(d.path.string(), false, false, &expected);
@@ -772,7 +769,7 @@ TEST_CASE("checkpoint: a wrong diffusers folder fails loudly") {
 // ---- upload -------------------------------------------------------------------------------------
 
 TEST_CASE("checkpoint: load_weights uploads one network at a time, f32 exact and f16 rounded") {
-  if (!test::shared_available()) return;
+  REQUIRE_SHARED();
   Context& c = test::ctx();
   Checkpoint ck = Checkpoint::open_with_config_text(tiny_model(), kTinyHeads);
   for (DType dt : {DType::F32, DType::F16}) {

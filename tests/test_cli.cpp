@@ -91,7 +91,7 @@ TEST_CASE("cli generate: missing model, unreadable image, mask size mismatch") {
     CHECK(r.out.find("model not found") != std::string::npos);
     CHECK(r.out.find("nope.safetensors") != std::string::npos);
   }
-  if (!vksd::test::shared_available()) return;
+  REQUIRE_SHARED();
   {
     std::ofstream(fx.dir / "broken.png") << "definitely not a PNG";
     refuses(fx, "--init-img " + quote((fx.dir / "broken.png").string()), "broken.png");
@@ -154,7 +154,7 @@ TEST_CASE("default model: VKSD_MODEL first, then the demo folders in order, and 
 
 TEST_CASE("cli generate: with no -m, VKSD_MODEL's config gives the vocabulary and the image size (no other flags)") {
   NEED_BINARY();
-  if (!vksd::test::shared_available()) return;
+  REQUIRE_SHARED();
   Fixture fx;
   // A copy of the tiny reference model whose config names its vocabulary in a subfolder (so that
   // nothing is found "beside the model") and a default size other than SD's 512.
@@ -200,7 +200,7 @@ TEST_CASE("cli generate: with no -m, VKSD_MODEL's config gives the vocabulary an
 
 TEST_CASE("cli generate: a tiny run writes a PNG with A1111 parameters, JSON progress and step dumps") {
   NEED_BINARY();
-  if (!vksd::test::shared_available()) return;
+  REQUIRE_SHARED();
   Fixture fx;
   const auto steps_dir = fx.dir / "steps";
   auto r = run(fx.base() + "-W 32 -H 32 --steps 3 --sampler euler --cfg-scale 7.5 --seed 42 --fp32 --json --save-steps " +
@@ -227,7 +227,7 @@ TEST_CASE("cli generate: a tiny run writes a PNG with A1111 parameters, JSON pro
 
 TEST_CASE("cli generate: a prompt longer than 75 tokens is encoded in chunks, and the CLI says so") {
   NEED_BINARY();
-  if (!vksd::test::shared_available()) return;
+  REQUIRE_SHARED();
   Fixture fx;
   std::string long_prompt;
   for (int i = 0; i < 14; ++i) long_prompt += "a red apple on a wooden table ";  // 98 tokens

@@ -188,7 +188,7 @@ TEST_CASE("timestep_embedding: LDM float32 recipe for t in [0, 999] incl. fracti
 }
 
 TEST_CASE("timestep_embedding: matches the reference vector (LDM, t = 500, dim 32)") {
-  if (!test::shared_available()) return;
+  REQUIRE_SHARED();
   auto npy = test::load_npy(test::vectors_dir() + "/unet_t_emb.npy");
   REQUIRE(npy.shape == std::vector<int64_t>{1, 32});
   auto got = run_timestep({500.f}, 32);

@@ -138,7 +138,7 @@ std::string mib(VkDeviceSize b) { return std::to_string((b + (1 << 19)) >> 20) +
 // ---- the reference itself against the original code ------------------------------------------
 
 TEST_CASE("cpu reference: reproduces the original code's tiny vectors") {
-  if (!test::shared_available()) return;
+  REQUIRE_SHARED();
   Checkpoint ck = Checkpoint::open(test::vectors_dir() + "/model.safetensors");
   ModelConfig cfg = ck.config();
   cfg.unet.num_heads = 2;  // head counts are not in the shapes; model.json says 2 and 2
@@ -180,7 +180,7 @@ TEST_CASE("cpu reference: reproduces the original code's tiny vectors") {
 // ---- tiny networks at geometries the vectors do not cover ------------------------------------
 
 TEST_CASE("tiny networks vs the CPU reference: non-square latents, batch 2") {
-  if (!test::shared_available()) return;
+  REQUIRE_SHARED();
   Checkpoint ck = Checkpoint::open(test::vectors_dir() + "/model.safetensors");
   ModelConfig cfg = ck.config();
   cfg.unet.num_heads = 2;

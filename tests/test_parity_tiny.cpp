@@ -118,7 +118,7 @@ const DType kStorages[] = {DType::F32, DType::F16};
 }  // namespace
 
 TEST_CASE("parity tiny: CLIP text encoder (embeddings, every layer, last_hidden_state)") {
-  if (!test::shared_available()) return;
+  REQUIRE_SHARED();
   const ModelConfig cfg = tiny_config();
   auto tokens = vec("tokens");
   std::vector<int32_t> ids(tokens.data.begin(), tokens.data.end());
@@ -139,7 +139,7 @@ TEST_CASE("parity tiny: CLIP text encoder (embeddings, every layer, last_hidden_
 }
 
 TEST_CASE("parity tiny: UNet time embedding, every block and eps at t=500") {
-  if (!test::shared_available()) return;
+  REQUIRE_SHARED();
   const ModelConfig cfg = tiny_config();
   auto x = vec("unet_x"), t = vec("unet_t"), ctx = vec("text_hidden");
   for (DType dt : kStorages) {
@@ -172,7 +172,7 @@ TEST_CASE("parity tiny: UNet time embedding, every block and eps at t=500") {
 }
 
 TEST_CASE("parity tiny: UNet batch 2 with per-sample timesteps and contexts") {
-  if (!test::shared_available()) return;
+  REQUIRE_SHARED();
   const ModelConfig cfg = tiny_config();
   auto x = vec("unet_batch_x"), t = vec("unet_batch_t"), ctx = vec("text_hidden");
   for (DType dt : kStorages) {
@@ -185,7 +185,7 @@ TEST_CASE("parity tiny: UNet batch 2 with per-sample timesteps and contexts") {
 }
 
 TEST_CASE("parity tiny: VAE decoder and encoder") {
-  if (!test::shared_available()) return;
+  REQUIRE_SHARED();
   const ModelConfig cfg = tiny_config();
   auto z = vec("vae_dec_in"), img = vec("vae_enc_in");
   for (float& v : z.data) v /= cfg.vae.scale_factor;
@@ -202,7 +202,7 @@ TEST_CASE("parity tiny: VAE decoder and encoder") {
 }
 
 TEST_CASE("networks: bad inputs are errors that name the problem") {
-  if (!test::shared_available()) return;
+  REQUIRE_SHARED();
   const ModelConfig cfg = tiny_config();
   auto weights = tiny_weights(DType::F32);
   const WeightStore& w = *weights;

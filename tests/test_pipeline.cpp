@@ -63,7 +63,7 @@ TEST_CASE("png: round trip of gray/RGB/RGBA pixels and tEXt chunks, atomic write
 }
 
 TEST_CASE("png: tensor_to_image follows the reference u8 rule (reference PNGs)") {
-  if (!test::shared_available()) return;
+  REQUIRE_SHARED();
   for (const char* name : {"ddim_final_image", "vae_dec_out", "vae_enc_in"}) {
     auto t = test::load_npy(test::vectors_dir() + "/" + name + ".npy");
     auto im = tensor_to_image(t.data.data(), 3, (int)t.shape[2], (int)t.shape[3]);
@@ -135,7 +135,7 @@ static GenerateParams tiny_params(SamplerKind s, double cfg) {
 constexpr double kLatentTol = 1e-4;
 
 TEST_CASE("pipeline: DDIM 4 steps CFG 7.5 from seed 42 reproduces the reference run") {
-  if (!test::shared_available()) return;
+  REQUIRE_SHARED();
   SdPipeline pipe(test::ctx(), tiny_options());
   CHECK(pipe.size_multiple() == 4);
   // The conditioning itself.
@@ -170,7 +170,7 @@ TEST_CASE("pipeline: DDIM 4 steps CFG 7.5 from seed 42 reproduces the reference 
 }
 
 TEST_CASE("pipeline: Euler 4 steps, CFG 7.5 and no CFG, reproduce the reference runs") {
-  if (!test::shared_available()) return;
+  REQUIRE_SHARED();
   SdPipeline pipe(test::ctx(), tiny_options());
   for (double cfg : {7.5, 1.0}) {
     const std::string prefix = cfg == 1.0 ? "euler_nocfg" : "euler";
@@ -198,7 +198,7 @@ TEST_CASE("pipeline: Euler 4 steps, CFG 7.5 and no CFG, reproduce the reference 
 }
 
 TEST_CASE("pipeline: low-VRAM mode gives the same image and fp16 storage stays close") {
-  if (!test::shared_available()) return;
+  REQUIRE_SHARED();
   auto p = tiny_params(SamplerKind::Euler, 7.5);
   p.steps = 2;
   std::vector<float> ref_latent;
@@ -224,7 +224,7 @@ TEST_CASE("pipeline: low-VRAM mode gives the same image and fp16 storage stays c
 }
 
 TEST_CASE("pipeline: prompt emphasis scales token states and restores the mean") {
-  if (!test::shared_available()) return;
+  REQUIRE_SHARED();
   SdPipeline pipe(test::ctx(), tiny_options());
   auto plain = pipe.encode_prompt(kPrompt, 1);
   auto emph = pipe.encode_prompt("a (photograph:1.5) of an astronaut riding a [horse]", 1);
@@ -245,7 +245,7 @@ TEST_CASE("pipeline: prompt emphasis scales token states and restores the mean")
 }
 
 TEST_CASE("pipeline: img2img and inpainting run end to end") {
-  if (!test::shared_available()) return;
+  REQUIRE_SHARED();
   SdPipeline pipe(test::ctx(), tiny_options());
   // The VAE posterior mean through the pipeline equals the reference encoder output.
   auto enc_ref = npy("vae_enc_mean_scaled");
@@ -310,7 +310,7 @@ TEST_CASE("pipeline: img2img and inpainting run end to end") {
 }
 
 TEST_CASE("pipeline: an observer can cancel between steps") {
-  if (!test::shared_available()) return;
+  REQUIRE_SHARED();
   SdPipeline pipe(test::ctx(), tiny_options());
   struct Cancel : Observer {
     int steps = 0;
@@ -352,7 +352,7 @@ static void write_safetensors(const std::string& path, const std::vector<std::pa
 }
 
 TEST_CASE("pipeline: 9-channel inpainting UNet gets [x, mask, masked-image latent]") {
-  if (!test::shared_available()) return;
+  REQUIRE_SHARED();
   auto dir = temp_dir("inpaint9");
   const std::string conv_in = std::string(kUNetPrefix) + "input_blocks.0.0.weight";
   auto src = Checkpoint::open(test::vectors_dir() + "/model.safetensors");

@@ -50,10 +50,7 @@ TEST_CASE("rng: uniform draws are 24-bit / 53-bit fractions of the engine output
 }
 
 TEST_CASE("rng: torch.randn reference noise reproduced bit for bit (seeds 42, 100, 101, 7)") {
-  if (!test::shared_available()) {
-    MESSAGE("skipped: reference vectors not found");
-    return;
-  }
+  REQUIRE_MESSAGE(!(!test::shared_available()), "reference data missing (../shared beside the checkout)");
   struct Case { const char* file; uint64_t seed; };
   for (auto c : {Case{"euler_noise.npy", 42}, Case{"ddim_xT.npy", 42}, Case{"unet_x.npy", 100},
                  Case{"unet_batch_x.npy", 101}, Case{"vae_dec_in.npy", 7}}) {

@@ -91,7 +91,7 @@ TEST_CASE("sampler names round trip, unknown names are an error listing the vali
 }
 
 TEST_CASE("DDIM: 4 steps CFG 7.5 reproduce the reference run step by step (reference eps fed in)") {
-  if (!test::shared_available()) return;
+  REQUIRE_SHARED();
   NoiseSchedule s{ScheduleConfig{}};
   auto sampler = Sampler::create(SamplerKind::DDIM, s, 4, 0.0);
   REQUIRE(sampler->steps() == 4);
@@ -170,7 +170,7 @@ static void run_euler_reference(const std::string& prefix) {
 }
 
 TEST_CASE("Euler: 4 steps reproduce the reference sigmas, timesteps and latents (CFG and no CFG)") {
-  if (!test::shared_available()) return;
+  REQUIRE_SHARED();
   run_euler_reference("euler");
   run_euler_reference("euler_nocfg");
 }

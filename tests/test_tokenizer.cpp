@@ -105,10 +105,7 @@ void write_hf_files(const fs::path& dir, const Tokenizer& t, const std::vector<s
 }  // namespace
 
 TEST_CASE("tokenizer: CLIP vocabulary has 49408 tokens, BOS 49406, EOS 49407") {
-  if (!have_vocab()) {
-    MESSAGE("CLIP vocabulary not found; skipped");
-    return;
-  }
+  REQUIRE_MESSAGE(!(!have_vocab()), "reference data missing (../shared beside the checkout)");
   const Tokenizer& t = clip();
   CHECK(t.vocab_size() == 49408);
   CHECK(t.merge_count() == 49152 - 256 - 2);
@@ -127,10 +124,7 @@ TEST_CASE("tokenizer: CLIP vocabulary has 49408 tokens, BOS 49406, EOS 49407") {
 }
 
 TEST_CASE("tokenizer: every tokenizer_cases.json prompt gives OpenAI's ids exactly") {
-  if (!have_vocab() || !fs::exists(test::shared_dir() + "/vectors/tokenizer_cases.json")) {
-    MESSAGE("shared tokenizer cases not found; skipped");
-    return;
-  }
+  REQUIRE_MESSAGE(!(!have_vocab() || !fs::exists(test::shared_dir() + "/vectors/tokenizer_cases.json")), "reference data missing (../shared beside the checkout)");
   Json doc = Json::parse(read_all(test::shared_dir() + "/vectors/tokenizer_cases.json"));
   const auto& cases = doc.find("cases")->as_array();
   REQUIRE(cases.size() >= 20);
@@ -149,10 +143,7 @@ TEST_CASE("tokenizer: every tokenizer_cases.json prompt gives OpenAI's ids exact
 }
 
 TEST_CASE("tokenizer: tiny/tokens.npy rows are the SD inputs of the reference prompts") {
-  if (!have_vocab() || !test::shared_available()) {
-    MESSAGE("shared vectors not found; skipped");
-    return;
-  }
+  REQUIRE_MESSAGE(!(!have_vocab() || !test::shared_available()), "reference data missing (../shared beside the checkout)");
   Json index = Json::parse(read_all(test::vectors_dir() + "/index.json"));
   const auto& prompts = index.find("meta")->find("prompts")->as_array();
   test::Npy tokens = test::load_npy(test::vectors_dir() + "/tokens.npy");
@@ -165,10 +156,7 @@ TEST_CASE("tokenizer: tiny/tokens.npy rows are the SD inputs of the reference pr
 }
 
 TEST_CASE("tokenizer: a Hugging Face vocab.json + merges.txt gives the same ids") {
-  if (!have_vocab() || !fs::exists(test::shared_dir() + "/vectors/tokenizer_cases.json")) {
-    MESSAGE("CLIP vocabulary not found; skipped");
-    return;
-  }
+  REQUIRE_MESSAGE(!(!have_vocab() || !fs::exists(test::shared_dir() + "/vectors/tokenizer_cases.json")), "reference data missing (../shared beside the checkout)");
   TempDir dir("hf_tokenizer");
   fs::create_directories(dir.path / "tokenizer");
   write_hf_files(dir.path / "tokenizer", clip(), gunzip_lines(clip_vocab_path()));
@@ -265,10 +253,7 @@ TEST_CASE("tokenizer: the model config's tokenizer.vocab comes after --vocab, be
 }
 
 TEST_CASE("tokenizer: decode(encode(x)) gives the cleaned words, each followed by a space") {
-  if (!have_vocab()) {
-    MESSAGE("CLIP vocabulary not found; skipped");
-    return;
-  }
+  REQUIRE_MESSAGE(!(!have_vocab()), "reference data missing (../shared beside the checkout)");
   // simple_tokenizer.decode joins the tokens' bytes and turns each end-of-word mark into ' ',
   // so text comes back as its pre-tokenized words separated (and ended) by spaces.
   const char* texts[] = {"a photograph of an astronaut riding a horse",
@@ -350,10 +335,7 @@ TEST_CASE("tokenizer: the pre-tokenizer splits like CLIP's pattern") {
 }
 
 TEST_CASE("tokenizer: SD input truncation, padding id and the warning") {
-  if (!have_vocab()) {
-    MESSAGE("CLIP vocabulary not found; skipped");
-    return;
-  }
+  REQUIRE_MESSAGE(!(!have_vocab()), "reference data missing (../shared beside the checkout)");
   std::string prompt;
   for (int i = 0; i < 80; ++i) prompt += "cat ";
   SdTokens sd = clip().encode_for_sd(prompt);

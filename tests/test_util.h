@@ -42,6 +42,11 @@ Npy load_npy(const std::string& path);
 std::string shared_dir();          // ../shared beside the checkout
 std::string vectors_dir();         // ../shared/vectors/tiny
 bool shared_available();
+// In a test case: the reference data must be there (it is beside every checkout and in CI); a
+// missing ../shared fails the test instead of letting it pass without checking anything.
+#define REQUIRE_SHARED()                                                                  \
+  REQUIRE_MESSAGE(::vksd::test::shared_available(), "reference data missing: expected " \
+                                                        << ::vksd::test::vectors_dir())
 // The built `vksd` tool (tests run it as a user would); empty when it was not built.
 std::string vksd_binary();
 // Runs `vksd ARGS` (ARGS already shell-quoted) and returns its exit code and stdout+stderr.
