@@ -7,7 +7,8 @@ Protocol:
   * 64 training captions: the canonical captions of images k * N // 64, k = 0..63
     (written with --write-prompts, one per line, for running them through `vksd generate`);
   * each generated with DDIM, 20 steps, guidance 5, initial latent torch.manual_seed(42);
-    torch.randn(1, 4, 16, 16) (the same for every caption), empty negative prompt;
+    torch.randn(1, 4, 64 / f, 64 / f) (f: the VAE's downsampling factor; the same noise for
+    every caption), empty negative prompt;
   * features: the image area-downsampled to 16x16, converted sRGB -> CIE Lab (D65), flattened;
   * rank of the caption's own training image among all N training images by L2 distance to the
     generated image's features (0 = nearest);
@@ -115,7 +116,8 @@ def main():
     else:
         model, tok, scale = load_exported(args.model)
         torch.manual_seed(SEED)
-        x_T = torch.randn(1, 4, 16, 16)
+        side = train_u8.shape[1] // 2 ** (len(model.first_stage_model.decoder.up) - 1)  # latent size
+        x_T = torch.randn(1, 4, side, side)
         gen = []
         for b in range(0, NUM_PROMPTS, 16):
             p = prompts[b:b + 16]

@@ -72,10 +72,17 @@ def load_run(run_dir):
         print(f"warning: exporting an unfinished run (vae {vae['step']}/{tr['vae_steps']}, "
               f"diffusion {diff['step']}/{tr['diffusion_steps']})")
     model.first_stage_model.load_state_dict(vae["vae"])
+    steps = {"vae_steps": vae["step"], "diffusion_steps": diff["step"]}
+    if tr.get("decoder_steps", 0) > 0:  # the fine-tuned decoder (same encoder, same latents)
+        dec = torch.load(os.path.join(run_dir, "decoder.pt"))
+        if dec["step"] < tr["decoder_steps"]:
+            print(f"warning: exporting an unfinished decoder fine-tune ({dec['step']}/{tr['decoder_steps']})")
+        model.first_stage_model.load_state_dict(dec["vae"])
+        steps["decoder_steps"] = dec["step"]
     ema = Ema(diffusion_params(model), tr["ema_decay"])
     ema.load_state_dict(diff["ema"])
     ema.copy_to(diffusion_params(model))
-    return cfg, model, lat["scale_factor"], {"vae_steps": vae["step"], "diffusion_steps": diff["step"]}
+    return cfg, model, lat["scale_factor"], steps
 
 
 def vksd_config(cfg, scale_factor):

@@ -29,7 +29,8 @@ import time
 
 import numpy as np
 import torch
-import torch.nn.functional as F
+import torch.distributed as dist
+import torch.multiprocessing as mp
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -53,6 +54,14 @@ TRAIN = {
     "diffusion_steps": 6000, "diffusion_batch": 32, "diffusion_lr": 2e-4, "warmup": 300,
     "weight_decay": 0.01, "ema_decay": 0.999, "uncond_prob": 0.1, "grad_clip": 1.0,
     "ckpt_every": 250,
+    # Decoder fine-tuning after the latents are fixed (encoder frozen, so the diffusion stage's
+    # latents stay valid): batch 8, AdamW with the VAE's lr, decoding posterior samples of the
+    # stored latents. 0 = off.
+    "decoder_steps": 0,
+    # Min-SNR-gamma loss weighting (Hang et al. 2023): eps-loss weight min(SNR, gamma) / SNR.
+    # It down-weights the nearly noise-free timesteps (fine detail) so the coarse layout and the
+    # prompt's colours - what the prompt-following test measures - are learned sooner. 0 = off.
+    "min_snr_gamma": 0.0,
 }
 PREVIEW_PROMPTS = ["red apple", "green apple", "grinning face, twitter style", "red heart",
                    "waving hand, dark skin tone, google style", "dog face", "sun with face", "pizza"]
@@ -219,6 +228,75 @@ def encode_latents(run_dir, cfg, model, images):
     return lat
 
 
+# --------------------------------------------------------------------------- decoder fine-tune
+
+def decoder_params(vae):
+    return list(vae.post_quant_conv.parameters()) + list(vae.decoder.parameters())
+
+
+def train_decoder(run_dir, cfg, model, images, lat):
+    """Fine-tunes the VAE decoder on posterior samples of the stored latents, the encoder frozen
+    (as SD's ft-MSE VAE did): reconstructions get sharper and truer in colour while the latent
+    space the diffusion stage learns stays exactly the same. Same loss as the VAE stage, minus KL."""
+    tr = cfg["train"]
+    total = tr.get("decoder_steps", 0)
+    vae = model.first_stage_model
+    path = os.path.join(run_dir, "decoder.pt")
+    params = decoder_params(vae)
+    opt = torch.optim.AdamW(params, lr=tr["vae_lr"], weight_decay=0.0)
+    gen = torch.Generator().manual_seed(tr["seed"] + 5)
+    step = 0
+    if os.path.exists(path):
+        ck = torch.load(path)
+        vae.load_state_dict(ck["vae"])
+        opt.load_state_dict(ck["opt"])
+        set_rng_state(ck["rng"], gen)
+        step = ck["step"]
+    if step >= total:
+        print(f"decoder: done ({step} steps)")
+        return
+    print(f"decoder: steps {step}..{total}, batch {tr['vae_batch']}, "
+          f"{sum(p.numel() for p in params) / 1e6:.2f}M params (encoder frozen)", flush=True)
+    log = CsvLog(os.path.join(run_dir, "decoder_losses.csv"),
+                 ["step", "loss", "l1", "l2", "grad", "lr", "step_s", "cpu_s", "elapsed_s"], step)
+    mean, std = lat["mean"], (0.5 * lat["logvar"]).exp()
+    n = images.shape[0]
+    t_start = time.time()
+    vae.train()
+    while step < total:
+        t0, c0 = time.time(), time.process_time()
+        lr = cosine_lr(step, total, tr["vae_lr"], 100)
+        for g in opt.param_groups:
+            g["lr"] = lr
+        idx = torch.randint(0, n, (tr["vae_batch"],), generator=gen)
+        x = to_float(images[idx])
+        z = mean[idx] + torch.randn(mean[idx].shape, generator=gen) * std[idx]
+        rec = vae.decode(z)
+        l1 = (rec - x).abs().mean()
+        l2 = (rec - x).pow(2).mean()
+        gl = grad_l1(rec, x)
+        loss = l1 + l2 + tr["grad_weight"] * gl
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        step += 1
+        log.write({"step": step, "loss": loss.item(), "l1": l1.item(), "l2": l2.item(), "grad": gl.item(),
+                   "lr": lr, "step_s": time.time() - t0, "cpu_s": time.process_time() - c0,
+                   "elapsed_s": time.time() - t_start})
+        if step % 50 == 0 or step == total:
+            print(f"decoder {step}/{total} loss {loss.item():.4f} l1 {l1.item():.4f} "
+                  f"{time.time() - t0:.2f}s/step", flush=True)
+        if step % tr["ckpt_every"] == 0 or step == total:
+            save_atomic({"vae": vae.state_dict(), "opt": opt.state_dict(), "rng": rng_state(gen), "step": step}, path)
+    vae.eval()
+    with torch.no_grad():  # preview: originals (top) and reconstructions of the latent means (bottom)
+        idx = torch.arange(0, n, max(1, n // 8))[:8]
+        x = to_float(images[idx])
+        rec = vae.decode(mean[idx])
+        u8 = lambda t: ((t.clamp(-1, 1) + 1) * 127.5 + 0.5).to(torch.uint8).permute(0, 2, 3, 1).numpy()  # noqa: E731
+        save_png(grid(np.concatenate([u8(x), u8(rec)]), 8), os.path.join(run_dir, f"decoder_recon_{step}.png"))
+
+
 # -------------------------------------------------------------------------------- diffusion
 
 def training_caption(parts, rnd):
@@ -270,6 +348,41 @@ def diffusion_params(model):
     return list(model.cond_stage_model.parameters()) + list(model.model.diffusion_model.parameters())
 
 
+def say(msg):
+    if not dist.is_initialized() or dist.get_rank() == 0:
+        print(msg, flush=True)
+
+
+def average_grads(params, loss, world):
+    """All-reduce the gradients (and the loss, for the log) of a data-parallel step: one flat
+    buffer, one collective. Returns the batch-mean loss."""
+    grads = [p.grad for p in params]
+    flat = torch.cat([g.flatten() for g in grads] + [loss.reshape(1)])
+    dist.all_reduce(flat)
+    flat /= world
+    o = 0
+    for g in grads:
+        g.copy_(flat[o:o + g.numel()].view_as(g))
+        o += g.numel()
+    return flat[-1]
+
+
+def diffusion_worker(rank, world, port, run_dir, cfg, threads):
+    """One data-parallel process of the diffusion stage (gloo over localhost)."""
+    os.environ["MASTER_ADDR"], os.environ["MASTER_PORT"] = "127.0.0.1", str(port)
+    torch.set_num_threads(threads)
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    torch.manual_seed(cfg["train"]["seed"])
+    model = StableDiffusion(cfg)  # the same initial weights as a single-process run
+    lat = torch.load(os.path.join(run_dir, "latents.pt"))
+    ema = train_diffusion(run_dir, cfg, model, lat, load_items(), ClipTokenizer(DEFAULT_VOCAB))
+    if rank == 0:
+        model.first_stage_model.load_state_dict(torch.load(os.path.join(run_dir, "vae.pt"))["vae"])
+        preview(run_dir, cfg, model, lat, ClipTokenizer(DEFAULT_VOCAB), ema)
+    dist.barrier()
+    dist.destroy_process_group()
+
+
 def train_diffusion(run_dir, cfg, model, lat, items, tok):
     tr = cfg["train"]
     total = tr["diffusion_steps"]
@@ -294,10 +407,13 @@ def train_diffusion(run_dir, cfg, model, lat, items, tok):
     if step >= total:
         print(f"diffusion: done ({step} steps)")
         return ema
+    rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+    if tr["diffusion_batch"] % world:
+        sys.exit(f"diffusion_batch {tr['diffusion_batch']} is not divisible by {world} processes")
     n_unet = sum(p.numel() for p in unet.parameters())
     n_text = sum(p.numel() for p in text.parameters())
-    print(f"diffusion: steps {step}..{total}, batch {tr['diffusion_batch']}, UNet {n_unet / 1e6:.2f}M + "
-          f"text {n_text / 1e6:.2f}M params", flush=True)
+    say(f"diffusion: steps {step}..{total}, batch {tr['diffusion_batch']} on {world} process(es), UNet {n_unet / 1e6:.2f}M + "
+          f"text {n_text / 1e6:.2f}M params")
     ac = torch.from_numpy(make_schedule()["alphas_cumprod"].astype(np.float32))
     scale = lat["scale_factor"]
     mean, std = lat["mean"], (0.5 * lat["logvar"]).exp()
@@ -309,7 +425,7 @@ def train_diffusion(run_dir, cfg, model, lat, items, tok):
         return ids_cache[caption]
 
     log = CsvLog(os.path.join(run_dir, "diffusion_losses.csv"),
-                 ["step", "loss", "lr", "step_s", "cpu_s", "elapsed_s"], step)
+                 ["step", "loss", "lr", "step_s", "cpu_s", "elapsed_s"], step) if rank == 0 else None
     n = mean.shape[0]
     t_start = time.time()
     unet.train()
@@ -327,15 +443,28 @@ def train_diffusion(run_dir, cfg, model, lat, items, tok):
         ids = torch.tensor([ids_of(c) for c in caps], dtype=torch.long)
         t = torch.randint(0, 1000, (b,), generator=gen)
         noise = torch.randn(x0.shape, generator=gen)
+        # Every process draws the whole batch from the same RNG streams (so a run's numbers do not
+        # depend on the process count) and computes its own slice of it.
+        mine = slice(rank * b // world, (rank + 1) * b // world)
+        x0, ids, t, noise = x0[mine], ids[mine], t[mine], noise[mine]
         a = ac[t][:, None, None, None]
         xt = a.sqrt() * x0 + (1 - a).sqrt() * noise
-        loss = F.mse_loss(unet(xt, t, text(ids)), noise)
+        err = (unet(xt, t, text(ids)) - noise).pow(2).flatten(1).mean(1)
+        gamma = tr.get("min_snr_gamma", 0.0)
+        if gamma > 0:
+            snr = a.flatten() / (1 - a.flatten())
+            err = err * snr.clamp(max=gamma) / snr
+        loss = err.mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        if world > 1:
+            loss = average_grads(params, loss.detach(), world)
         torch.nn.utils.clip_grad_norm_(params, tr["grad_clip"])
         opt.step()
         ema.update(step)
         step += 1
+        if rank != 0:
+            continue
         log.write({"step": step, "loss": loss.item(), "lr": lr, "step_s": time.time() - t0,
                    "cpu_s": time.process_time() - c0, "elapsed_s": time.time() - t_start})
         if step % 50 == 0 or step == total:
@@ -353,7 +482,7 @@ def preview(run_dir, cfg, model, lat, tok, ema):
     ema.copy_to(diffusion_params(model))
     model.eval()
     torch.manual_seed(42)
-    x_T = torch.randn(len(PREVIEW_PROMPTS), 4, 16, 16)
+    x_T = torch.randn(len(PREVIEW_PROMPTS), *lat["mean"].shape[1:])
     ids = torch.tensor([tok.ids77(p) for p in PREVIEW_PROMPTS])
     un = torch.tensor([tok.ids77("")] * len(PREVIEW_PROMPTS))
     latent = ddim_sample(model, ids, un, x_T, steps=20, guidance=5.0)
@@ -368,11 +497,21 @@ def preview(run_dir, cfg, model, lat, tok, ema):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--run", default="demo", help="run name: weights/runs/<run>/")
-    ap.add_argument("--stage", choices=["vae", "latents", "diffusion", "all"], default="all")
-    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--stage", choices=["vae", "latents", "decoder", "diffusion", "all"], default="all",
+                    help="vae -> latents -> decoder (fine-tune, encoder frozen) -> diffusion; "
+                         "decoder and diffusion only read the latents, so they may run in parallel")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads per process")
+    ap.add_argument("--procs", type=int, default=1,
+                    help="data-parallel processes for the diffusion stage (one per core is fastest here)")
+    ap.add_argument("--port", type=int, default=29517, help="localhost port of the process group")
     ap.add_argument("--vae-steps", type=int)
     ap.add_argument("--diffusion-steps", type=int)
     ap.add_argument("--ckpt-every", type=int)
+    ap.add_argument("--diffusion-lr", type=float)
+    ap.add_argument("--min-snr-gamma", type=float)
+    ap.add_argument("--decoder-steps", type=int)
+    ap.add_argument("--arch", action="append", default=[], metavar="NET.KEY=JSON",
+                    help="architecture override for a new run, e.g. vae.ch_mult=[1,2,2,2] (f = 8)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -390,15 +529,31 @@ def main():
         cfg = json.loads(json.dumps(ARCH))
         cfg["text_encoder"]["vocab_size"] = tok.vocab_size
         cfg["text_encoder"]["bos_token"], cfg["text_encoder"]["eos_token"] = tok.bos, tok.eos
+        for a in args.arch:
+            key, _, value = a.partition("=")
+            net, _, field = key.partition(".")
+            if net not in cfg or field not in cfg[net]:
+                sys.exit(f"--arch {a}: no such architecture field (have: "
+                         f"{', '.join(n + '.' + f for n in cfg for f in cfg[n])})")
+            cfg[net][field] = json.loads(value)
         cfg["train"] = dict(TRAIN)
-        for k in ("vae_steps", "diffusion_steps", "ckpt_every"):
+        for k in ("vae_steps", "diffusion_steps", "ckpt_every", "diffusion_lr", "min_snr_gamma", "decoder_steps"):
             if getattr(args, k) is not None:
                 cfg["train"][k] = getattr(args, k)
         with open(cfg_path, "w") as f:
             json.dump(cfg, f, indent=1)
-    for k in ("vae_steps", "diffusion_steps"):
-        if getattr(args, k) is not None and getattr(args, k) != cfg["train"][k]:
+    if args.decoder_steps is not None and not os.path.exists(os.path.join(run_dir, "decoder.pt")):
+        # The decoder stage only reads the fixed latents: it can be added to (or re-sized in) a
+        # run until it has started.
+        cfg["train"]["decoder_steps"] = args.decoder_steps
+        with open(cfg_path, "w") as f:
+            json.dump(cfg, f, indent=1)
+    for k in ("vae_steps", "diffusion_steps", "diffusion_lr", "min_snr_gamma", "decoder_steps"):
+        if getattr(args, k) is not None and getattr(args, k) != cfg["train"].get(k):
             sys.exit(f"{cfg_path} says {k} = {cfg['train'][k]}; start a new --run to change it")
+    if args.arch and any(json.dumps(cfg[k.partition(".")[0]][k.partition(".")[2].partition("=")[0]])
+                         != json.dumps(json.loads(k.partition("=")[2])) for k in args.arch):
+        sys.exit(f"{cfg_path} has a different architecture; start a new --run to change it")
     print(f"run {run_dir}: {json.dumps(cfg)}", flush=True)
 
     torch.manual_seed(cfg["train"]["seed"])
@@ -409,13 +564,17 @@ def main():
 
     if args.stage in ("vae", "all"):
         train_vae(run_dir, cfg, model, images, args.threads)
-    if args.stage in ("latents", "diffusion", "all"):
+    if args.stage in ("latents", "decoder", "diffusion", "all"):
         vae_ck = torch.load(os.path.join(run_dir, "vae.pt"))
         if vae_ck["step"] < cfg["train"]["vae_steps"]:
             sys.exit("the VAE stage is not finished")
         model.first_stage_model.load_state_dict(vae_ck["vae"])
         lat = encode_latents(run_dir, cfg, model, images)
-    if args.stage in ("diffusion", "all"):
+    if args.stage in ("decoder", "all"):
+        train_decoder(run_dir, cfg, model, images, lat)
+    if args.stage in ("diffusion", "all") and args.procs > 1:
+        mp.spawn(diffusion_worker, args=(args.procs, args.port, run_dir, cfg, args.threads), nprocs=args.procs)
+    elif args.stage in ("diffusion", "all"):
         ema = train_diffusion(run_dir, cfg, model, lat, items, tok)
         preview(run_dir, cfg, model, lat, tok, ema)
     print("done", flush=True)
