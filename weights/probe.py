@@ -4,9 +4,10 @@ training captions, DDIM 20 steps, guidance 5, seed 42, 16x16 Lab ranks) on the r
 weights in float32, plus the same rank computed in latent space (the generated latent against
 every training image's posterior mean), which does not depend on how good the decoder is.
 Meant for deciding about a run while it trains; the numbers that count are eval.py's and the
-C++ test's on the export.
+C++ test's on the export. With --vae it scores the run's VAE alone instead: each evaluation
+image encoded (posterior mean) and decoded again, which bounds what the diffusion model can reach.
 
-  /usr/bin/python3 weights/probe.py --run demo [--grid out.png]
+  /usr/bin/python3 weights/probe.py --run demo [--grid out.png] [--vae]
 """
 import argparse
 import json
@@ -22,6 +23,7 @@ from eval import DATA, GUIDANCE, NUM_PROMPTS, SEED, STEPS, eval_prompts, ranks, 
 from export import load_run  # noqa: E402
 from bpe import DEFAULT_VOCAB, ClipTokenizer  # noqa: E402
 from sampling import ddim_sample, decode_to_u8, grid  # noqa: E402
+from sd_modules import StableDiffusion  # noqa: E402
 
 
 def main():
@@ -29,16 +31,22 @@ def main():
     ap.add_argument("--run", default="demo")
     ap.add_argument("--grid", help="write own image | generated pairs here")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--vae", action="store_true", help="score the VAE's reconstructions instead")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     run_dir = os.path.join(HERE, "runs", args.run)
-    cfg, model, scale, steps = load_run(run_dir)
-    lat = torch.load(os.path.join(run_dir, "latents.pt"))
     with open(os.path.join(DATA, "emoji64.json"), encoding="utf-8") as f:
         items = json.load(f)["items"]
     with np.load(os.path.join(DATA, "emoji64.npz")) as z:
         train_u8 = z["images"]
     idx, prompts = eval_prompts(items)
+    if args.vae:
+        gen = vae_reconstructions(run_dir, train_u8[idx])
+        print(json.dumps({"run": args.run, "vae_reconstructions": summary(ranks(gen, idx, train_u8), len(items))}))
+        write_grid(args.grid, train_u8, idx, gen)
+        return
+    cfg, model, scale, steps = load_run(run_dir)
+    lat = torch.load(os.path.join(run_dir, "latents.pt"))
     tok = ClipTokenizer(DEFAULT_VOCAB)
     torch.manual_seed(SEED)
     x_T = torch.randn(1, *lat["mean"].shape[1:])
@@ -52,10 +60,26 @@ def main():
     print(json.dumps({"run": args.run, **steps, "lab": {k: round(v, 4) for k, v in s.items()},
                       "latent": {"top5_rate": float((lr < 5).mean()), "top1pct_rate": float((lr < 70).mean()),
                                  "median_rank": float(np.median(lr))}}))
-    if args.grid:
+    write_grid(args.grid, train_u8, idx, gen)
+
+
+def write_grid(path, train_u8, idx, gen):
+    if path:
         from PIL import Image
         pairs = np.concatenate([np.stack([train_u8[i], g]) for i, g in zip(idx, gen)])
-        Image.fromarray(grid(pairs, 16)).save(args.grid)
+        Image.fromarray(grid(pairs, 16)).save(path)
+
+
+@torch.no_grad()
+def vae_reconstructions(run_dir, images_u8):
+    with open(os.path.join(run_dir, "config.json")) as f:
+        cfg = json.load(f)
+    vae = StableDiffusion(cfg).first_stage_model.eval()
+    name = "decoder.pt" if cfg["train"].get("decoder_steps", 0) > 0 else "vae.pt"
+    vae.load_state_dict(torch.load(os.path.join(run_dir, name))["vae"])
+    x = torch.from_numpy(images_u8).permute(0, 3, 1, 2).float() / 127.5 - 1
+    img = vae.decode(vae.encode(x)[0])
+    return ((img.clamp(-1, 1) + 1) / 2 * 255 + 0.5).to(torch.uint8).permute(0, 2, 3, 1).numpy()
 
 
 if __name__ == "__main__":

@@ -3,19 +3,24 @@
 architecture family and parameter names, see sd_modules.py) on 64x64 emoji.
 
 Stages (each resumable; a finished stage is skipped on rerun):
-  vae        AutoencoderKL, 64x64x3 -> 4x16x16: L1 + L2 + image-gradient L1 (sharpness, no
+  vae        AutoencoderKL, 64x64x3 -> 4x8x8: L1 + L2 + image-gradient L1 (sharpness, no
              perceptual net) + a small KL term, on posterior samples as LDM trains it.
   latents    encode every training image once (posterior mean and log-variance) and fix the
              latent scale factor = 1 / std(latents) (LDM's scale_by_std).
   diffusion  CLIP text encoder + UNet trained jointly from scratch: eps-prediction, SD's
              scaled-linear schedule (0.00085..0.012, 1000 steps), uniform timesteps, 10%
              empty captions (classifier-free guidance), EMA of the weights.
+  decoder    optional (--decoder-steps): fine-tune the VAE decoder on the fixed latents.
+
+The vae and diffusion stages run data-parallel over --procs processes (one thread each: on
+this 2-core machine two processes are ~1.5-1.9x faster than one, two threads in one process
+are slower than one); a run's numbers do not depend on the process count.
 
 Everything lives in weights/runs/<run>/: config.json, <stage>.pt checkpoints (weights, EMA,
 optimizer and RNG states: a resumed run continues exactly), <stage>_losses.csv, preview PNGs.
 
 Usage:
-  /usr/bin/python3 weights/train.py --run demo --threads 2          # the full run (see README)
+  OMP_NUM_THREADS=1 /usr/bin/python3 weights/train.py --run demo --procs 2   # the full run (README)
   /usr/bin/python3 weights/train.py --run smoke --vae-steps 20 --diffusion-steps 20
 """
 import argparse
@@ -43,15 +48,18 @@ RUNS = os.path.join(HERE, "runs")
 
 # The demo architecture. Channel counts are multiples of 32 (GroupNorm(32)).
 ARCH = {
+    # Latents 4x8x8 (f = 8, as SD): UNet levels at 8x8, 4x4, 2x2, attention on the first two
+    # (SD also has none on its lowest level). f = 4 (16x16 latents) was tried first: ~2x the cost
+    # per sample for the UNet, so far fewer epochs fit in the time budget (weights/README.md).
     "unet": {"model_channels": 64, "channel_mult": [1, 2, 2], "num_res_blocks": 1,
-             "attention_levels": [False, True, True], "num_heads": 2, "transformer_depth": 1},
-    "vae": {"ch": 32, "ch_mult": [1, 2, 2], "num_res_blocks": 1},
+             "attention_levels": [True, True, False], "num_heads": 2, "transformer_depth": 1},
+    "vae": {"ch": 32, "ch_mult": [1, 2, 2, 2], "num_res_blocks": 1},
     "text_encoder": {"width": 128, "layers": 3, "heads": 2, "max_length": 77},
 }
 TRAIN = {
     "seed": 1234,
     "vae_steps": 3000, "vae_batch": 8, "vae_lr": 2e-4, "kl_weight": 1e-6, "grad_weight": 0.5,
-    "diffusion_steps": 6000, "diffusion_batch": 32, "diffusion_lr": 2e-4, "warmup": 300,
+    "diffusion_steps": 16000, "diffusion_batch": 32, "diffusion_lr": 3e-4, "warmup": 300,
     "weight_decay": 0.01, "ema_decay": 0.999, "uncond_prob": 0.1, "grad_clip": 1.0,
     "ckpt_every": 250,
     # Decoder fine-tuning after the latents are fixed (encoder frozen, so the diffusion stage's
@@ -155,9 +163,11 @@ def train_vae(run_dir, cfg, model, images, threads):
     if step >= total:
         print(f"vae: done ({step} steps)")
         return
-    print(f"vae: steps {step}..{total}, batch {tr['vae_batch']}, {sum(p.numel() for p in vae.parameters()) / 1e6:.2f}M params", flush=True)
+    rank, world = dist_info(tr["vae_batch"])
+    say(f"vae: steps {step}..{total}, batch {tr['vae_batch']} on {world} process(es), "
+        f"{sum(p.numel() for p in vae.parameters()) / 1e6:.2f}M params")
     log = CsvLog(os.path.join(run_dir, "vae_losses.csv"),
-                 ["step", "loss", "l1", "l2", "grad", "kl", "lr", "step_s", "cpu_s", "elapsed_s"], step)
+                 ["step", "loss", "l1", "l2", "grad", "kl", "lr", "step_s", "cpu_s", "elapsed_s"], step) if rank == 0 else None
     n = images.shape[0]
     t_start = time.time()
     vae.train()
@@ -167,9 +177,11 @@ def train_vae(run_dir, cfg, model, images, threads):
         for g in opt.param_groups:
             g["lr"] = lr
         idx = torch.randint(0, n, (tr["vae_batch"],), generator=gen)
-        x = to_float(images[idx])
+        mine = slice(rank * len(idx) // world, (rank + 1) * len(idx) // world)  # this process's share
+        x = to_float(images[idx[mine]])
         mean, logvar = vae.encode(x)
-        z = mean + torch.randn(mean.shape, generator=gen) * (0.5 * logvar).exp()
+        eps = torch.randn((len(idx),) + mean.shape[1:], generator=gen)[mine]
+        z = mean + eps * (0.5 * logvar).exp()
         rec = vae.decode(z)
         l1 = (rec - x).abs().mean()
         l2 = (rec - x).pow(2).mean()
@@ -178,8 +190,12 @@ def train_vae(run_dir, cfg, model, images, threads):
         loss = l1 + l2 + tr["grad_weight"] * gl + tr["kl_weight"] * kl
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        if world > 1:
+            loss = average_grads(list(vae.parameters()), loss.detach(), world)
         opt.step()
         step += 1
+        if rank != 0:  # (l1, l2, grad, kl are logged for process 0's share of the batch)
+            continue
         log.write({"step": step, "loss": loss.item(), "l1": l1.item(), "l2": l2.item(), "grad": gl.item(),
                    "kl": kl.item(), "lr": lr, "step_s": time.time() - t0, "cpu_s": time.process_time() - c0,
                    "elapsed_s": time.time() - t_start})
@@ -188,6 +204,8 @@ def train_vae(run_dir, cfg, model, images, threads):
                   f"{time.time() - t0:.2f}s/step", flush=True)
         if step % tr["ckpt_every"] == 0 or step == total:
             save_atomic({"vae": vae.state_dict(), "opt": opt.state_dict(), "rng": rng_state(gen), "step": step}, path)
+    if rank != 0:
+        return
     vae.eval()
     with torch.no_grad():  # preview: originals (top) and reconstructions (bottom)
         idx = torch.arange(0, n, max(1, n // 8))[:8]
@@ -348,6 +366,15 @@ def diffusion_params(model):
     return list(model.cond_stage_model.parameters()) + list(model.model.diffusion_model.parameters())
 
 
+def dist_info(batch):
+    """(rank, world size) of this data-parallel process; (0, 1) without a process group."""
+    if not dist.is_initialized():
+        return 0, 1
+    if batch % dist.get_world_size():
+        sys.exit(f"batch {batch} is not divisible by {dist.get_world_size()} processes")
+    return dist.get_rank(), dist.get_world_size()
+
+
 def say(msg):
     if not dist.is_initialized() or dist.get_rank() == 0:
         print(msg, flush=True)
@@ -367,13 +394,24 @@ def average_grads(params, loss, world):
     return flat[-1]
 
 
-def diffusion_worker(rank, world, port, run_dir, cfg, threads):
-    """One data-parallel process of the diffusion stage (gloo over localhost)."""
+def stage_worker(rank, world, port, run_dir, cfg, threads, stage):
+    """One data-parallel process of the vae or diffusion stage (gloo over localhost)."""
+    try:  # stop with the parent (Linux): a killed `train.py` must not leave workers training
+        import ctypes
+        import signal
+        ctypes.CDLL("libc.so.6").prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
     os.environ["MASTER_ADDR"], os.environ["MASTER_PORT"] = "127.0.0.1", str(port)
     torch.set_num_threads(threads)
     dist.init_process_group("gloo", rank=rank, world_size=world)
     torch.manual_seed(cfg["train"]["seed"])
     model = StableDiffusion(cfg)  # the same initial weights as a single-process run
+    if stage == "vae":
+        train_vae(run_dir, cfg, model, load_images(), threads)
+        dist.barrier()
+        dist.destroy_process_group()
+        return
     lat = torch.load(os.path.join(run_dir, "latents.pt"))
     ema = train_diffusion(run_dir, cfg, model, lat, load_items(), ClipTokenizer(DEFAULT_VOCAB))
     if rank == 0:
@@ -407,9 +445,7 @@ def train_diffusion(run_dir, cfg, model, lat, items, tok):
     if step >= total:
         print(f"diffusion: done ({step} steps)")
         return ema
-    rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
-    if tr["diffusion_batch"] % world:
-        sys.exit(f"diffusion_batch {tr['diffusion_batch']} is not divisible by {world} processes")
+    rank, world = dist_info(tr["diffusion_batch"])
     n_unet = sum(p.numel() for p in unet.parameters())
     n_text = sum(p.numel() for p in text.parameters())
     say(f"diffusion: steps {step}..{total}, batch {tr['diffusion_batch']} on {world} process(es), UNet {n_unet / 1e6:.2f}M + "
@@ -502,7 +538,8 @@ def main():
                          "decoder and diffusion only read the latents, so they may run in parallel")
     ap.add_argument("--threads", type=int, default=1, help="torch threads per process")
     ap.add_argument("--procs", type=int, default=1,
-                    help="data-parallel processes for the diffusion stage (one per core is fastest here)")
+                    help="data-parallel processes for the vae and diffusion stages (one per core is "
+                         "fastest here); the result does not depend on it (up to float rounding)")
     ap.add_argument("--port", type=int, default=29517, help="localhost port of the process group")
     ap.add_argument("--vae-steps", type=int)
     ap.add_argument("--diffusion-steps", type=int)
@@ -562,7 +599,9 @@ def main():
     items = load_items()
     assert len(items) == images.shape[0]
 
-    if args.stage in ("vae", "all"):
+    if args.stage in ("vae", "all") and args.procs > 1:
+        mp.spawn(stage_worker, args=(args.procs, args.port, run_dir, cfg, args.threads, "vae"), nprocs=args.procs)
+    elif args.stage in ("vae", "all"):
         train_vae(run_dir, cfg, model, images, args.threads)
     if args.stage in ("latents", "decoder", "diffusion", "all"):
         vae_ck = torch.load(os.path.join(run_dir, "vae.pt"))
@@ -573,7 +612,8 @@ def main():
     if args.stage in ("decoder", "all"):
         train_decoder(run_dir, cfg, model, images, lat)
     if args.stage in ("diffusion", "all") and args.procs > 1:
-        mp.spawn(diffusion_worker, args=(args.procs, args.port, run_dir, cfg, args.threads), nprocs=args.procs)
+        mp.spawn(stage_worker, args=(args.procs, args.port, run_dir, cfg, args.threads, "diffusion"),
+                 nprocs=args.procs)
     elif args.stage in ("diffusion", "all"):
         ema = train_diffusion(run_dir, cfg, model, lat, items, tok)
         preview(run_dir, cfg, model, lat, tok, ema)
