@@ -13,8 +13,8 @@ Stages (each resumable; a finished stage is skipped on rerun):
   decoder    optional (--decoder-steps): fine-tune the VAE decoder on the fixed latents.
 
 The vae and diffusion stages run data-parallel over --procs processes (one thread each: on
-this 2-core machine two processes are ~1.5-1.9x faster than one, two threads in one process
-are slower than one); a run's numbers do not depend on the process count.
+this 2-core machine two processes made the VAE stage 1.45x faster than one, while two threads
+in one process are slower than one); a run's numbers do not depend on the process count.
 
 Everything lives in weights/runs/<run>/: config.json, <stage>.pt checkpoints (weights, EMA,
 optimizer and RNG states: a resumed run continues exactly), <stage>_losses.csv, preview PNGs.
@@ -65,7 +65,7 @@ TRAIN = {
     # Decoder fine-tuning after the latents are fixed (encoder frozen, so the diffusion stage's
     # latents stay valid): batch 8, AdamW with the VAE's lr, decoding posterior samples of the
     # stored latents. 0 = off.
-    "decoder_steps": 0,
+    "decoder_steps": 2000,
     # Min-SNR-gamma loss weighting (Hang et al. 2023): eps-loss weight min(SNR, gamma) / SNR.
     # It down-weights the nearly noise-free timesteps (fine detail) so the coarse layout and the
     # prompt's colours - what the prompt-following test measures - are learned sooner. 0 = off.
@@ -146,6 +146,23 @@ def grad_l1(a, b):
     return (dx(a) - dx(b)).abs().mean() + (dy(a) - dy(b)).abs().mean()
 
 
+def recon_losses(rec, x):
+    """L1, L2 and image-gradient L1 of a reconstruction (the VAE and decoder stages' loss terms)."""
+    return (rec - x).abs().mean(), (rec - x).pow(2).mean(), grad_l1(rec, x)
+
+
+@torch.no_grad()
+def save_recon_preview(vae, images, latent_of, path):
+    """Originals (top) and reconstructions (bottom) of 8 evenly spaced training images;
+    latent_of(idx, x) gives the latents to decode."""
+    vae.eval()
+    idx = torch.arange(0, images.shape[0], max(1, images.shape[0] // 8))[:8]
+    x = to_float(images[idx])
+    rec = vae.decode(latent_of(idx, x))
+    u8 = lambda t: ((t.clamp(-1, 1) + 1) * 127.5 + 0.5).to(torch.uint8).permute(0, 2, 3, 1).numpy()  # noqa: E731
+    save_png(grid(np.concatenate([u8(x), u8(rec)]), 8), path)
+
+
 def train_vae(run_dir, cfg, model, images, threads):
     tr = cfg["train"]
     vae = model.first_stage_model
@@ -183,9 +200,7 @@ def train_vae(run_dir, cfg, model, images, threads):
         eps = torch.randn((len(idx),) + mean.shape[1:], generator=gen)[mine]
         z = mean + eps * (0.5 * logvar).exp()
         rec = vae.decode(z)
-        l1 = (rec - x).abs().mean()
-        l2 = (rec - x).pow(2).mean()
-        gl = grad_l1(rec, x)
+        l1, l2, gl = recon_losses(rec, x)
         kl = kl_sum(mean, logvar).mean() / x[0].numel()  # per image pixel, as LDM's sum-losses
         loss = l1 + l2 + tr["grad_weight"] * gl + tr["kl_weight"] * kl
         opt.zero_grad(set_to_none=True)
@@ -204,15 +219,8 @@ def train_vae(run_dir, cfg, model, images, threads):
                   f"{time.time() - t0:.2f}s/step", flush=True)
         if step % tr["ckpt_every"] == 0 or step == total:
             save_atomic({"vae": vae.state_dict(), "opt": opt.state_dict(), "rng": rng_state(gen), "step": step}, path)
-    if rank != 0:
-        return
-    vae.eval()
-    with torch.no_grad():  # preview: originals (top) and reconstructions (bottom)
-        idx = torch.arange(0, n, max(1, n // 8))[:8]
-        x = to_float(images[idx])
-        rec = vae.decode(vae.encode(x)[0])
-        u8 = lambda t: ((t.clamp(-1, 1) + 1) * 127.5 + 0.5).to(torch.uint8).permute(0, 2, 3, 1).numpy()  # noqa: E731
-        save_png(grid(np.concatenate([u8(x), u8(rec)]), 8), os.path.join(run_dir, f"vae_recon_{step}.png"))
+    if rank == 0:
+        save_recon_preview(vae, images, lambda idx, x: vae.encode(x)[0], os.path.join(run_dir, f"vae_recon_{step}.png"))
 
 
 def save_png(a, path):
@@ -290,9 +298,7 @@ def train_decoder(run_dir, cfg, model, images, lat):
         x = to_float(images[idx])
         z = mean[idx] + torch.randn(mean[idx].shape, generator=gen) * std[idx]
         rec = vae.decode(z)
-        l1 = (rec - x).abs().mean()
-        l2 = (rec - x).pow(2).mean()
-        gl = grad_l1(rec, x)
+        l1, l2, gl = recon_losses(rec, x)
         loss = l1 + l2 + tr["grad_weight"] * gl
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -306,13 +312,7 @@ def train_decoder(run_dir, cfg, model, images, lat):
                   f"{time.time() - t0:.2f}s/step", flush=True)
         if step % tr["ckpt_every"] == 0 or step == total:
             save_atomic({"vae": vae.state_dict(), "opt": opt.state_dict(), "rng": rng_state(gen), "step": step}, path)
-    vae.eval()
-    with torch.no_grad():  # preview: originals (top) and reconstructions of the latent means (bottom)
-        idx = torch.arange(0, n, max(1, n // 8))[:8]
-        x = to_float(images[idx])
-        rec = vae.decode(mean[idx])
-        u8 = lambda t: ((t.clamp(-1, 1) + 1) * 127.5 + 0.5).to(torch.uint8).permute(0, 2, 3, 1).numpy()  # noqa: E731
-        save_png(grid(np.concatenate([u8(x), u8(rec)]), 8), os.path.join(run_dir, f"decoder_recon_{step}.png"))
+    save_recon_preview(vae, images, lambda idx, x: mean[idx], os.path.join(run_dir, f"decoder_recon_{step}.png"))
 
 
 # -------------------------------------------------------------------------------- diffusion
