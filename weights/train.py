@@ -101,6 +101,24 @@ def set_rng_state(s, gen):
     random.setstate(s["python"])
 
 
+def save_checkpoint(path, step, opt, gen, **parts):
+    """A stage's checkpoint: the parts' state dicts by name, optimizer, every RNG state, step."""
+    save_atomic({**{k: v.state_dict() for k, v in parts.items()}, "opt": opt.state_dict(),
+                 "rng": rng_state(gen), "step": step}, path)
+
+
+def load_checkpoint(path, opt, gen, **parts):
+    """Restores what save_checkpoint wrote, if the file exists; returns its step (0 if not)."""
+    if not os.path.exists(path):
+        return 0
+    ck = torch.load(path)
+    for k, v in parts.items():
+        v.load_state_dict(ck[k])
+    opt.load_state_dict(ck["opt"])
+    set_rng_state(ck["rng"], gen)
+    return ck["step"]
+
+
 class CsvLog:
     def __init__(self, path, fields, resume_step):
         # Keep rows up to the resumed step (a crash may have logged steps past the checkpoint).
@@ -170,13 +188,7 @@ def train_vae(run_dir, cfg, model, images, threads):
     path = os.path.join(run_dir, "vae.pt")
     opt = torch.optim.AdamW(vae.parameters(), lr=tr["vae_lr"], weight_decay=0.0)
     gen = torch.Generator().manual_seed(tr["seed"] + 1)
-    step = 0
-    if os.path.exists(path):
-        ck = torch.load(path)
-        vae.load_state_dict(ck["vae"])
-        opt.load_state_dict(ck["opt"])
-        set_rng_state(ck["rng"], gen)
-        step = ck["step"]
+    step = load_checkpoint(path, opt, gen, vae=vae)
     if step >= total:
         print(f"vae: done ({step} steps)")
         return
@@ -218,7 +230,7 @@ def train_vae(run_dir, cfg, model, images, threads):
             print(f"vae {step}/{total} loss {loss.item():.4f} l1 {l1.item():.4f} kl {kl.item():.3f} "
                   f"{time.time() - t0:.2f}s/step", flush=True)
         if step % tr["ckpt_every"] == 0 or step == total:
-            save_atomic({"vae": vae.state_dict(), "opt": opt.state_dict(), "rng": rng_state(gen), "step": step}, path)
+            save_checkpoint(path, step, opt, gen, vae=vae)
     if rank == 0:
         save_recon_preview(vae, images, lambda idx, x: vae.encode(x)[0], os.path.join(run_dir, f"vae_recon_{step}.png"))
 
@@ -271,13 +283,7 @@ def train_decoder(run_dir, cfg, model, images, lat):
     params = decoder_params(vae)
     opt = torch.optim.AdamW(params, lr=tr["vae_lr"], weight_decay=0.0)
     gen = torch.Generator().manual_seed(tr["seed"] + 5)
-    step = 0
-    if os.path.exists(path):
-        ck = torch.load(path)
-        vae.load_state_dict(ck["vae"])
-        opt.load_state_dict(ck["opt"])
-        set_rng_state(ck["rng"], gen)
-        step = ck["step"]
+    step = load_checkpoint(path, opt, gen, vae=vae)
     if step >= total:
         print(f"decoder: done ({step} steps)")
         return
@@ -311,7 +317,7 @@ def train_decoder(run_dir, cfg, model, images, lat):
             print(f"decoder {step}/{total} loss {loss.item():.4f} l1 {l1.item():.4f} "
                   f"{time.time() - t0:.2f}s/step", flush=True)
         if step % tr["ckpt_every"] == 0 or step == total:
-            save_atomic({"vae": vae.state_dict(), "opt": opt.state_dict(), "rng": rng_state(gen), "step": step}, path)
+            save_checkpoint(path, step, opt, gen, vae=vae)
     save_recon_preview(vae, images, lambda idx, x: mean[idx], os.path.join(run_dir, f"decoder_recon_{step}.png"))
 
 
@@ -433,15 +439,7 @@ def train_diffusion(run_dir, cfg, model, lat, items, tok):
     ema = Ema(params, tr["ema_decay"])
     gen = torch.Generator().manual_seed(tr["seed"] + 3)
     random.seed(tr["seed"] + 4)
-    step = 0
-    if os.path.exists(path):
-        ck = torch.load(path)
-        unet.load_state_dict(ck["unet"])
-        text.load_state_dict(ck["text"])
-        opt.load_state_dict(ck["opt"])
-        ema.load_state_dict(ck["ema"])
-        set_rng_state(ck["rng"], gen)
-        step = ck["step"]
+    step = load_checkpoint(path, opt, gen, unet=unet, text=text, ema=ema)
     if step >= total:
         print(f"diffusion: done ({step} steps)")
         return ema
@@ -506,8 +504,7 @@ def train_diffusion(run_dir, cfg, model, lat, items, tok):
         if step % 50 == 0 or step == total:
             print(f"diffusion {step}/{total} loss {loss.item():.4f} lr {lr:.2e} {time.time() - t0:.2f}s/step", flush=True)
         if step % tr["ckpt_every"] == 0 or step == total:
-            save_atomic({"unet": unet.state_dict(), "text": text.state_dict(), "opt": opt.state_dict(),
-                         "ema": ema.state_dict(), "rng": rng_state(gen), "step": step}, path)
+            save_checkpoint(path, step, opt, gen, unet=unet, text=text, ema=ema)
     return ema
 
 
