@@ -85,6 +85,12 @@ def cosine_lr(step, total, base, warmup):
     return base * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * p)))
 
 
+def set_lr(opt, lr):
+    for g in opt.param_groups:
+        g["lr"] = lr
+    return lr
+
+
 def save_atomic(obj, path):
     tmp = path + ".tmp"
     torch.save(obj, tmp)
@@ -202,9 +208,7 @@ def train_vae(run_dir, cfg, model, images, threads):
     vae.train()
     while step < total:
         t0, c0 = time.time(), time.process_time()
-        lr = cosine_lr(step, total, tr["vae_lr"], 100)
-        for g in opt.param_groups:
-            g["lr"] = lr
+        lr = set_lr(opt, cosine_lr(step, total, tr["vae_lr"], 100))
         idx = torch.randint(0, n, (tr["vae_batch"],), generator=gen)
         mine = slice(rank * len(idx) // world, (rank + 1) * len(idx) // world)  # this process's share
         x = to_float(images[idx[mine]])
@@ -297,9 +301,7 @@ def train_decoder(run_dir, cfg, model, images, lat):
     vae.train()
     while step < total:
         t0, c0 = time.time(), time.process_time()
-        lr = cosine_lr(step, total, tr["vae_lr"], 100)
-        for g in opt.param_groups:
-            g["lr"] = lr
+        lr = set_lr(opt, cosine_lr(step, total, tr["vae_lr"], 100))
         idx = torch.randint(0, n, (tr["vae_batch"],), generator=gen)
         x = to_float(images[idx])
         z = mean[idx] + torch.randn(mean[idx].shape, generator=gen) * std[idx]
@@ -466,9 +468,7 @@ def train_diffusion(run_dir, cfg, model, lat, items, tok):
     text.train()
     while step < total:
         t0, c0 = time.time(), time.process_time()
-        lr = cosine_lr(step, total, tr["diffusion_lr"], tr["warmup"])
-        for g in opt.param_groups:
-            g["lr"] = lr
+        lr = set_lr(opt, cosine_lr(step, total, tr["diffusion_lr"], tr["warmup"]))
         b = tr["diffusion_batch"]
         idx = torch.randint(0, n, (b,), generator=gen)
         x0 = (mean[idx] + torch.randn(mean[idx].shape, generator=gen) * std[idx]) * scale
