@@ -26,7 +26,7 @@ def gn(channels, eps):
 def timestep_embedding(t, dim, max_period=10000):
     """Sinusoidal embedding [cos | sin] of (possibly fractional) timesteps, as LDM computes it."""
     half = dim // 2
-    freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32) / half)
+    freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32, device=t.device) / half)
     args = t.float()[:, None] * freqs[None]
     return torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
 
@@ -420,7 +420,7 @@ class CLIPTextTransformer(nn.Module):
 
     def forward(self, ids):
         n = ids.shape[1]
-        mask = torch.full((n, n), float("-inf")).triu(1)  # causal
+        mask = torch.full((n, n), float("-inf"), device=ids.device).triu(1)  # causal
         x = self.embeddings(ids)
         for layer in self.encoder.layers:
             x = layer(x, mask)

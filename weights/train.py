@@ -117,11 +117,13 @@ def load_checkpoint(path, opt, gen, **parts):
     """Restores what save_checkpoint wrote, if the file exists; returns its step (0 if not)."""
     if not os.path.exists(path):
         return 0
-    ck = torch.load(path)
+    ck = torch.load(path, map_location="cpu")
     for k, v in parts.items():
-        v.load_state_dict(ck[k])
-    opt.load_state_dict(ck["opt"])
-    set_rng_state(ck["rng"], gen)
+        if k in ck:  # a weights-only checkpoint (train_device.py) has no EMA
+            v.load_state_dict(ck[k])
+    if "opt" in ck:  # ... nor optimizer and RNG states: the caller sees opt.state empty
+        opt.load_state_dict(ck["opt"])
+        set_rng_state(ck["rng"], gen)
     return ck["step"]
 
 
@@ -350,12 +352,14 @@ class Ema:
         self.params = list(params)
         self.shadow = [p.detach().clone() for p in self.params]
         self.decay = decay
+        self.loaded = False  # set by load_state_dict
 
     @torch.no_grad()
     def update(self, step):
         d = min(self.decay, (1 + step) / (10 + step))  # LDM's LitEma warm-up
-        for s, p in zip(self.shadow, self.params):
-            s.mul_(d).add_(p.detach(), alpha=1 - d)
+        # foreach: one kernel per list on a GPU instead of two per tensor (same arithmetic)
+        torch._foreach_mul_(self.shadow, d)
+        torch._foreach_add_(self.shadow, [p.detach() for p in self.params], alpha=1 - d)
 
     def state_dict(self):
         return self.shadow
@@ -363,6 +367,7 @@ class Ema:
     def load_state_dict(self, s):
         for a, b in zip(self.shadow, s):
             a.copy_(b)
+        self.loaded = True
 
     @torch.no_grad()
     def copy_to(self, params):
@@ -429,28 +434,45 @@ def stage_worker(rank, world, port, run_dir, cfg, threads, stage):
     dist.destroy_process_group()
 
 
-def train_diffusion(run_dir, cfg, model, lat, items, tok):
+def train_diffusion(run_dir, cfg, model, lat, items, tok, device=torch.device("cpu"), seconds=None):
+    """The diffusion stage, on `device` (CPU, or CUDA through train_device.py), for at most
+    `seconds` of wall-clock time (then checkpointed; None = to the end). Batches are drawn on the
+    CPU from the same RNG streams whatever the device."""
     tr = cfg["train"]
     total = tr["diffusion_steps"]
     path = os.path.join(run_dir, "diffusion.pt")
     unet, text = model.model.diffusion_model, model.cond_stage_model
+    unet.to(device)
+    text.to(device)
     params = diffusion_params(model)
     decay, no_decay = [p for p in params if p.ndim >= 2], [p for p in params if p.ndim < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": tr["weight_decay"]},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=tr["diffusion_lr"])
+                             {"params": no_decay, "weight_decay": 0.0}], lr=tr["diffusion_lr"],
+                            **({"fused": True} if device.type == "cuda" else {}))
     ema = Ema(params, tr["ema_decay"])
     gen = torch.Generator().manual_seed(tr["seed"] + 3)
     random.seed(tr["seed"] + 4)
     step = load_checkpoint(path, opt, gen, unet=unet, text=text, ema=ema)
+    # A weights-only checkpoint (no optimizer state) is a warm restart: fresh Adam moments, so the
+    # learning rate ramps up again over `warmup` steps; new RNG streams; without an EMA in it the
+    # EMA restarts from the loaded weights (at decay 0.999 its start is forgotten within a few
+    # thousand steps).
+    restart = step if step > 0 and not opt.state else None
+    if restart is not None and step < total:
+        if not ema.loaded:
+            ema.load_state_dict([p.detach() for p in params])
+        gen.manual_seed(tr["seed"] + 3 + step)
+        random.seed(tr["seed"] + 4 + step)
     if step >= total:
         print(f"diffusion: done ({step} steps)")
         return ema
     rank, world = dist_info(tr["diffusion_batch"])
     n_unet = sum(p.numel() for p in unet.parameters())
     n_text = sum(p.numel() for p in text.parameters())
-    say(f"diffusion: steps {step}..{total}, batch {tr['diffusion_batch']} on {world} process(es), UNet {n_unet / 1e6:.2f}M + "
-          f"text {n_text / 1e6:.2f}M params")
-    ac = torch.from_numpy(make_schedule()["alphas_cumprod"].astype(np.float32))
+    say(f"diffusion: steps {step}..{total}, batch {tr['diffusion_batch']} on {world} process(es) ({device}), "
+        f"UNet {n_unet / 1e6:.2f}M + text {n_text / 1e6:.2f}M params"
+        + (f", warm restart at {restart}" if restart is not None else ""))
+    ac = torch.from_numpy(make_schedule()["alphas_cumprod"].astype(np.float32)).to(device)
     scale = lat["scale_factor"]
     mean, std = lat["mean"], (0.5 * lat["logvar"]).exp()
     ids_cache = {}
@@ -468,7 +490,10 @@ def train_diffusion(run_dir, cfg, model, lat, items, tok):
     text.train()
     while step < total:
         t0, c0 = time.time(), time.process_time()
-        lr = set_lr(opt, cosine_lr(step, total, tr["diffusion_lr"], tr["warmup"]))
+        lr = cosine_lr(step, total, tr["diffusion_lr"], tr["warmup"])
+        if restart is not None:
+            lr *= min(1.0, (step - restart + 1) / tr["warmup"])
+        set_lr(opt, lr)
         b = tr["diffusion_batch"]
         idx = torch.randint(0, n, (b,), generator=gen)
         x0 = (mean[idx] + torch.randn(mean[idx].shape, generator=gen) * std[idx]) * scale
@@ -480,7 +505,7 @@ def train_diffusion(run_dir, cfg, model, lat, items, tok):
         # Every process draws the whole batch from the same RNG streams (so a run's numbers do not
         # depend on the process count) and computes its own slice of it.
         mine = slice(rank * b // world, (rank + 1) * b // world)
-        x0, ids, t, noise = x0[mine], ids[mine], t[mine], noise[mine]
+        x0, ids, t, noise = (v[mine].to(device, non_blocking=True) for v in (x0, ids, t, noise))
         a = ac[t][:, None, None, None]
         xt = a.sqrt() * x0 + (1 - a).sqrt() * noise
         err = (unet(xt, t, text(ids)) - noise).pow(2).flatten(1).mean(1)
@@ -503,8 +528,12 @@ def train_diffusion(run_dir, cfg, model, lat, items, tok):
                    "cpu_s": time.process_time() - c0, "elapsed_s": time.time() - t_start})
         if step % 50 == 0 or step == total:
             print(f"diffusion {step}/{total} loss {loss.item():.4f} lr {lr:.2e} {time.time() - t0:.2f}s/step", flush=True)
-        if step % tr["ckpt_every"] == 0 or step == total:
+        out_of_time = seconds is not None and time.time() - t_start > seconds
+        if step % tr["ckpt_every"] == 0 or step == total or out_of_time:
             save_checkpoint(path, step, opt, gen, unet=unet, text=text, ema=ema)
+        if out_of_time:
+            print(f"diffusion: stopped at {step}/{total} after {seconds} s", flush=True)
+            break
     return ema
 
 
