@@ -556,6 +556,30 @@ def preview(run_dir, cfg, model, lat, tok, ema):
 
 # ------------------------------------------------------------------------------------- main
 
+def init_from(src, run_dir, args):
+    """A new run continuing `src`: its config (diffusion_steps / diffusion_lr may be overridden),
+    VAE, decoder and latents copied, and a weights-only diffusion checkpoint (UNet, text encoder,
+    EMA, step) - which train_diffusion resumes as a warm restart."""
+    import shutil
+    with open(os.path.join(src, "config.json")) as f:
+        cfg = json.load(f)
+    ck = torch.load(os.path.join(src, "diffusion.pt"), map_location="cpu")
+    if ck["step"] < cfg["train"]["diffusion_steps"]:
+        sys.exit(f"{src}: the diffusion stage is not finished ({ck['step']}/{cfg['train']['diffusion_steps']})")
+    for k in ("diffusion_steps", "diffusion_lr"):
+        if getattr(args, k) is not None:
+            cfg["train"][k] = getattr(args, k)
+    if cfg["train"]["diffusion_steps"] <= ck["step"]:
+        sys.exit(f"--diffusion-steps must exceed {src}'s {ck['step']}")
+    cfg["train"]["init_from"] = os.path.basename(src)
+    for f in ("vae.pt", "decoder.pt", "latents.pt", "diffusion_losses.csv"):
+        if os.path.exists(os.path.join(src, f)):
+            shutil.copy(os.path.join(src, f), run_dir)
+    save_atomic({k: ck[k] for k in ("unet", "text", "ema", "step")}, os.path.join(run_dir, "diffusion.pt"))
+    with open(os.path.join(run_dir, "config.json"), "w") as f:
+        json.dump(cfg, f, indent=1)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--run", default="demo", help="run name: weights/runs/<run>/")
@@ -573,6 +597,10 @@ def main():
     ap.add_argument("--diffusion-lr", type=float)
     ap.add_argument("--min-snr-gamma", type=float)
     ap.add_argument("--decoder-steps", type=int)
+    ap.add_argument("--init-from", metavar="RUN",
+                    help="start a new run from a finished run's VAE, latents and diffusion weights "
+                         "(with its EMA): the diffusion stage continues to --diffusion-steps as a warm "
+                         "restart (fresh optimizer, lr re-warmed, the cosine schedule of the new total)")
     ap.add_argument("--arch", action="append", default=[], metavar="NET.KEY=JSON",
                     help="architecture override for a new run, e.g. vae.ch_mult=[1,2,2,2] (f = 8)")
     args = ap.parse_args()
@@ -582,6 +610,8 @@ def main():
     os.makedirs(run_dir, exist_ok=True)
     tok = ClipTokenizer(DEFAULT_VOCAB)
     cfg_path = os.path.join(run_dir, "config.json")
+    if args.init_from and not os.path.exists(cfg_path):
+        init_from(os.path.join(RUNS, args.init_from), run_dir, args)
     if os.path.exists(cfg_path):
         with open(cfg_path) as f:
             cfg = json.load(f)  # a resumed run keeps its configuration
