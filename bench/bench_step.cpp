@@ -1,6 +1,6 @@
 // `vksd_bench step`: where a sampler step of the embedded demo model's architecture spends
 // its time (weights/README.md: UNet model_channels 64, channel_mult [1,2,2], 1 res block,
-// attention at the two deeper levels, 2 heads, context 128; latent 4x16x16, batch 2 for
+// attention at the 8x8 and 4x4 levels, 2 heads, context 128; latent 4x8x8 (f = 8), batch 2 for
 // classifier-free guidance).
 //
 //  1. The UNet with random weights in the real key layout (sd1_layout), compiled once with
@@ -57,7 +57,7 @@ UNetConfig demo_unet() {
   u.model_channels = 64;
   u.channel_mult = {1, 2, 2};
   u.num_res_blocks = 1;
-  u.attention_levels = {false, true, true};
+  u.attention_levels = {true, true, false};
   u.num_heads = 2;
   u.context_dim = 128;
   return u;
@@ -90,7 +90,7 @@ std::vector<float> random_vec(size_t n, uint64_t seed, double amp) {
 
 void unet_profile(Context& ctx, DType dt, int reps, int top) {
   const UNetConfig cfg = demo_unet();
-  const int batch = 2, h = 16, w = 16, ctx_len = 77;
+  const int batch = 2, h = 8, w = 8, ctx_len = 77;
   WeightStore ws(ctx, dt);
   uint64_t seed = 1;
   for (auto& s : unet_layout(cfg)) ws.add(s.name, s.shape, random_tensor(s.name, s.shape, (seed++) << 32).data());
