@@ -29,6 +29,7 @@ import json
 import math
 import os
 import random
+import shutil
 import sys
 import time
 
@@ -467,6 +468,8 @@ def train_diffusion(run_dir, cfg, model, lat, items, tok, device=torch.device("c
         print(f"diffusion: done ({step} steps)")
         return ema
     rank, world = dist_info(tr["diffusion_batch"])
+    if seconds is not None and world > 1:
+        sys.exit("a time budget (seconds) needs a single process: only process 0 would stop")
     n_unet = sum(p.numel() for p in unet.parameters())
     n_text = sum(p.numel() for p in text.parameters())
     say(f"diffusion: steps {step}..{total}, batch {tr['diffusion_batch']} on {world} process(es) ({device}), "
@@ -557,20 +560,24 @@ def preview(run_dir, cfg, model, lat, tok, ema):
 # ------------------------------------------------------------------------------------- main
 
 def init_from(src, run_dir, args):
-    """A new run continuing `src`: its config (diffusion_steps / diffusion_lr may be overridden),
-    VAE, decoder and latents copied, and a weights-only diffusion checkpoint (UNet, text encoder,
-    EMA, step) - which train_diffusion resumes as a warm restart."""
-    import shutil
+    """A new run continuing `src`: its config (diffusion_steps / diffusion_lr / decoder_steps may
+    be overridden), VAE, decoder and latents copied, and a weights-only diffusion checkpoint (UNet,
+    text encoder, EMA, step) - which train_diffusion resumes as a warm restart. The decoder
+    checkpoint is copied whole: a longer decoder stage resumes it exactly, on the new total's
+    cosine schedule."""
     with open(os.path.join(src, "config.json")) as f:
         cfg = json.load(f)
     ck = torch.load(os.path.join(src, "diffusion.pt"), map_location="cpu")
     if ck["step"] < cfg["train"]["diffusion_steps"]:
         sys.exit(f"{src}: the diffusion stage is not finished ({ck['step']}/{cfg['train']['diffusion_steps']})")
-    for k in ("diffusion_steps", "diffusion_lr"):
+    for k in ("diffusion_steps", "diffusion_lr", "decoder_steps"):
         if getattr(args, k) is not None:
             cfg["train"][k] = getattr(args, k)
-    if cfg["train"]["diffusion_steps"] <= ck["step"]:
-        sys.exit(f"--diffusion-steps must exceed {src}'s {ck['step']}")
+    dec_step = torch.load(os.path.join(src, "decoder.pt"))["step"] if os.path.exists(os.path.join(src, "decoder.pt")) else 0
+    if cfg["train"]["diffusion_steps"] < ck["step"] or cfg["train"]["decoder_steps"] < dec_step or \
+            (cfg["train"]["diffusion_steps"] == ck["step"] and cfg["train"]["decoder_steps"] == dec_step):
+        sys.exit(f"--init-from {src}: --diffusion-steps (at {ck['step']}) or --decoder-steps (at {dec_step}) "
+                 "must grow, and neither may shrink")
     cfg["train"]["init_from"] = os.path.basename(src)
     for f in ("vae.pt", "decoder.pt", "latents.pt", "diffusion_losses.csv"):
         if os.path.exists(os.path.join(src, f)):
@@ -600,7 +607,8 @@ def main():
     ap.add_argument("--init-from", metavar="RUN",
                     help="start a new run from a finished run's VAE, latents and diffusion weights "
                          "(with its EMA): the diffusion stage continues to --diffusion-steps as a warm "
-                         "restart (fresh optimizer, lr re-warmed, the cosine schedule of the new total)")
+                         "restart (fresh optimizer, lr re-warmed, the cosine schedule of the new total); "
+                         "the decoder stage continues to --decoder-steps")
     ap.add_argument("--arch", action="append", default=[], metavar="NET.KEY=JSON",
                     help="architecture override for a new run, e.g. vae.ch_mult=[1,2,2,2] (f = 8)")
     args = ap.parse_args()

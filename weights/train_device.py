@@ -83,7 +83,8 @@ def train_there(run_dir, out, seconds, device):
     named += [(f"text.{k}", v) for k, v in ck["text"].items()]
     named += [(f"ema.{i}", v) for i, v in enumerate(ema.state_dict())]
     save_chunks(named, out)
-    shutil.copy(os.path.join(dev, "diffusion_losses.csv"), out)
+    if os.path.exists(os.path.join(dev, "diffusion_losses.csv")):  # absent if nothing was left to train
+        shutil.copy(os.path.join(dev, "diffusion_losses.csv"), out)
     print(f"saved step {ck['step']} to {out}", flush=True)
 
 
@@ -98,6 +99,10 @@ def unpack(run_dir, src):
           "unet": {k[5:]: v for k, v in named.items() if k.startswith("unet.")},
           "text": {k[5:]: v for k, v in named.items() if k.startswith("text.")},
           "ema": [named[f"ema.{i}"] for i in range(sum(k.startswith("ema.") for k in named))]}
+    train.save_atomic(ck, os.path.join(run_dir, "diffusion.pt"))
+    if not os.path.exists(os.path.join(src, "diffusion_losses.csv")):
+        print(f"{run_dir}/diffusion.pt: step {step} (no steps were trained there)")
+        return
     with open(os.path.join(src, "diffusion_losses.csv"), newline="") as f:
         dev_rows = list(csv.DictReader(f))
     start = int(dev_rows[0]["step"]) - 1
@@ -105,7 +110,6 @@ def unpack(run_dir, src):
     with open(log, newline="") as f:
         r = csv.DictReader(f)
         fields, rows = r.fieldnames, [x for x in r if int(x["step"]) <= start]
-    train.save_atomic(ck, os.path.join(run_dir, "diffusion.pt"))
     with open(log, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=fields)
         w.writeheader()
