@@ -11,8 +11,10 @@ mkdir -p "$out"
 examples=(
   "train_apple|red apple, apple, food fruit, food & drink, twitter style"
   "train_wave|waving hand sign, dark skin tone, wave, hand fingers open, people & body, google style"
+  "train_dog|dog face"
+  "compose_dog_dark|dog face, dark skin tone"
+  "compose_dog_light|dog face, light skin tone"
   "compose_face_tone|grinning face, dark skin tone"
-  "compose_apple_tone|red apple, medium skin tone, google style"
 )
 for e in "${examples[@]}"; do
   name=${e%%|*}
