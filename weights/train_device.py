@@ -104,16 +104,12 @@ def unpack(run_dir, src):
         print(f"{run_dir}/diffusion.pt: step {step} (no steps were trained there)")
         return
     with open(os.path.join(src, "diffusion_losses.csv"), newline="") as f:
-        dev_rows = list(csv.DictReader(f))
-    start = int(dev_rows[0]["step"]) - 1
-    log = os.path.join(run_dir, "diffusion_losses.csv")
-    with open(log, newline="") as f:
         r = csv.DictReader(f)
-        fields, rows = r.fieldnames, [x for x in r if int(x["step"]) <= start]
-    with open(log, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=fields)
-        w.writeheader()
-        w.writerows(rows + dev_rows)
+        fields, dev_rows = r.fieldnames, list(r)
+    start = int(dev_rows[0]["step"]) - 1
+    log = train.CsvLog(os.path.join(run_dir, "diffusion_losses.csv"), fields, start)  # keeps rows <= start
+    for row in dev_rows:
+        log.write(row)
     print(f"{run_dir}/diffusion.pt: step {step} (device rows {start + 1}..{dev_rows[-1]['step']})")
 
 
