@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "cli/args.h"
 #include "cli/command.h"
 #include "runtime/context.h"
 #include "runtime/demo_model.h"
@@ -98,9 +99,9 @@ void usage() {
       "      --save-steps DIR    also write every step: step_NNN_x0.png (the model's guess of the\n"
       "                          final image at that step), step_NNN_xt.png (the noisy latent) and\n"
       "                          contact_sheet.png (top row x_t, bottom row x0)\n"
-      "      --step-preview M    how --save-steps renders latents: approx (default; a fixed linear\n"
-      "                          map, instant, SD 1.x latents only) or vae (exact, one VAE decode\n"
-      "                          per step)\n"
+      "      --step-preview M    how --save-steps renders latents: approx (default; the model's\n"
+      "                          linear latent -> RGB map, instant; SD 1.x's unless the model\n"
+      "                          config has a preview section) or vae (exact, one VAE decode per step)\n"
       "      --json              machine-readable progress: one JSON object per line on stdout\n"
       "\n"
       "memory and precision:\n"
@@ -131,66 +132,40 @@ struct Args {
   int vae_tile = 64;
 };
 
-long long parse_int(const std::string& flag, const std::string& v) {
-  char* end = nullptr;
-  errno = 0;
-  long long r = std::strtoll(v.c_str(), &end, 10);
-  if (v.empty() || *end || errno) fail(flag + " wants an integer, got '" + v + "'");
-  return r;
-}
-
-double parse_num(const std::string& flag, const std::string& v) {
-  char* end = nullptr;
-  double r = std::strtod(v.c_str(), &end);
-  if (v.empty() || *end || !std::isfinite(r)) fail(flag + " wants a number, got '" + v + "'");
-  return r;
-}
-
 Args parse(int argc, char** argv, bool& help) {
   Args a;
-  for (int i = 1; i < argc; ++i) {
-    std::string flag = argv[i], value;
-    bool has_inline = false;
-    if (flag.rfind("--", 0) == 0 && flag.find('=') != std::string::npos) {
-      value = flag.substr(flag.find('=') + 1);
-      flag = flag.substr(0, flag.find('='));
-      has_inline = true;
-    }
-    auto val = [&]() -> std::string {
-      if (has_inline) return value;
-      if (i + 1 >= argc) fail(flag + " needs a value");
-      return argv[++i];
-    };
-    auto is = [&](const char* s, const char* l) { return flag == l || (s && flag == s); };
+  vksd::cli::FlagReader f(argc, argv);
+  while (f.next()) {
+    auto is = [&](const char* s, const char* l) { return f.is(s, l); };
     if (is("-h", "--help")) {
       help = true;
       return a;
-    } else if (is("-m", "--model")) a.model = val();
-    else if (is(nullptr, "--config")) a.config = val();
-    else if (is(nullptr, "--vocab")) a.vocab = val();
-    else if (is("-p", "--prompt")) a.prompt = val(), a.prompt_given = true;
-    else if (is("-n", "--negative-prompt")) a.negative = val();
-    else if (is("-W", "--width")) a.width = (int)parse_int(flag, val());
-    else if (is("-H", "--height")) a.height = (int)parse_int(flag, val());
-    else if (is(nullptr, "--steps")) a.steps = (int)parse_int(flag, val());
-    else if (is(nullptr, "--cfg-scale")) a.cfg = parse_num(flag, val());
-    else if (is(nullptr, "--sampler")) a.sampler = val();
-    else if (is(nullptr, "--eta")) a.eta = parse_num(flag, val());
-    else if (is(nullptr, "--seed")) a.seed = parse_int(flag, val());
-    else if (is("-o", "--output")) a.output = val();
-    else if (is(nullptr, "--batch-count")) a.batch_count = (int)parse_int(flag, val());
-    else if (is(nullptr, "--init-img")) a.init_img = val();
-    else if (is(nullptr, "--strength")) a.strength = parse_num(flag, val()), a.strength_given = true;
-    else if (is(nullptr, "--mask")) a.mask = val();
-    else if (is(nullptr, "--clip-skip")) a.clip_skip = (int)parse_int(flag, val());
-    else if (is(nullptr, "--save-steps")) a.save_steps = val();
-    else if (is(nullptr, "--step-preview")) a.step_preview = val();
-    else if (is(nullptr, "--lowvram") && !has_inline) a.lowvram = true;
-    else if (is(nullptr, "--fp32") && !has_inline) a.fp32 = true;
-    else if (is(nullptr, "--vae-tiling") && !has_inline) a.vae_tiling = true;
-    else if (is(nullptr, "--vae-tile-size")) a.vae_tile = (int)parse_int(flag, val());
-    else if (is(nullptr, "--json") && !has_inline) a.json = true;
-    else fail("unknown option '" + std::string(argv[i]) + "' (see vksd generate --help)");
+    } else if (is("-m", "--model")) a.model = f.val();
+    else if (is(nullptr, "--config")) a.config = f.val();
+    else if (is(nullptr, "--vocab")) a.vocab = f.val();
+    else if (is("-p", "--prompt")) a.prompt = f.val(), a.prompt_given = true;
+    else if (is("-n", "--negative-prompt")) a.negative = f.val();
+    else if (is("-W", "--width")) a.width = (int)f.int_val();
+    else if (is("-H", "--height")) a.height = (int)f.int_val();
+    else if (is(nullptr, "--steps")) a.steps = (int)f.int_val();
+    else if (is(nullptr, "--cfg-scale")) a.cfg = f.num_val();
+    else if (is(nullptr, "--sampler")) a.sampler = f.val();
+    else if (is(nullptr, "--eta")) a.eta = f.num_val();
+    else if (is(nullptr, "--seed")) a.seed = f.int_val();
+    else if (is("-o", "--output")) a.output = f.val();
+    else if (is(nullptr, "--batch-count")) a.batch_count = (int)f.int_val();
+    else if (is(nullptr, "--init-img")) a.init_img = f.val();
+    else if (is(nullptr, "--strength")) a.strength = f.num_val(), a.strength_given = true;
+    else if (is(nullptr, "--mask")) a.mask = f.val();
+    else if (is(nullptr, "--clip-skip")) a.clip_skip = (int)f.int_val();
+    else if (is(nullptr, "--save-steps")) a.save_steps = f.val();
+    else if (is(nullptr, "--step-preview")) a.step_preview = f.val();
+    else if (f.is_switch("--lowvram")) a.lowvram = true;
+    else if (f.is_switch("--fp32")) a.fp32 = true;
+    else if (f.is_switch("--vae-tiling")) a.vae_tiling = true;
+    else if (is(nullptr, "--vae-tile-size")) a.vae_tile = (int)f.int_val();
+    else if (f.is_switch("--json")) a.json = true;
+    else fail("unknown option '" + f.arg() + "' (see vksd generate --help)");
   }
   return a;
 }
@@ -293,13 +268,13 @@ class CliObserver : public vksd::Observer {
       std::snprintf(name, sizeof name, "step_%03d", s.index + 1);
       vksd::Image x0, xt;
       // x_t scaled back to unit variance (x = signal x0 + noise eps) so it is visible at any sigma.
-      xt = vksd::upscale_nearest(vksd::latent_preview(s.x, lh_, lw_, 1.0 / std::hypot(s.signal, s.noise)), f);
+      xt = vksd::upscale_nearest(vksd::latent_preview(s.x, lh_, lw_, pipe.config().preview, 1.0 / std::hypot(s.signal, s.noise)), f);
       if (a_.step_preview == "vae") {
         std::vector<float> lat(s.x0.begin(), s.x0.end());
         auto px = pipe.decode_latent(lat, lh_, lw_);
         x0 = vksd::tensor_to_image(px.data(), 3, height_, width_);
       } else {
-        x0 = vksd::upscale_nearest(vksd::latent_preview(s.x0, lh_, lw_), f);
+        x0 = vksd::upscale_nearest(vksd::latent_preview(s.x0, lh_, lw_, pipe.config().preview), f);
       }
       vksd::write_png((fs::path(a_.save_steps) / (prefix + name + "_x0.png")).string(), x0);
       vksd::write_png((fs::path(a_.save_steps) / (prefix + name + "_xt.png")).string(), xt);

@@ -107,6 +107,21 @@ int cmd_info(int argc, char** argv) {
   std::printf("\nschedule   %s, beta %g .. %g, %d training steps, prediction %s%s\n", s.beta_schedule.c_str(),
               s.beta_start, s.beta_end, s.num_train_timesteps, s.prediction_type.c_str(),
               ck.alphas_cumprod().empty() ? "" : " (alphas_cumprod stored in the file)");
+  {
+    const LatentRgbMap& m = c.preview;
+    std::string rows;
+    char buf[96];
+    for (int l = 0; l < m.channels && (size_t)l * 3 + 2 < m.weights.size(); ++l) {
+      std::snprintf(buf, sizeof buf, "%s[%g, %g, %g]", l ? ", " : "", m.weights[(size_t)l * 3], m.weights[(size_t)l * 3 + 1],
+                    m.weights[(size_t)l * 3 + 2]);
+      rows += buf;
+    }
+    std::snprintf(buf, sizeof buf, "], bias [%g, %g, %g]", m.bias[0], m.bias[1], m.bias[2]);
+    std::printf("preview    latent -> RGB %s: [%s%s\n",
+                m.weights == LatentRgbMap::sd1().weights && !m.bias[0] && !m.bias[1] && !m.bias[2] ? "(SD 1.x default)"
+                                                                                                 : "(model config)",
+                rows.c_str(), buf);
+  }
 
   struct Net {
     const char* name;

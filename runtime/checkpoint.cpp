@@ -1,6 +1,7 @@
 #include "runtime/checkpoint.h"
 
 #include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <set>
@@ -585,6 +586,38 @@ void apply_model_config_json(ModelConfig& cfg, const Json& j, const std::string&
     r.take("beta_schedule", sc.beta_schedule);
     r.take("prediction_type", sc.prediction_type);
   });
+  // "preview": {"latent_rgb": [[r, g, b], ... one row per latent channel], "bias": [r, g, b]}
+  top.sub("preview", [&](ConfigReader& r) {
+    const int channels = cfg.vae.embed_dim;
+    const std::string key = r.key_name("latent_rgb");
+    auto number = [&](const Json& v, const std::string& k) {
+      if (!v.is_number()) fail(what + ": " + k + " must hold numbers");
+      const double d = v.as_number();
+      if (!std::isfinite(d)) fail(what + ": " + k + " holds a value that is not finite");
+      return (float)d;
+    };
+    const Json* rows = r.get("latent_rgb");
+    if (!rows) fail(what + ": " + key + " is missing (one [r, g, b] row per latent channel)");
+    const std::string shape = " must be " + std::to_string(channels) + " rows of [r, g, b], one per latent channel";
+    if (!rows->is_array()) fail(what + ": " + key + shape);
+    if ((int)rows->as_array().size() != channels)
+      fail(what + ": " + key + shape + " (the VAE has " + std::to_string(channels) + " latent channels), got " +
+           std::to_string(rows->as_array().size()) + " rows");
+    if (channels > LatentPreview::kMaxChannels)
+      fail(what + ": " + key + ": previews support at most " + std::to_string(LatentPreview::kMaxChannels) +
+           " latent channels, the VAE has " + std::to_string(channels));
+    LatentRgbMap m;
+    m.channels = channels;
+    for (const Json& row : rows->as_array()) {
+      if (!row.is_array() || row.as_array().size() != 3) fail(what + ": " + key + shape + "; a row is not [r, g, b]");
+      for (const Json& v : row.as_array()) m.weights.push_back(number(v, key));
+    }
+    if (const Json* b = r.get("bias")) {
+      if (!b->is_array() || b->as_array().size() != 3) fail(what + ": " + r.key_name("bias") + " must be [r, g, b]");
+      for (int c = 0; c < 3; ++c) m.bias[c] = number(b->as_array()[(size_t)c], r.key_name("bias"));
+    }
+    cfg.preview = m;
+  });
   top.finish();
 
   const ScheduleConfig& sc = cfg.schedule;
@@ -602,7 +635,11 @@ void apply_model_config_json(ModelConfig& cfg, const Json& j, const std::string&
 std::unique_ptr<WeightStore> load_weights(Context& ctx, const Checkpoint& ckpt, const std::string& prefix, DType storage) {
   std::vector<std::string> names = ckpt.tensor_names(prefix);
   if (names.empty()) fail(ckpt.path() + ": no network tensors start with '" + prefix + "'");
-  auto ws = std::make_unique<WeightStore>(ctx, storage);
+  // Each tensor is placed at the next kTensorAlignment boundary (Arena::alloc).
+  VkDeviceSize total = 0;
+  for (const auto& n : names)
+    total += align_up(align_up((VkDeviceSize)shape_numel(ckpt.shape(n)) * dtype_size(storage), 16), kTensorAlignment);
+  auto ws = std::make_unique<WeightStore>(ctx, storage, total);
   std::vector<float> buf;
   for (const auto& n : names) {
     buf = ckpt.read_f32(n);

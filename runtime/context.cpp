@@ -285,20 +285,16 @@ Context::Context(const ContextOptions& opts) : opts_(opts) {
   vk_check(vkCreateDevice(physical_, &dci, nullptr, &device_), "vkCreateDevice");
   vkGetDeviceQueue(device_, queue_family_, 0, &queue_);
 
-  VkCommandPoolCreateInfo pci{VK_STRUCTURE_TYPE_COMMAND_POOL_CREATE_INFO};
-  pci.flags = VK_COMMAND_POOL_CREATE_RESET_COMMAND_BUFFER_BIT;
-  pci.queueFamilyIndex = queue_family_;
-  vk_check(vkCreateCommandPool(device_, &pci, nullptr, &pool_), "vkCreateCommandPool");
-  VkFenceCreateInfo fci{VK_STRUCTURE_TYPE_FENCE_CREATE_INFO};
-  vk_check(vkCreateFence(device_, &fci, nullptr, &fence_), "vkCreateFence");
   kernels_ = std::make_unique<Kernels>(*this);
 }
 
 Context::~Context() {
-  if (device_) vkDeviceWaitIdle(device_);
+  if (device_) wait_idle();
   kernels_.reset();
-  if (fence_) vkDestroyFence(device_, fence_, nullptr);
-  if (pool_) vkDestroyCommandPool(device_, pool_, nullptr);
+  for (auto& [id, tc] : pools_) {
+    if (tc.fence) vkDestroyFence(device_, tc.fence, nullptr);
+    if (tc.pool) vkDestroyCommandPool(device_, tc.pool, nullptr);
+  }
   if (device_) vkDestroyDevice(device_, nullptr);
   if (messenger_) {
     auto destroy = (PFN_vkDestroyDebugUtilsMessengerEXT)vkGetInstanceProcAddr(instance_, "vkDestroyDebugUtilsMessengerEXT");
@@ -324,9 +320,52 @@ bool Context::format_supported(VkFormat f, VkFormatFeatureFlags features) const 
   return (fp.bufferFeatures & features) == features;
 }
 
+Context::ThreadCommands& Context::thread_commands() {
+  std::lock_guard<std::mutex> lock(pools_mutex_);
+  ThreadCommands& tc = pools_[std::this_thread::get_id()];  // std::map: references stay valid
+  if (!tc.pool) {
+    VkCommandPoolCreateInfo pci{VK_STRUCTURE_TYPE_COMMAND_POOL_CREATE_INFO};
+    pci.flags = VK_COMMAND_POOL_CREATE_RESET_COMMAND_BUFFER_BIT;
+    pci.queueFamilyIndex = queue_family_;
+    vk_check(vkCreateCommandPool(device_, &pci, nullptr, &tc.pool), "vkCreateCommandPool");
+    VkFenceCreateInfo fci{VK_STRUCTURE_TYPE_FENCE_CREATE_INFO};
+    vk_check(vkCreateFence(device_, &fci, nullptr, &tc.fence), "vkCreateFence");
+  }
+  return tc;
+}
+
+void Context::submit(const VkSubmitInfo& si, VkFence fence) {
+  std::lock_guard<std::mutex> lock(queue_mutex_);
+  vk_check(vkQueueSubmit(queue_, 1, &si, fence), "vkQueueSubmit");
+}
+
+VkResult Context::present(const VkPresentInfoKHR& pi) {
+  std::lock_guard<std::mutex> lock(queue_mutex_);
+  return vkQueuePresentKHR(queue_, &pi);
+}
+
+void Context::wait_idle() {
+  std::lock_guard<std::mutex> lock(queue_mutex_);
+  vkDeviceWaitIdle(device_);
+}
+
+void Context::track_memory(const std::string& category, int64_t bytes) {
+  std::lock_guard<std::mutex> lock(memory_mutex_);
+  auto& v = memory_[category];
+  v = (uint64_t)std::max<int64_t>(0, (int64_t)v + bytes);
+}
+
+std::map<std::string, uint64_t> Context::memory_in_use() const {
+  std::lock_guard<std::mutex> lock(memory_mutex_);
+  std::map<std::string, uint64_t> r;
+  for (auto& [k, v] : memory_)
+    if (v) r[k] = v;
+  return r;
+}
+
 VkCommandBuffer Context::begin_commands() {
   VkCommandBufferAllocateInfo ai{VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO};
-  ai.commandPool = pool_;
+  ai.commandPool = thread_commands().pool;
   ai.level = VK_COMMAND_BUFFER_LEVEL_PRIMARY;
   ai.commandBufferCount = 1;
   VkCommandBuffer cb;
@@ -342,10 +381,11 @@ void Context::submit_and_wait(VkCommandBuffer cb) {
   VkSubmitInfo si{VK_STRUCTURE_TYPE_SUBMIT_INFO};
   si.commandBufferCount = 1;
   si.pCommandBuffers = &cb;
-  vk_check(vkQueueSubmit(queue_, 1, &si, fence_), "vkQueueSubmit");
-  vk_check(vkWaitForFences(device_, 1, &fence_, VK_TRUE, UINT64_MAX), "vkWaitForFences");
-  vkResetFences(device_, 1, &fence_);
-  vkFreeCommandBuffers(device_, pool_, 1, &cb);
+  ThreadCommands& tc = thread_commands();
+  submit(si, tc.fence);
+  vk_check(vkWaitForFences(device_, 1, &tc.fence, VK_TRUE, UINT64_MAX), "vkWaitForFences");
+  vkResetFences(device_, 1, &tc.fence);
+  vkFreeCommandBuffers(device_, tc.pool, 1, &cb);
 }
 
 }  // namespace vksd

@@ -4,7 +4,9 @@
 #include <atomic>
 #include <memory>
 #include <mutex>
+#include <map>
 #include <string>
+#include <thread>
 #include <vector>
 #include <vulkan/vulkan.h>
 
@@ -75,9 +77,22 @@ class Context {
   uint32_t memory_type(uint32_t type_bits, VkMemoryPropertyFlags want, VkMemoryPropertyFlags avoid = 0) const;
   bool format_supported(VkFormat f, VkFormatFeatureFlags buffer_features) const;
 
-  // One-shot command buffers for uploads, readbacks and tests.
+  // One-shot command buffers for uploads, readbacks and tests. Safe from any thread: each
+  // thread records from its own command pool and waits on its own fence.
   VkCommandBuffer begin_commands();
   void submit_and_wait(VkCommandBuffer cb);
+
+  // The queue is shared by every thread (the generation thread computes while the viewer's
+  // render thread draws and presents); Vulkan requires external synchronisation of a VkQueue,
+  // so every vkQueueSubmit / vkQueuePresentKHR / vkQueueWaitIdle goes through these.
+  void submit(const VkSubmitInfo& si, VkFence fence);
+  VkResult present(const VkPresentInfoKHR& pi);  // needs ContextOptions::instance_extensions
+  void wait_idle();                              // vkDeviceWaitIdle under the queue lock
+
+  // Device memory in use by category: the first word of each Buffer's purpose ("weights",
+  // "activations", "staging", "preview", ...). Clients add their own (the viewer's textures).
+  void track_memory(const std::string& category, int64_t bytes);
+  std::map<std::string, uint64_t> memory_in_use() const;
 
   Kernels& kernels() { return *kernels_; }
 
@@ -98,8 +113,18 @@ class Context {
   VkDevice device_ = VK_NULL_HANDLE;
   VkQueue queue_ = VK_NULL_HANDLE;
   uint32_t queue_family_ = 0;
-  VkCommandPool pool_ = VK_NULL_HANDLE;
-  VkFence fence_ = VK_NULL_HANDLE;
+  // Per-thread one-shot command pool and fence (a VkCommandPool must not be used by two
+  // threads at once).
+  struct ThreadCommands {
+    VkCommandPool pool = VK_NULL_HANDLE;
+    VkFence fence = VK_NULL_HANDLE;
+  };
+  ThreadCommands& thread_commands();
+  std::mutex pools_mutex_;
+  std::map<std::thread::id, ThreadCommands> pools_;
+  std::mutex queue_mutex_;
+  mutable std::mutex memory_mutex_;
+  std::map<std::string, uint64_t> memory_;
   VkPhysicalDeviceMemoryProperties mem_props_{};
   std::unique_ptr<Kernels> kernels_;
   std::atomic<uint64_t> validation_messages_{0};

@@ -21,10 +21,9 @@ Graph::Graph(Context& ctx) : ctx_(ctx) {}
 
 Graph::~Graph() {
   VkDevice dev = ctx_.device();
-  if (cmd_pool_) {
-    vkQueueWaitIdle(ctx_.queue());
-    vkDestroyCommandPool(dev, cmd_pool_, nullptr);
-  }
+  // run() waits for its own fence before returning, so nothing of this graph is in flight
+  // here: no queue-wide wait (which would stall, and race with, other threads' work).
+  if (cmd_pool_) vkDestroyCommandPool(dev, cmd_pool_, nullptr);
   if (fence_) vkDestroyFence(dev, fence_, nullptr);
   if (queries_) vkDestroyQueryPool(dev, queries_, nullptr);
   for (auto v : views_) vkDestroyBufferView(dev, v, nullptr);
@@ -277,7 +276,7 @@ void Graph::run() {
   VkSubmitInfo si{VK_STRUCTURE_TYPE_SUBMIT_INFO};
   si.commandBufferCount = 1;
   si.pCommandBuffers = &cmd_;
-  vk_check(vkQueueSubmit(ctx_.queue(), 1, &si, fence_), "vkQueueSubmit");
+  ctx_.submit(si, fence_);
   vk_check(vkWaitForFences(ctx_.device(), 1, &fence_, VK_TRUE, UINT64_MAX), "vkWaitForFences");
   vkResetFences(ctx_.device(), 1, &fence_);
 }

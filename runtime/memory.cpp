@@ -20,6 +20,7 @@ Buffer::Buffer(Context& ctx, VkDeviceSize bytes, Use use, const std::string& wha
   if (use == Use::Device)
     bci.usage |= VK_BUFFER_USAGE_UNIFORM_TEXEL_BUFFER_BIT | VK_BUFFER_USAGE_STORAGE_TEXEL_BUFFER_BIT |
                  VK_BUFFER_USAGE_STORAGE_BUFFER_BIT;
+  if (use == Use::HostTexel) bci.usage |= VK_BUFFER_USAGE_UNIFORM_TEXEL_BUFFER_BIT;
   bci.sharingMode = VK_SHARING_MODE_EXCLUSIVE;
   vk_check(vkCreateBuffer(ctx.device(), &bci, nullptr, &buffer_), ("vkCreateBuffer for " + what).c_str());
   VkMemoryRequirements req;
@@ -37,10 +38,13 @@ Buffer::Buffer(Context& ctx, VkDeviceSize bytes, Use use, const std::string& wha
          vk_result_name(r) + ")");
   }
   vk_check(vkBindBufferMemory(ctx.device(), buffer_, memory_, 0), "vkBindBufferMemory");
-  if (use == Use::Staging) vk_check(vkMapMemory(ctx.device(), memory_, 0, VK_WHOLE_SIZE, 0, &mapped_), "vkMapMemory");
+  category_ = what.substr(0, what.find(' '));
+  ctx.track_memory(category_, (int64_t)size_);
+  if (use != Use::Device) vk_check(vkMapMemory(ctx.device(), memory_, 0, VK_WHOLE_SIZE, 0, &mapped_), "vkMapMemory");
 }
 
 Buffer::~Buffer() {
+  ctx_.track_memory(category_, -(int64_t)size_);
   if (mapped_) vkUnmapMemory(ctx_.device(), memory_);
   vkDestroyBuffer(ctx_.device(), buffer_, nullptr);
   vkFreeMemory(ctx_.device(), memory_, nullptr);

@@ -25,7 +25,10 @@ inline VkDeviceSize align_up(VkDeviceSize v, VkDeviceSize a) { return (v + a - 1
 
 class Buffer {
  public:
-  enum class Use { Device, Staging };
+  // Device: device-local, bindable as texel/storage buffers. Staging: host-visible, mapped,
+  // transfers only. HostTexel: host-visible and mapped like Staging, and bindable as a uniform
+  // texel buffer, so a kernel reads what the host wrote without a copy (small per-frame inputs).
+  enum class Use { Device, Staging, HostTexel };
   Buffer(Context& ctx, VkDeviceSize bytes, Use use, const std::string& what);
   ~Buffer();
   Buffer(const Buffer&) = delete;
@@ -40,6 +43,7 @@ class Buffer {
   VkDeviceMemory memory_ = VK_NULL_HANDLE;
   VkDeviceSize size_ = 0;
   void* mapped_ = nullptr;
+  std::string category_;  // first word of `what`, for Context::memory_in_use
 };
 
 struct DeviceTensor {

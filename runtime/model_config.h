@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "runtime/preview.h"
+
 namespace vksd {
 
 // CLIP ViT-L/14 text transformer as used by SD 1.x (Hugging Face CLIPTextModel names).
@@ -76,6 +78,9 @@ struct ModelConfig {
   UNetConfig unet;
   VaeConfig vae;
   ScheduleConfig schedule;
+  // The linear latent -> RGB map for step previews (its VAE's colours to first order), from
+  // the model config's "preview" section; SD 1.x's by default. `vksd fit-preview` fits one.
+  LatentRgbMap preview = LatentRgbMap::sd1();
 };
 
 }  // namespace vksd

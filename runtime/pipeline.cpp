@@ -101,7 +101,7 @@ std::string SdPipeline::parameters_text(const GenerateParams& p) const {
   return s;
 }
 
-void SdPipeline::validate(const GenerateParams& p) const {
+void SdPipeline::check_params(const GenerateParams& p) const {
   const int m = size_multiple();
   if (p.width <= 0 || p.height <= 0 || p.width % m || p.height % m)
     fail("width and height must be positive multiples of " + std::to_string(m) + " for this model (got " +
@@ -226,7 +226,7 @@ std::vector<float> SdPipeline::encode_image(const std::vector<float>& image, int
 // ---- generation -----------------------------------------------------------------------------
 
 GenerateResult SdPipeline::generate(const GenerateParams& p, Observer* obs) {
-  validate(p);
+  check_params(p);
   const auto t_start = Clock::now();
   const ModelConfig& cfg = config();
   const int f = cfg.vae.downsample_factor();
@@ -404,18 +404,25 @@ GenerateResult SdPipeline::generate(const GenerateParams& p, Observer* obs) {
 
 // ---- previews -------------------------------------------------------------------------------
 
-Image latent_preview(const std::vector<double>& latent, int h, int w, double scale) {
-  // Rows: latent channels; columns: R, G, B (the widely used SD 1.x approximation).
-  static const double kCoef[4][3] = {
-      {0.298, 0.207, 0.208}, {0.187, 0.286, 0.173}, {-0.158, 0.189, 0.264}, {-0.184, -0.271, -0.473}};
+Image latent_preview(const std::vector<double>& latent, int h, int w, const LatentRgbMap& map, double scale) {
+  map.check("latent_preview");
   const size_t plane = (size_t)h * w;
-  if (latent.size() < 4 * plane) fail("latent_preview: latent too small");
+  if (h < 1 || w < 1 || latent.size() != (size_t)map.channels * plane)
+    fail("latent_preview: the latent has " + std::to_string(latent.size()) + " values, expected " +
+         std::to_string(map.channels) + "x" + std::to_string(h) + "x" + std::to_string(w));
+  // f32, in the kernel's order. `volatile` keeps the compiler from fusing a product and a sum
+  // into one FMA (GCC does by default where the target has FMA; the kernel's ops are `precise`).
+  const float s = (float)scale;
   std::vector<float> rgb(3 * plane);
   for (size_t i = 0; i < plane; ++i)
     for (int c = 0; c < 3; ++c) {
-      double v = 0;
-      for (int l = 0; l < 4; ++l) v += kCoef[l][c] * latent[l * plane + i] * scale;
-      rgb[c * plane + i] = (float)v;
+      float v = map.bias[c];
+      for (int l = 0; l < map.channels; ++l) {
+        const float x = s * (float)latent[l * plane + i];
+        volatile float prod = map.weights[(size_t)l * 3 + c] * x;
+        v = v + prod;
+      }
+      rgb[c * plane + i] = v;
     }
   return tensor_to_image(rgb.data(), 3, h, w);
 }

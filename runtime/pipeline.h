@@ -60,6 +60,10 @@ struct GenerateParams {
 };
 
 // One sampler step, as reported to observers. Latents are [1, C, h, w] in double.
+// Lifetime: the pointers refer to the pipeline's working buffers and are valid only during the
+// Observer::on_step call that receives the event (the next step overwrites them, and they are
+// gone when generate() returns). An observer that keeps anything copies it (GenerationJob's
+// StepRecord does).
 struct StepEvent {
   int index = 0, count = 0;  // step of the full schedule (img2img starts later than 0)
   double t = 0, sigma = 0;   // timestep the UNet saw; noise level the step started from
@@ -103,6 +107,10 @@ class SdPipeline {
 
   // Checks every parameter first (Error naming the bad one), then generates.
   GenerateResult generate(const GenerateParams& p, Observer* observer = nullptr);
+  // The parameter check generate() starts with, alone: throws an Error naming the bad parameter.
+  // Reads only the model's configuration and schedule (no networks, no device work), so it is
+  // safe from any thread, also while generate() runs on another one.
+  void check_params(const GenerateParams& p) const;
 
   const ModelConfig& config() const;
   const NoiseSchedule& schedule() const { return *schedule_; }
@@ -130,7 +138,6 @@ class SdPipeline {
 
  private:
   struct Nets;
-  void validate(const GenerateParams& p) const;
   void stage(Observer* o, const char* name) const;
 
   Context& ctx_;
@@ -143,9 +150,12 @@ class SdPipeline {
   std::string model_name_;
 };
 
-// The cheap latent -> RGB preview (a fixed 4x3 linear map fitted to SD 1.x's VAE by the
-// community), for showing noisy latents without running the decoder. Output is 8-bit RGB at
-// latent resolution.
-Image latent_preview(const std::vector<double>& latent, int height, int width, double scale = 1.0);
+// The cheap latent -> RGB preview (the model's linear map, ModelConfig::preview; SD 1.x's is
+// LatentRgbMap::sd1()), for showing noisy latents without running the decoder. `latent` is
+// [map.channels, height, width]; output is 8-bit RGB at latent resolution. Computed in f32 in
+// exactly the order of the GPU kernel (LatentPreview, shaders/latent_rgb.comp), so both give
+// identical bytes: v_c = bias_c + sum_l w[l][c] * (scale * latent_l), then tensor_to_image's rule.
+Image latent_preview(const std::vector<double>& latent, int height, int width, const LatentRgbMap& map,
+                     double scale = 1.0);
 
 }  // namespace vksd

@@ -1,10 +1,16 @@
 #include "runtime/weights.h"
 
+#include <algorithm>
+
 #include "runtime/error.h"
 
 namespace vksd {
 
-WeightStore::WeightStore(Context& ctx, DType storage) : storage_(storage), arena_(ctx, "weights") {}
+static constexpr VkDeviceSize kWeightBlock = 256ull << 20;
+
+WeightStore::WeightStore(Context& ctx, DType storage, VkDeviceSize expected_bytes)
+    : storage_(storage),
+      arena_(ctx, "weights", expected_bytes ? std::min(kWeightBlock, align_up(expected_bytes, kTensorAlignment)) : kWeightBlock) {}
 
 void WeightStore::add(const std::string& name, const Shape& shape, const float* data) {
   if (has(name)) fail("weight '" + name + "' added twice");

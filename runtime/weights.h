@@ -15,7 +15,9 @@ namespace vksd {
 class WeightStore {
  public:
   // `storage`: the dtype weights are kept in on the device (F16 halves memory; F32 for parity).
-  WeightStore(Context& ctx, DType storage);
+  // `expected_bytes`: what the tensors will take (0 = unknown): the arena's blocks are sized
+  // to it, so a small model does not reserve a whole 256 MiB block.
+  WeightStore(Context& ctx, DType storage, VkDeviceSize expected_bytes = 0);
   Context& context() { return arena_.context(); }
   DType storage() const { return storage_; }
 

@@ -21,11 +21,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::string quote(const std::string& s) {
-  std::string r = "'";
-  for (char c : s) r += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return r + "'";
-}
+std::string quote(const std::string& s) { return vksd::test::shell_quote(s); }
 
 // `vksd generate ARGS`; `env` is prepended to the command (e.g. "env -u VKSD_VOCAB VKSD_MODEL=/x").
 vksd::test::ToolRun run(const std::string& args, const std::string& env = "") {

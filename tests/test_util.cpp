@@ -98,6 +98,11 @@ ToolRun run_vksd(const std::string& args, const std::string& env) {
   r.code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
   return r;
 }
+std::string shell_quote(const std::string& s) {
+  std::string r = "'";
+  for (char c : s) r += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return r + "'";
+}
 bool shared_available() { return std::filesystem::exists(vectors_dir() + "/index.json"); }
 
 Npy load_npy(const std::string& path) {

@@ -56,5 +56,7 @@ struct ToolRun {
   std::string out;
 };
 ToolRun run_vksd(const std::string& args, const std::string& env = "");
+// `s` as one POSIX shell word.
+std::string shell_quote(const std::string& s);
 
 }  // namespace vksd::test

@@ -1,0 +1,154 @@
+// GenerationJob: one SdPipeline::generate() at a time on a worker thread, watched and steered
+// step by step — what the viewer (`vksd view`) and the HTTP server drive.
+//
+// The job keeps a timeline: a StepRecord (copies of the StepEvent's data, as float) for every
+// sampler step, optionally with the VAE decoder's image of the step's x0 prediction. Control is
+// pause / resume / single step / cancel between steps; a UI polls version() cheaply and reads
+// progress() and the records when it changes.
+//
+// Threading:
+//  * Every member function is thread-safe (one mutex; record_ptr() hands out immutable records
+//    without copying).
+//  * The SdPipeline belongs to the job thread while a job is Running or Paused: callers must not
+//    touch the pipeline (generate, decode_latent, release_all, ...) until the state is Idle,
+//    Done, Cancelled or Failed (wait() returns then). The one exception is
+//    SdPipeline::check_params, which is read-only.
+//  * The job thread is created by the first start() and lives until the GenerationJob is
+//    destroyed (one thread for every job: the Vulkan context keeps per-thread command pools).
+//  * While Paused the job thread blocks inside Observer::on_step (or, with
+//    JobOptions::start_paused, in on_stage("sample") before the first step); resume(), step(),
+//    cancel() and the destructor wake it.
+#pragma once
+#include <condition_variable>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "runtime/image_io.h"
+#include "runtime/pipeline.h"
+
+namespace vksd {
+
+enum class JobState { Idle, Running, Paused, Done, Cancelled, Failed };
+// "idle", "running", "paused", "done", "cancelled", "failed".
+const char* job_state_name(JobState s);
+
+// One sampler step as kept on the timeline: copies of StepEvent's data (as float), so it outlives
+// the step. Latents are [1, channels, height, width].
+struct StepRecord {
+  int index = 0, count = 0;  // step of the full schedule (img2img starts later than 0)
+  double t = 0, sigma = 0;
+  int channels = 4, height = 0, width = 0;  // latent geometry
+  std::vector<float> x, denoised, eps, eps_cond, eps_uncond;  // eps_uncond empty without guidance
+  double x_signal = 1, x_noise = 0, step_ms = 0;
+  // The VAE decoder's image of `denoised` (tensor_to_image of SdPipeline::decode_latent), on the
+  // steps JobOptions::vae_preview_every asks for.
+  std::optional<Image> vae_preview;
+  double vae_preview_ms = 0;  // time that decode took (not part of step_ms)
+  size_t bytes() const;       // host memory this record holds
+};
+
+struct JobOptions {
+  int stop_at = -1;           // >= 0: pause automatically after the step with this schedule index
+  bool start_paused = false;  // pause before the first step (the user then presses Step or Resume)
+  // > 0: decode x0 with the VAE after every N-th step (steps run k = 1, 2, ...: when k % N == 0)
+  // and after the last step, on the job thread, so the UI never waits for it. With
+  // PipelineOptions::lowvram the VAE then stays resident beside the UNet during sampling.
+  int vae_preview_every = 0;
+};
+
+struct JobProgress {
+  JobState state = JobState::Idle;
+  std::string stage;           // the last Observer::on_stage of the job ("" before the first)
+  int steps_done = 0;          // records on the timeline
+  int steps_total = 0;         // steps this job runs (img2img: fewer than the schedule's)
+  double it_per_s = 0;         // from the recorded steps' step_ms (0 before the first step)
+  double eta_s = 0;            // remaining steps (and VAE previews) at that rate; 0 when finished
+  std::string error;           // Failed: what went wrong
+};
+
+class GenerationJob {
+ public:
+  explicit GenerationJob(SdPipeline& pipe);
+  ~GenerationJob();  // cancels a running or paused job and joins the thread
+  GenerationJob(const GenerationJob&) = delete;
+  GenerationJob& operator=(const GenerationJob&) = delete;
+
+  // Starts generate(p) on the job thread. p is checked first, on the caller's thread
+  // (SdPipeline::check_params: an Error naming the bad parameter, and nothing changes); an Error
+  // too while a job is Running or Paused. Clears the timeline and the previous result; the
+  // state is Running (or, with start_paused, soon Paused) when start() returns.
+  void start(const GenerateParams& p, const JobOptions& o = {});
+  // Pause after the current step (no effect unless Running).
+  void pause();
+  // Continue after a pause (no effect unless Paused). The state is Running when it returns.
+  void resume();
+  // When Paused: run exactly one more step, then pause again (the state is Running when it
+  // returns, Paused after that step). When Running: the same as pause().
+  void step();
+  // Stops between steps (or stages); the state becomes Cancelled and the pipeline stays usable.
+  // No effect unless Running or Paused; a cancel that arrives during the final VAE decode comes
+  // too late (the job ends Done). Does not wait: call wait() for that.
+  void cancel();
+
+  // Until the job has ended (Done, Cancelled or Failed), or at once when Idle. Paused is not an
+  // end: wait() on a paused job blocks until someone resumes or cancels it.
+  void wait();
+  // Until state() == s (true), the time runs out, or the job ends in another state (false).
+  bool wait_for(JobState s, double timeout_s);
+
+  JobState state() const;
+  JobProgress progress() const;
+  // Increments on every new step record, stage or state change (UIs poll it cheaply).
+  uint64_t version() const;
+
+  // The timeline: records 0 .. steps_recorded() - 1 in the order the steps ran (record k is the
+  // k-th step run; StepRecord::index is its step of the schedule).
+  int steps_recorded() const;
+  StepRecord record(int k) const;                             // a copy; Error when out of range
+  std::shared_ptr<const StepRecord> record_ptr(int k) const;  // no copy (records never change)
+  std::optional<GenerateResult> result() const;               // when Done
+  GenerateParams params() const;                              // of the current / last job
+  JobOptions options() const;                                 // of the current / last job
+  size_t timeline_bytes() const;  // host memory the timeline holds (for the UI's budget line)
+  SdPipeline& pipeline() { return pipe_; }  // see Threading above
+
+ private:
+  class Watcher;
+  void thread_main();
+  void run_job();
+  void set_state_locked(JobState s);
+  void bump_locked();
+  // Called by the Watcher on the job thread.
+  void on_stage(const std::string& stage);
+  void on_step(const StepEvent& e);
+  bool cancel_requested() const;
+  // Blocks while paused (lock held); returns when resumed, stepped or cancelled.
+  void pause_here_locked(std::unique_lock<std::mutex>& lk);
+
+  SdPipeline& pipe_;
+  mutable std::mutex mu_;
+  std::condition_variable cv_;        // job thread: new job, resume/step/cancel, shutdown
+  mutable std::condition_variable state_cv_;  // waiters: state changes
+  std::thread thread_;
+  bool shutdown_ = false;
+  bool job_pending_ = false;
+
+  // The job (guarded by mu_).
+  GenerateParams params_;
+  JobOptions opts_;
+  JobState state_ = JobState::Idle;
+  uint64_t version_ = 0;
+  std::string stage_, error_;
+  std::vector<std::shared_ptr<const StepRecord>> timeline_;
+  size_t timeline_bytes_ = 0;
+  int steps_total_ = 0;
+  bool pause_requested_ = false, step_once_ = false, cancel_requested_ = false;
+  std::optional<GenerateResult> result_;
+};
+
+}  // namespace vksd

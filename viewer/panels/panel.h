@@ -1,0 +1,91 @@
+// Panel: one teaching panel of the viewer ("what happens inside the model"), drawn in its own
+// window beside the canvas. A panel reads the run on screen only through the runtime's public
+// API (SdPipeline's model description, the GenerationJob's timeline) and asks the app for
+// actions (a new run) through PanelActions: like the viewer itself, it never reaches inside
+// the pipeline. A closed panel costs nothing: update() and draw() run only while it is open.
+//
+// Adding a panel: a class in viewer/panels/<name>_panel.cpp deriving from Panel, registered in
+// viewer/panels/registry.cpp; `vksd view --panel <name>` opens it headless.
+#pragma once
+#include <imgui.h>
+#include <vulkan/vulkan.h>
+
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "runtime/generation_job.h"
+#include "runtime/pipeline.h"
+
+namespace vksd {
+class Context;
+}
+
+namespace vksd::view {
+
+class ImGuiRenderer;
+class Window;
+
+// What a panel may ask of the app.
+class PanelActions {
+ public:
+  virtual ~PanelActions() = default;
+  // Whether a new run can start now (model loaded, no run active).
+  virtual bool can_run() const = 0;
+  // Starts a run with these parameters, as the Generate button does (the canvas and timeline
+  // follow it). Returns false (and says why in the status line) when it cannot start.
+  virtual bool run(const GenerateParams& p, const JobOptions& o = {}) = 0;
+};
+
+// Facts a panel reports for the headless layout file (tests): key -> JSON value text.
+using PanelFacts = std::vector<std::pair<std::string, std::string>>;
+
+// Everything a panel sees in one frame.
+struct PanelFrame {
+  Context& ctx;
+  ImGuiRenderer& renderer;
+  Window& window;
+  SdPipeline* pipe = nullptr;     // null while no model is loaded. While a run is active the
+                                  // job thread owns it: use only config(), schedule(),
+                                  // model_name(), dtype(), size_multiple() then.
+  GenerationJob* job = nullptr;   // null while no model is loaded
+  int shown_step = -1;            // the timeline position (index into the job's records), -1 none
+  GenerateParams ui_params;       // what Generate would run with the controls as they are now
+  VkCommandBuffer cmd = VK_NULL_HANDLE;  // update(): record GPU work here (outside any render pass)
+  int frame_slot = 0;                    // Window::frame_slot(), for per-frame resources
+  PanelActions* actions = nullptr;
+};
+
+class Panel {
+ public:
+  virtual ~Panel() = default;
+  virtual const char* name() const = 0;   // --panel NAME: tokens, latent, schedule, attention, ...
+  virtual const char* title() const = 0;  // the window title
+  // Before the UI is built: record texture updates into f.cmd. Only while open.
+  virtual void update(PanelFrame& f) {}
+  // Inside the panel's window. Only while open.
+  virtual void draw(PanelFrame& f) = 0;
+  // Headless: `--panel-set NAME.KEY=VALUE` (e.g. attention.token=2). False = unknown key.
+  virtual bool set(const std::string& key, const std::string& value) { return false; }
+  // Headless: facts for the layout file (e.g. the selected token, a marker's x position).
+  virtual void facts(PanelFacts& out) const {}
+  // Called (on the UI thread) before the textures of frames in flight may be destroyed, e.g.
+  // when the model changes: drop GPU resources (after Window::wait_frames()).
+  virtual void release() {}
+
+  bool open = false;
+  bool explain = true;   // show the "what am I looking at" text
+  ImVec4 rect{};         // where the window was drawn, framebuffer pixels (set by the app)
+  ImVec2 default_size{560, 440};
+
+ protected:
+  // The "what am I looking at" toggle and text; formulas in plain text (x_t = sqrt(abar_t) x0 + ...).
+  void explanation(const char* text);
+};
+
+// All panels, in menu order.
+std::vector<std::unique_ptr<Panel>> make_panels();
+std::vector<std::string> panel_names();
+
+}  // namespace vksd::view
