@@ -212,10 +212,10 @@ void ViewerApp::update_views(VkCommandBuffer cmd, int frame_slot) {
   const auto& cfg = pipe_->config();
   const int f = cfg.vae.downsample_factor();
   const int W = rec->width * f, H = rec->height * f;
-  if (!view_ || !view_->fits(rec->channels, rec->height, rec->width, W, H)) {
+  if (!view_ || !view_->fits(rec->channels, rec->height, rec->width, W, H, smooth_)) {
     win_.wait_frames();  // the old textures may still be drawn by frames in flight
     view_.reset();
-    view_ = std::make_unique<StepView>(ctx_, renderer_, rec->channels, rec->height, rec->width, W, H);
+    view_ = std::make_unique<StepView>(ctx_, renderer_, rec->channels, rec->height, rec->width, W, H, smooth_);
     views_step_ = -1;
   }
   // Which decoded image belongs on x̂0: the final image at the last step of a finished run,

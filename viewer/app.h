@@ -125,6 +125,7 @@ class ViewerApp : public PanelActions {
   uint64_t views_run_ = 0;
   int views_decoded_ = -2;     // -1 = final image, k = VAE preview of step k, -2 = none
   int zoom_ = 0;               // 0 = fit
+  bool smooth_ = false;        // bilinear latent previews (blocks otherwise)
   std::string gif_path_ = "vksd_steps.gif", png_path_ = "vksd_image.png";
   bool gif_x0_ = true, gif_xt_ = true;
   int gif_fps_ = 8;

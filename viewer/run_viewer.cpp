@@ -39,11 +39,21 @@ int run_viewer(const ViewOptions& o) {
     auto renderer = std::make_unique<ImGuiRenderer>(ctx, window->render_pass(), Window::kFramesInFlight);
     auto app = std::make_unique<ViewerApp>(ctx, *window, *renderer, o);
     auto last = std::chrono::steady_clock::now();
+    // On a CPU driver (lavapipe) the UI's drawing competes with the generation for the same
+    // cores: while a run is active, draw at most ~20 frames a second (events still wake it).
+    const bool cpu_device = ctx.info().type == "CPU";
     while (!window->should_close() && !app->quit()) {
       // While nothing runs, sleep until an event (or a short timeout for the status line);
       // while generating, keep drawing so every step shows up at once.
-      if (app->busy() || !o.screenshot.empty()) glfwPollEvents();
-      else glfwWaitEventsTimeout(0.1);
+      if (app->busy() && cpu_device) {
+        const double since = std::chrono::duration<double>(std::chrono::steady_clock::now() - last).count();
+        if (since < 0.05) glfwWaitEventsTimeout(0.05 - since);
+        glfwPollEvents();
+      } else if (app->busy() || !o.screenshot.empty()) {
+        glfwPollEvents();
+      } else {
+        glfwWaitEventsTimeout(0.1);
+      }
       if (!window->begin_frame()) continue;
       const auto now = std::chrono::steady_clock::now();
       app->note_frame_time(std::chrono::duration<double, std::milli>(now - last).count());

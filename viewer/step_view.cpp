@@ -10,13 +10,13 @@ namespace vksd::view {
 // Two previews (x_t and x̂0) per frame slot.
 static constexpr int kPreviewsPerFrame = 2;
 
-StepView::StepView(Context& ctx, ImGuiRenderer& r, int channels, int lh, int lw, int width, int height)
-    : channels_(channels), lh_(lh), lw_(lw), width_(width), height_(height),
+StepView::StepView(Context& ctx, ImGuiRenderer& r, int channels, int lh, int lw, int width, int height, bool smooth)
+    : channels_(channels), lh_(lh), lw_(lw), width_(width), height_(height), smooth_(smooth),
       preview_(ctx, channels, lh, lw, Window::kFramesInFlight * kPreviewsPerFrame),
-      xt_(ctx, r, lw, lh, true), x0_(ctx, r, lw, lh, true), decoded_(ctx, r, width, height, true) {}
+      xt_(ctx, r, lw, lh, !smooth), x0_(ctx, r, lw, lh, !smooth), decoded_(ctx, r, width, height, true) {}
 
-bool StepView::fits(int channels, int lh, int lw, int width, int height) const {
-  return channels == channels_ && lh == lh_ && lw == lw_ && width == width_ && height == height_;
+bool StepView::fits(int channels, int lh, int lw, int width, int height, bool smooth) const {
+  return channels == channels_ && lh == lh_ && lw == lw_ && width == width_ && height == height_ && smooth == smooth_;
 }
 
 void StepView::show_step(VkCommandBuffer cmd, int frame_slot, const StepRecord& s, const LatentRgbMap& map) {

@@ -21,9 +21,11 @@ class ImGuiRenderer;
 
 class StepView {
  public:
-  // Latent geometry channels x lh x lw; decoded images are width x height.
-  StepView(Context& ctx, ImGuiRenderer& r, int channels, int lh, int lw, int width, int height);
-  bool fits(int channels, int lh, int lw, int width, int height) const;
+  // Latent geometry channels x lh x lw; decoded images are width x height. `smooth`: the latent
+  // previews (one texel per latent pixel, 8x8 image pixels each) are drawn with bilinear
+  // filtering instead of as blocks; decoded images are always nearest-neighbour.
+  StepView(Context& ctx, ImGuiRenderer& r, int channels, int lh, int lw, int width, int height, bool smooth);
+  bool fits(int channels, int lh, int lw, int width, int height, bool smooth) const;
 
   // Records the linear previews of s.x (scaled to unit variance so the noise stays visible) and
   // s.denoised into cmd; `frame_slot` from Window::begin_frame.
@@ -36,10 +38,13 @@ class StepView {
   ImTextureID x0() const { return decoded_shown_ ? decoded_.id() : x0_.id(); }
   bool decoded_shown() const { return decoded_shown_; }
   int width() const { return width_; }
+  int latent_width() const { return lw_; }
+  int latent_height() const { return lh_; }
   int height() const { return height_; }
 
  private:
   int channels_, lh_, lw_, width_, height_;
+  bool smooth_;
   LatentPreview preview_;
   Texture xt_, x0_, decoded_;
   bool decoded_shown_ = false;

@@ -21,6 +21,13 @@ void ViewerApp::ui_canvas(VkCommandBuffer cmd, int frame_slot) {
   const int W = view_ ? view_->width() : width_, H = view_ ? view_->height() : height_;
   ImGui::SetNextItemWidth(120);
   ImGui::SliderInt("zoom", &zoom_, 0, 16, zoom_ == 0 ? "fit" : "%dx");
+  ImGui::SameLine();
+  ImGui::Checkbox("smooth latent previews", &smooth_);
+  if (view_ && !view_->decoded_shown()) {
+    ImGui::SameLine();
+    ImGui::TextDisabled("latent %dx%d: each latent pixel covers %dx%d image pixels", view_->latent_width(),
+                        view_->latent_height(), W / view_->latent_width(), H / view_->latent_height());
+  }
   if (W <= 0 || H <= 0) return;
   const ImVec2 avail = ImGui::GetContentRegionAvail();
   const float label_h = ImGui::GetTextLineHeightWithSpacing();
