@@ -139,3 +139,44 @@ TEST_CASE("viewer: headless flags are checked before any window opens") {
     CHECK(r.out.find(b.says) != std::string::npos);
   }
 }
+
+TEST_CASE("viewer: inpainting from the command line's init image and mask equals vksd generate's, and the VAE preview shows") {
+  NEED_VIEWER();
+  ViewerFixture fx;
+  // An init image (a first generation) and a mask repainting the left half.
+  auto base = vksd::test::run_vksd("generate " + ViewerFixture::settings() + "-o " + shell_quote(fx.path("init.png")));
+  REQUIRE(base.code == 0);
+  Image mask(64, 64, 1);
+  for (int y = 0; y < 64; ++y)
+    for (int x = 0; x < 32; ++x) *mask.at(x, y) = 255;
+  vksd::write_png(fx.path("mask.png"), mask);
+  const std::string i2i = "-p 'green apple' --steps 8 --seed 9 --sampler euler --cfg-scale 5 --strength 0.6 --init-img " +
+                          shell_quote(fx.path("init.png")) + " --mask " + shell_quote(fx.path("mask.png")) + " ";
+  auto gen = vksd::test::run_vksd("generate " + i2i + "-o " + shell_quote(fx.path("gen.png")));
+  INFO(gen.out);
+  REQUIRE(gen.code == 0);
+  Shot s = fx.view("inpaint", i2i);
+  INFO(s.out);
+  CHECK(s.code == 0);
+  CHECK(no_validation_messages(s.out));
+  CHECK(s.state() == "done");
+  CHECK(s.number("steps_recorded") == 4);  // strength 0.6 of 8 steps
+  // The init image with the mask over it is on the canvas: its right half is the init image.
+  const Image init = vksd::read_image(fx.path("init.png"), 3);
+  Image shown = crop(s.image, at(s.layout, "mask_canvas"));
+  REQUIRE(shown.width >= 64);
+  const int z = shown.width / 64;
+  int equal = 0;
+  for (int y = 0; y < 64; ++y)
+    for (int x = 40; x < 64; ++x) equal += std::equal(init.at(x, y), init.at(x, y) + 3, shown.at(x * z + z / 2, y * z + z / 2));
+  CHECK(equal == 64 * 24);
+  CHECK(mean_abs_diff(s.item("x0"), vksd::read_image(fx.path("gen.png"), 3)) == 0.0);
+
+  // The VAE decoder as the step preview: paused at step 4 of 8 with one decode every 2 steps.
+  Shot v = fx.view("vae", ViewerFixture::settings() + "--preview vae --vae-every 2 --stop-at 4");
+  INFO(v.out);
+  CHECK(v.code == 0);
+  CHECK(v.state() == "paused");
+  CHECK(v.flag("decoded_shown"));
+  CHECK(stddev(v.item("x0")) > 10);
+}
