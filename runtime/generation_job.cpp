@@ -24,7 +24,7 @@ static bool active(JobState s) { return s == JobState::Running || s == JobState:
 
 size_t StepRecord::bytes() const {
   size_t n = sizeof(StepRecord);
-  for (const auto* v : {&x, &denoised, &eps, &eps_cond, &eps_uncond}) n += v->capacity() * sizeof(float);
+  for (const auto* v : {&x, &denoised, &eps, &eps_cond, &eps_uncond, &x_in}) n += v->capacity() * sizeof(float);
   if (vae_preview) n += vae_preview->pixels.capacity();
   return n;
 }
@@ -73,6 +73,7 @@ void GenerationJob::start(const GenerateParams& p, const JobOptions& o) {
   // Steps this job will run (the pipeline's own rule: img2img starts at steps - steps * strength).
   int total = Sampler::create(p.sampler, pipe_.schedule(), p.steps, p.eta)->steps();
   if (p.init_image) total = (int)(total * p.strength);
+  if (p.start_latent) total -= p.start_step;
   params_ = p;
   opts_ = o;
   timeline_.clear();
@@ -223,17 +224,36 @@ size_t GenerationJob::timeline_bytes() const {
 
 // ---- the job thread -------------------------------------------------------------------------
 
+std::future<void> GenerationJob::submit(std::function<void(SdPipeline&)> task) {
+  std::lock_guard<std::mutex> lk(mu_);
+  if (active(state_)) fail(std::string("the pipeline is busy: a generation is ") + job_state_name(state_));
+  if (shutdown_) fail("the generation job is shutting down");
+  std::packaged_task<void()> pt([this, task = std::move(task)] { task(pipe_); });
+  auto fut = pt.get_future();
+  tasks_.push_back(std::move(pt));
+  if (!thread_.joinable()) thread_ = std::thread(&GenerationJob::thread_main, this);
+  cv_.notify_all();
+  return fut;
+}
+
 void GenerationJob::thread_main() {
   for (;;) {
+    std::packaged_task<void()> task;
     {
       std::unique_lock<std::mutex> lk(mu_);
-      cv_.wait(lk, [&] { return job_pending_ || shutdown_; });
-      // A job started just before destruction still runs (cancelled at its first stage), so
-      // that it ends in a proper state.
-      if (!job_pending_) return;
-      job_pending_ = false;
+      cv_.wait(lk, [&] { return job_pending_ || shutdown_ || !tasks_.empty(); });
+      if (!tasks_.empty()) {
+        task = std::move(tasks_.front());
+        tasks_.pop_front();
+      } else {
+        // A job started just before destruction still runs (cancelled at its first stage), so
+        // that it ends in a proper state.
+        if (!job_pending_) return;
+        job_pending_ = false;
+      }
     }
-    run_job();
+    if (task.valid()) task();  // exceptions go to the task's future
+    else run_job();
   }
 }
 
@@ -305,6 +325,7 @@ void GenerationJob::on_step(const StepEvent& e) {
   to_float(e.eps, rec->eps);
   to_float(e.eps_cond, rec->eps_cond);
   to_float(e.eps_uncond, rec->eps_uncond);
+  to_float(e.x_in, rec->x_in);
 
   int every = 0, ordinal = 0;
   {

@@ -20,6 +20,9 @@
 //    cancel() and the destructor wake it.
 #pragma once
 #include <condition_variable>
+#include <deque>
+#include <functional>
+#include <future>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -44,6 +47,7 @@ struct StepRecord {
   double t = 0, sigma = 0;
   int channels = 4, height = 0, width = 0;  // latent geometry
   std::vector<float> x, denoised, eps, eps_cond, eps_uncond;  // eps_uncond empty without guidance
+  std::vector<float> x_in;  // what the UNet saw (StepEvent::x_in): predicted_x0(x_in, any eps, sigma)
   double x_signal = 1, x_noise = 0, step_ms = 0;
   // The VAE decoder's image of `denoised` (tensor_to_image of SdPipeline::decode_latent), on the
   // steps JobOptions::vae_preview_every asks for.
@@ -117,6 +121,12 @@ class GenerationJob {
   size_t timeline_bytes() const;  // host memory the timeline holds (for the UI's budget line)
   SdPipeline& pipeline() { return pipe_; }  // see Threading above
 
+  // Runs `task` on the job thread, the pipeline's owner, between jobs (the viewer's forward-
+  // process panel encodes and decodes through the VAE this way while the UI thread draws).
+  // Tasks and jobs run in the order they were asked for. An Error while a job is Running or
+  // Paused. The future carries the task's exception, if any.
+  std::future<void> submit(std::function<void(SdPipeline&)> task);
+
  private:
   class Watcher;
   void thread_main();
@@ -137,6 +147,7 @@ class GenerationJob {
   std::thread thread_;
   bool shutdown_ = false;
   bool job_pending_ = false;
+  std::deque<std::packaged_task<void()>> tasks_;
 
   // The job (guarded by mu_).
   GenerateParams params_;

@@ -130,7 +130,16 @@ void SdPipeline::check_params(const GenerateParams& p) const {
     fail("this is an inpainting model (9-channel UNet): it needs an init image and a mask");
   if (config().unet.in_channels != 4 && config().unet.in_channels != 9)
     fail("unsupported UNet input channels " + std::to_string(config().unet.in_channels));
-  (void)Sampler::create(p.sampler, *schedule_, p.steps, p.eta);  // sampler-specific limits
+  auto sampler = Sampler::create(p.sampler, *schedule_, p.steps, p.eta);  // sampler-specific limits
+  if (p.start_latent) {
+    const int f = config().vae.downsample_factor();
+    const size_t n = (size_t)config().vae.embed_dim * (p.height / f) * (p.width / f);
+    if (p.start_latent->size() != n)
+      fail("start latent has " + std::to_string(p.start_latent->size()) + " values, the image's latent " + std::to_string(n));
+    if (p.start_step < 1 || p.start_step >= sampler->steps())
+      fail("start step must be within [1, " + std::to_string(sampler->steps() - 1) + "] (got " + std::to_string(p.start_step) + ")");
+    if (p.init_image) fail("a run resumed from a latent takes no init image");
+  }
 }
 
 // ---- text -----------------------------------------------------------------------------------
@@ -298,7 +307,10 @@ GenerateResult SdPipeline::generate(const GenerateParams& p, Observer* obs) {
 
   int first = 0;
   Latent x(n);
-  if (p.init_image) {
+  if (p.start_latent) {
+    first = p.start_step;
+    x.assign(p.start_latent->begin(), p.start_latent->end());
+  } else if (p.init_image) {
     first = sampler->steps() - (int)(sampler->steps() * p.strength);
     NoiseLevel lv = sampler->level(first);
     for (size_t i = 0; i < n; ++i) x[i] = lv.signal * init_latent[i] + lv.noise * noise[i];
@@ -326,8 +338,9 @@ GenerateResult SdPipeline::generate(const GenerateParams& p, Observer* obs) {
 
   const int cin = cfg.unet.in_channels;
   const size_t plane = (size_t)lh * lw;
-  std::vector<float> eps_cond, eps_uncond;
+  std::vector<float> eps_cond, eps_uncond, unet_x_in;
   ModelFn model = [&](const Latent& x_in, double t) {
+    if (obs) unet_x_in.assign(x_in.begin(), x_in.end());
     std::vector<float> in((size_t)batch * cin * plane);
     for (int b = 0; b < batch; ++b) {
       float* dst = in.data() + (size_t)b * cin * plane;
@@ -378,6 +391,7 @@ GenerateResult SdPipeline::generate(const GenerateParams& p, Observer* obs) {
       e.eps = info.eps;
       e.eps_cond = &eps_cond;
       e.eps_uncond = cfg_on ? &eps_uncond : nullptr;
+      e.x_in = &unet_x_in;
       e.x_signal = lv.signal, e.x_noise = lv.noise;
       e.step_ms = ms_since(step_t0);
       obs->on_step(e);
@@ -400,6 +414,14 @@ GenerateResult SdPipeline::generate(const GenerateParams& p, Observer* obs) {
   res.image = tensor_to_image(res.pixels.data(), cfg.vae.out_channels, p.height, p.width);
   res.total_ms = ms_since(t_start);
   return res;
+}
+
+std::vector<float> predicted_x0(const std::vector<float>& x_in, const std::vector<float>& eps, double sigma) {
+  if (x_in.size() != eps.size()) fail("predicted_x0: latent and noise prediction differ in size");
+  const double c = std::sqrt(1.0 + sigma * sigma);
+  std::vector<float> x0(x_in.size());
+  for (size_t i = 0; i < x0.size(); ++i) x0[i] = (float)((double)x_in[i] * c - sigma * (double)eps[i]);
+  return x0;
 }
 
 // ---- previews -------------------------------------------------------------------------------

@@ -57,6 +57,13 @@ struct GenerateParams {
   std::optional<Image> init_image;  // img2img / inpainting source, RGB, width x height
   double strength = 0.75;           // with init_image: 0 keeps it, 1 replaces it entirely
   std::optional<Image> mask;        // grayscale, width x height; white = repaint
+  // Resume a run at step `start_step` (> 0) of the schedule from `start_latent`, the latent
+  // after step start_step - 1 in the sampler's scaling (StepEvent::x of that step): "re-run from
+  // here" with other settings (e.g. the guidance scale). Deterministic samplers then continue
+  // exactly as a full run with these settings from that latent would; ancestral ones (euler_a,
+  // ddpm, lcm) draw other fresh noise than the original run did.
+  std::optional<std::vector<float>> start_latent;
+  int start_step = 0;
 };
 
 // One sampler step, as reported to observers. Latents are [1, C, h, w] in double.
@@ -73,6 +80,10 @@ struct StepEvent {
   const std::vector<double>* eps = nullptr;       // guided noise prediction
   const std::vector<float>* eps_cond = nullptr;   // UNet output for the prompt
   const std::vector<float>* eps_uncond = nullptr; // for the negative prompt; null without CFG
+  // The latent the UNet saw in this step, in the variance-preserving scaling the UNet expects
+  // (x_in = sqrt(a) x0 + sqrt(1 - a) eps with a = 1 / (1 + sigma^2)), so that any noise
+  // prediction can be turned into its x0 prediction: predicted_x0(x_in, eps, sigma).
+  const std::vector<float>* x_in = nullptr;
   double step_ms = 0;  // wall time of this step (UNet + sampler)
   double x_signal = 1, x_noise = 0;  // x = x_signal * x0 + x_noise * eps after the step
 };
@@ -149,6 +160,12 @@ class SdPipeline {
   DType dtype_ = DType::F32;
   std::string model_name_;
 };
+
+// The clean latent a noise prediction implies: x0 = x_in sqrt(1 + sigma^2) - sigma eps, for the
+// UNet input x_in of a step at noise level sigma (StepEvent::x_in, ::sigma). For the guided eps
+// it is the step's x0 prediction (StepEvent::denoised) of every sampler but lcm; for eps_cond
+// and eps_uncond it is what the prompt alone, or the negative prompt alone, would predict.
+std::vector<float> predicted_x0(const std::vector<float>& x_in, const std::vector<float>& eps, double sigma);
 
 // The cheap latent -> RGB preview (the model's linear map, ModelConfig::preview; SD 1.x's is
 // LatentRgbMap::sd1()), for showing noisy latents without running the decoder. `latent` is
