@@ -1,6 +1,14 @@
 #include "viewer/panels/panel.h"
 
+#include <cstdio>
+
 namespace vksd::view {
+
+std::string json_rect(const ImVec4& r) {
+  char b[96];
+  std::snprintf(b, sizeof b, "[%d, %d, %d, %d]", (int)r.x, (int)r.y, (int)r.z, (int)r.w);
+  return b;
+}
 
 void Panel::explanation(const char* text) {
   ImGui::Checkbox("what am I looking at?", &explain);

@@ -70,6 +70,9 @@ class Panel {
   virtual bool set(const std::string& key, const std::string& value) { return false; }
   // Headless: facts for the layout file (e.g. the selected token, a marker's x position).
   virtual void facts(PanelFacts& out) const {}
+  // Whether the panel is in the middle of something it started (e.g. a run of its own): the
+  // headless script waits for it before taking the screenshot.
+  virtual bool busy() const { return false; }
   // Called (on the UI thread) before the textures of frames in flight may be destroyed, e.g.
   // when the model changes: drop GPU resources (after Window::wait_frames()).
   virtual void release() {}
@@ -83,6 +86,9 @@ class Panel {
   // The "what am I looking at" toggle and text; formulas in plain text (x_t = sqrt(abar_t) x0 + ...).
   void explanation(const char* text);
 };
+
+// "[x0, y0, x1, y1]" for PanelFacts.
+std::string json_rect(const ImVec4& r);
 
 // All panels, in menu order.
 std::vector<std::unique_ptr<Panel>> make_panels();
