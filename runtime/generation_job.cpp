@@ -26,7 +26,52 @@ size_t StepRecord::bytes() const {
   size_t n = sizeof(StepRecord);
   for (const auto* v : {&x, &denoised, &eps, &eps_cond, &eps_uncond, &x_in}) n += v->capacity() * sizeof(float);
   if (vae_preview) n += vae_preview->pixels.capacity();
+  for (const auto* maps : {&attention, &attention_levels})
+    for (const auto& m : *maps) n += m.bytes();
   return n;
+}
+
+static size_t maps_bytes(const std::vector<AttentionMap>& maps) {
+  size_t n = 0;
+  for (const auto& m : maps) n += m.bytes();
+  return n;
+}
+
+// Per UNet level, the mean of its layers' maps (StepRecord::attention_levels), shallowest first.
+static std::vector<AttentionMap> attention_level_means(const std::vector<AttentionMap>& layers) {
+  std::vector<AttentionMap> r;
+  for (const auto& m : layers) {
+    AttentionMap* mean = nullptr;
+    for (auto& x : r)
+      if (x.level == m.level && x.height == m.height && x.width == m.width && x.tokens == m.tokens) mean = &x;
+    if (!mean) {
+      AttentionMap x;
+      x.block = "level " + std::to_string(m.level);
+      x.level = m.level, x.height = m.height, x.width = m.width, x.tokens = m.tokens;
+      x.layers = 0;
+      x.probs.assign(m.probs.size(), 0.f);
+      r.push_back(std::move(x));
+      mean = &r.back();
+    }
+    for (size_t i = 0; i < m.probs.size() && i < mean->probs.size(); ++i) mean->probs[i] += m.probs[i];
+    mean->layers += 1;
+  }
+  for (auto& x : r)
+    for (float& v : x.probs) v /= (float)x.layers;
+  std::stable_sort(r.begin(), r.end(), [](const AttentionMap& a, const AttentionMap& b) { return a.level < b.level; });
+  return r;
+}
+
+size_t TextRecord::bytes() const {
+  return sizeof(TextRecord) + prompt_text.capacity() + negative_text.capacity() +
+         (prompt.ids.capacity() + negative.ids.capacity()) * sizeof(int32_t) +
+         (prompt.weights.capacity() + negative.weights.capacity() + cond.capacity() + uncond.capacity()) * sizeof(float);
+}
+
+double UNetTimings::total_ms() const {
+  double ms = 0;
+  for (const auto& d : dispatches) ms += d.ms;
+  return ms;
 }
 
 static const char* const kCancelled = "generation cancelled";  // as SdPipeline::generate says it
@@ -37,6 +82,7 @@ class GenerationJob::Watcher : public Observer {
   explicit Watcher(GenerationJob& job) : job_(job) {}
   void on_stage(const std::string& stage) override { job_.on_stage(stage); }
   void on_step(const StepEvent& e) override { job_.on_step(e); }
+  void on_text(const TextEvent& e) override { job_.on_text(e); }
   bool cancelled() override { return job_.cancel_requested(); }
 
  private:
@@ -78,10 +124,13 @@ void GenerationJob::start(const GenerateParams& p, const JobOptions& o) {
   opts_ = o;
   timeline_.clear();
   timeline_bytes_ = 0;
+  attention_layer_bytes_ = 0;
   steps_total_ = total;
   stage_.clear();
   error_.clear();
   result_.reset();
+  text_.reset();
+  unet_timings_.clear();
   pause_requested_ = step_once_ = cancel_requested_ = false;
   job_pending_ = true;
   set_state_locked(JobState::Running);
@@ -222,6 +271,21 @@ size_t GenerationJob::timeline_bytes() const {
   return timeline_bytes_;
 }
 
+std::shared_ptr<const TextRecord> GenerationJob::text() const {
+  std::lock_guard<std::mutex> lk(mu_);
+  return text_;
+}
+
+std::shared_ptr<const UNetTimings> GenerationJob::last_unet_timings() const {
+  std::lock_guard<std::mutex> lk(mu_);
+  return unet_timings_.empty() ? nullptr : unet_timings_.back();
+}
+
+std::vector<std::shared_ptr<const UNetTimings>> GenerationJob::unet_timings() const {
+  std::lock_guard<std::mutex> lk(mu_);
+  return unet_timings_;
+}
+
 // ---- the job thread -------------------------------------------------------------------------
 
 std::future<void> GenerationJob::submit(std::function<void(SdPipeline&)> task) {
@@ -310,6 +374,20 @@ void GenerationJob::on_stage(const std::string& stage) {
   }
 }
 
+void GenerationJob::on_text(const TextEvent& e) {
+  // Copied outside the lock (the event's pointers live only during this call).
+  auto rec = std::make_shared<TextRecord>();
+  if (e.prompt) rec->prompt = *e.prompt;
+  if (e.negative) rec->negative = *e.negative;
+  if (e.cond) rec->cond = *e.cond;
+  if (e.uncond) rec->uncond = *e.uncond;
+  rec->chunks = e.chunks, rec->width = e.width, rec->clip_skip = e.clip_skip, rec->text_ms = e.text_ms;
+  std::lock_guard<std::mutex> lk(mu_);
+  rec->prompt_text = params_.prompt, rec->negative_text = params_.negative_prompt;
+  text_ = std::move(rec);
+  bump_locked();
+}
+
 void GenerationJob::on_step(const StepEvent& e) {
   // Copy the step (StepEvent's pointers live only during this call), outside the lock.
   auto rec = std::make_shared<StepRecord>();
@@ -326,6 +404,10 @@ void GenerationJob::on_step(const StepEvent& e) {
   to_float(e.eps_cond, rec->eps_cond);
   to_float(e.eps_uncond, rec->eps_uncond);
   to_float(e.x_in, rec->x_in);
+  if (e.attention) {
+    rec->attention = *e.attention;
+    rec->attention_levels = attention_level_means(rec->attention);
+  }
 
   int every = 0, ordinal = 0;
   {
@@ -344,8 +426,48 @@ void GenerationJob::on_step(const StepEvent& e) {
     rec->vae_preview_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
   }
 
+  // The attention-map budget (JobOptions::attention_layer_budget): the oldest records with
+  // per-layer maps are replaced by copies without them until the newest fits. Only this thread
+  // changes the timeline while a job runs, so the copies are made outside the lock.
+  std::vector<std::pair<size_t, std::shared_ptr<const StepRecord>>> slimmed;
+  if (!rec->attention.empty()) {
+    std::vector<std::pair<size_t, std::shared_ptr<const StepRecord>>> old;
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      size_t total = attention_layer_bytes_ + maps_bytes(rec->attention);
+      for (size_t k = 0; k < timeline_.size() && total > opts_.attention_layer_budget; ++k)
+        if (!timeline_[k]->attention.empty()) {
+          total -= maps_bytes(timeline_[k]->attention);
+          old.emplace_back(k, timeline_[k]);
+        }
+    }
+    for (auto& [k, r] : old) {
+      auto slim = std::make_shared<StepRecord>(*r);
+      slim->attention.clear();
+      slim->attention.shrink_to_fit();
+      slimmed.emplace_back(k, std::move(slim));
+    }
+  }
+
+  std::shared_ptr<UNetTimings> timings;
+  if (e.unet_timings) {
+    timings = std::make_shared<UNetTimings>();
+    timings->index = e.index;
+    timings->dispatches = *e.unet_timings;
+  }
+
   std::unique_lock<std::mutex> lk(mu_);
+  if (timings) {
+    timings->record = (int)timeline_.size();
+    unet_timings_.push_back(std::move(timings));
+  }
   if (timeline_.empty()) steps_total_ = e.count - e.index;  // what actually runs
+  for (auto& [k, slim] : slimmed) {
+    attention_layer_bytes_ -= maps_bytes(timeline_[k]->attention);
+    timeline_bytes_ = timeline_bytes_ - timeline_[k]->bytes() + slim->bytes();
+    timeline_[k] = std::move(slim);
+  }
+  attention_layer_bytes_ += maps_bytes(rec->attention);
   timeline_bytes_ += rec->bytes();
   timeline_.push_back(std::move(rec));
   bump_locked();

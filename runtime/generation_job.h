@@ -31,8 +31,10 @@
 #include <thread>
 #include <vector>
 
+#include "runtime/graph.h"
 #include "runtime/image_io.h"
 #include "runtime/pipeline.h"
+#include "runtime/prompt.h"
 
 namespace vksd {
 
@@ -53,7 +55,32 @@ struct StepRecord {
   // steps JobOptions::vae_preview_every asks for.
   std::optional<Image> vae_preview;
   double vae_preview_ms = 0;  // time that decode took (not part of step_ms)
+  // With GenerateParams::attention_maps (host memory bounded: JobOptions::attention_layer_budget):
+  //   attention         every cross-attention layer's map (StepEvent::attention), in graph order;
+  //                     only on the newest steps: empty on steps that fell out of the budget;
+  //   attention_levels  on every step: per UNet level with cross-attention, the mean of that
+  //                     level's layers (block "level N", `layers` = how many), shallowest first.
+  std::vector<AttentionMap> attention, attention_levels;
   size_t bytes() const;       // host memory this record holds
+};
+
+// A run's text conditioning (Observer::on_text), kept by the job: the tokens of the prompt and the
+// negative prompt as the text encoder saw them and its output, emphasis applied.
+struct TextRecord {
+  std::string prompt_text, negative_text;  // GenerateParams::prompt, ::negative_prompt
+  WeightedPrompt prompt, negative;         // negative: chunk_count 0 without guidance
+  std::vector<float> cond, uncond;         // [chunks * 77, width]; uncond empty without guidance
+  int chunks = 0, width = 0, clip_skip = 1;
+  double text_ms = 0;
+  size_t bytes() const;
+};
+
+// The UNet's per-dispatch GPU times of one step (GenerateParams::profile).
+struct UNetTimings {
+  int record = 0;  // the timeline record (k-th step run) they belong to
+  int index = 0;   // its step of the schedule
+  std::vector<DispatchTiming> dispatches;  // graph order; empty: the device has no timestamps
+  double total_ms() const;                 // sum over the dispatches
 };
 
 struct JobOptions {
@@ -63,6 +90,18 @@ struct JobOptions {
   // and after the last step, on the job thread, so the UI never waits for it. With
   // PipelineOptions::lowvram the VAE then stays resident beside the UNet during sampling.
   int vae_preview_every = 0;
+  // Attention maps (GenerateParams::attention_maps) are large: SD 1.5 at 512 x 512 has 16
+  // cross-attention layers on 64², 32², 16² and 8² grids x 77 tokens, 8.3 MB of floats per step;
+  // keeping them for every step of a long run would take gigabytes. So the timeline keeps
+  //   * per-level means (StepRecord::attention_levels) for every step: 1.7 MB per step at SD 1.5
+  //     512² (26 KB for the 64 x 64 demo model), like the step's latents a fixed cost per step;
+  //   * per-layer maps (StepRecord::attention) for the newest steps while their total stays
+  //     within this budget (the newest step always keeps them): with 64 MiB, the newest 7 steps
+  //     of SD 1.5 at 512², every step of the demo model (75 KB per step). An older record on the
+  //     timeline is then replaced by a copy without them (record_ptr(k) hands out the new copy;
+  //     copies already handed out stay as they were).
+  // timeline_bytes() counts both.
+  size_t attention_layer_budget = size_t(64) << 20;
 };
 
 struct JobProgress {
@@ -119,6 +158,15 @@ class GenerationJob {
   GenerateParams params() const;                              // of the current / last job
   JobOptions options() const;                                 // of the current / last job
   size_t timeline_bytes() const;  // host memory the timeline holds (for the UI's budget line)
+  // The current / last run's text conditioning; null until its text is encoded (cleared by
+  // start()). Immutable: no copy.
+  std::shared_ptr<const TextRecord> text() const;
+  // With GenerateParams::profile: the UNet's GPU times of the newest step (copied once per
+  // step); null before the first step or without profile (cleared by start()).
+  std::shared_ptr<const UNetTimings> last_unet_timings() const;
+  // Every timed step of the current / last run, in the order they ran (the same immutable
+  // records; about 40 bytes per UNet dispatch and step, kept only with profile).
+  std::vector<std::shared_ptr<const UNetTimings>> unet_timings() const;
   SdPipeline& pipeline() { return pipe_; }  // see Threading above
 
   // Runs `task` on the job thread, the pipeline's owner, between jobs (the viewer's forward-
@@ -136,6 +184,7 @@ class GenerationJob {
   // Called by the Watcher on the job thread.
   void on_stage(const std::string& stage);
   void on_step(const StepEvent& e);
+  void on_text(const TextEvent& e);
   bool cancel_requested() const;
   // Blocks while paused (lock held); returns when resumed, stepped or cancelled.
   void pause_here_locked(std::unique_lock<std::mutex>& lk);
@@ -157,9 +206,12 @@ class GenerationJob {
   std::string stage_, error_;
   std::vector<std::shared_ptr<const StepRecord>> timeline_;
   size_t timeline_bytes_ = 0;
+  size_t attention_layer_bytes_ = 0;  // StepRecord::attention on the timeline (the budget's share)
   int steps_total_ = 0;
   bool pause_requested_ = false, step_once_ = false, cancel_requested_ = false;
   std::optional<GenerateResult> result_;
+  std::shared_ptr<const TextRecord> text_;
+  std::vector<std::shared_ptr<const UNetTimings>> unet_timings_;
 };
 
 }  // namespace vksd

@@ -73,6 +73,7 @@ void Graph::add(Dispatch d) {
   for (auto& a : d.args)
     if (a.t.g != this) fail(d.kernel + ": argument tensor belongs to another graph");
   if (d.label.empty()) d.label = d.kernel;
+  if (d.scope.empty()) d.scope = scope_;
   nodes_.push_back(std::move(d));
 }
 
@@ -290,7 +291,8 @@ std::vector<DispatchTiming> Graph::timings() const {
            "vkGetQueryPoolResults");
   double period = ctx_.info().timestamp_period_ns;
   for (size_t i = 0; i < nodes_.size(); ++i)
-    out.push_back({nodes_[i].label, nodes_[i].kernel, (double)(ts[i + 1] - ts[i]) * period * 1e-6, nodes_[i].flops});
+    out.push_back({nodes_[i].label, nodes_[i].kernel, (double)(ts[i + 1] - ts[i]) * period * 1e-6, nodes_[i].flops,
+                   nodes_[i].scope});
   return out;
 }
 

@@ -54,6 +54,9 @@ struct Dispatch {
   uint32_t groups[3] = {1, 1, 1};
   std::string label;           // shown in profiles
   double flops = 0;            // for profiles/benchmarks (0 = not counted)
+  // The network module it belongs to ("input_blocks.1.0 ResBlock"): Graph::add fills it from
+  // Graph::set_scope when empty; profiles group dispatches by it.
+  std::string scope;
 
   template <class T>
   void set_push(const T& p) {
@@ -67,6 +70,7 @@ struct DispatchTiming {
   std::string label, kernel;
   double ms = 0;
   double flops = 0;
+  std::string scope;  // Dispatch::scope
 };
 
 class Graph {
@@ -90,6 +94,9 @@ class Graph {
   Tensor view(Tensor t, const Shape& shape);
 
   void add(Dispatch d);
+  // The module the dispatches added from now on belong to (Dispatch::scope); "" = none.
+  void set_scope(std::string scope) { scope_ = std::move(scope); }
+  const std::string& scope() const { return scope_; }
 
   void compile(bool profile = false);
   void run();
@@ -105,6 +112,9 @@ class Graph {
   size_t dispatch_count() const { return nodes_.size(); }
   size_t barrier_count() const { return barriers_; }
   std::vector<DispatchTiming> timings() const;              // last run, when compiled with profile
+  // Whether compile() created timestamp queries (profile requested and the device has them);
+  // false = no query pool, no extra barriers: profiling off costs nothing.
+  bool profiled() const { return queries_ != VK_NULL_HANDLE; }
 
   // Internal description of a tensor (public for the Tensor handle).
   struct TensorInfo {
@@ -136,6 +146,7 @@ class Graph {
   VkCommandBuffer cmd_ = VK_NULL_HANDLE;
   VkFence fence_ = VK_NULL_HANDLE;
   VkQueryPool queries_ = VK_NULL_HANDLE;
+  std::string scope_;
 };
 
 }  // namespace vksd

@@ -59,6 +59,12 @@ Tensor layer_norm(Tensor x, Tensor gamma, Tensor beta, float eps);
 // softmax(q kᵀ · scale) v per head. q [B, Lq, H*D], k/v [B, Lk, H*D] -> [B, Lq, H*D].
 // `causal`: query i sees keys 0..i (CLIP). scale defaults to 1/sqrt(D).
 Tensor attention(Tensor q, Tensor k, Tensor v, int heads, bool causal = false, float scale = 0);
+// The probabilities that attention() weights v with, which it never stores: for batch entry
+// `b` of q [B, Lq, H*D] and k [B, Lk, H*D], P[j, i] = mean over heads of softmax_j(q_i · k_j ·
+// scale) -> [Lk, Lq] fp32, token-major (one key's map over the queries is contiguous). One
+// small dispatch (attention_probs.comp); the UNet adds it per cross-attention layer only when
+// asked (NetOptions::attention_maps).
+Tensor attention_probs(Tensor q, Tensor k, int heads, int64_t b, float scale = 0);
 
 // ---- feed-forward pieces ----
 // x [..., 2D] -> a * gelu(g), (a, g) = split(x, 2, dim=-1): the GEGLU of SD's FeedForward.

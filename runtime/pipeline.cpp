@@ -8,6 +8,7 @@
 #include "runtime/checkpoint.h"
 #include "runtime/context.h"
 #include "runtime/error.h"
+#include "runtime/graph.h"
 #include "runtime/nn/text_encoder.h"
 #include "runtime/nn/unet.h"
 #include "runtime/nn/vae.h"
@@ -32,6 +33,8 @@ struct SdPipeline::Nets {
   std::unique_ptr<nn::TextEncoder> text;
   std::unique_ptr<nn::UNet> unet;
   int unet_batch = 0, unet_h = 0, unet_w_ = 0, unet_ctx = 0;
+  bool unet_maps = false;  // built with NetOptions::attention_maps
+  bool unet_profile = false;  // built with NetOptions::profile
   // Untiled = one tile spanning the whole latent (the plain VaeDecoder/VaeEncoder graph).
   std::unique_ptr<nn::TiledVaeDecoder> dec;
   int dec_h = 0, dec_w = 0;
@@ -66,6 +69,14 @@ SdPipeline::SdPipeline(Context& ctx, const PipelineOptions& opts) : ctx_(ctx), o
 SdPipeline::~SdPipeline() = default;
 
 const ModelConfig& SdPipeline::config() const { return ckpt_->config(); }
+
+const Tokenizer& SdPipeline::tokenizer() const { return *tok_; }
+
+WeightedPrompt SdPipeline::tokenize(const std::string& prompt, int pad_chunks) const {
+  auto wp = tokenize_weighted(*tok_, prompt);
+  if (pad_chunks > wp.chunk_count) pad_to_chunks(wp, pad_chunks, *tok_);
+  return wp;
+}
 
 void SdPipeline::release_all() {
   nets_->release_text();
@@ -265,6 +276,20 @@ GenerateResult SdPipeline::generate(const GenerateParams& p, Observer* obs) {
   }
   if (opts_.lowvram) nets_->release_text();
   res.text_ms = ms_since(t0);
+  if (obs) {
+    const WeightedPrompt wc = tokenize(p.prompt, (int)(cond.size() / ((size_t)cfg.clip.width * WeightedPrompt::kChunkLength)));
+    const WeightedPrompt wu = cfg_on ? tokenize(p.negative_prompt, wc.chunk_count) : WeightedPrompt{};
+    TextEvent te;
+    te.prompt = &wc;
+    te.negative = cfg_on ? &wu : nullptr;
+    te.cond = &cond;
+    te.uncond = cfg_on ? &uncond : nullptr;
+    te.chunks = wc.chunk_count;
+    te.width = cfg.clip.width;
+    te.clip_skip = p.clip_skip;
+    te.text_ms = res.text_ms;
+    obs->on_text(te);
+  }
   const int ctx_len = (int)(cond.size() / (size_t)cfg.clip.width);
 
   // 2. Initial latent: the seed's torch-compatible noise, then the init image if any.
@@ -323,11 +348,16 @@ GenerateResult SdPipeline::generate(const GenerateParams& p, Observer* obs) {
   stage(obs, "load unet");
   const int batch = cfg_on ? 2 : 1;
   auto& N = *nets_;
-  if (!N.unet || N.unet_batch != batch || N.unet_h != lh || N.unet_w_ != lw || N.unet_ctx != ctx_len) {
+  if (!N.unet || N.unet_batch != batch || N.unet_h != lh || N.unet_w_ != lw || N.unet_ctx != ctx_len ||
+      N.unet_maps != p.attention_maps || N.unet_profile != p.profile) {
     N.unet.reset();
     if (!N.unet_w) N.unet_w = load_weights(ctx_, *ckpt_, kUNetPrefix, dtype_);
-    N.unet = std::make_unique<nn::UNet>(ctx_, *N.unet_w, cfg.unet, batch, lh, lw, ctx_len);
-    N.unet_batch = batch, N.unet_h = lh, N.unet_w_ = lw, N.unet_ctx = ctx_len;
+    nn::NetOptions uo;
+    uo.attention_maps = p.attention_maps;
+    uo.profile = p.profile;
+    N.unet = std::make_unique<nn::UNet>(ctx_, *N.unet_w, cfg.unet, batch, lh, lw, ctx_len, uo);
+    N.unet_batch = batch, N.unet_h = lh, N.unet_w_ = lw, N.unet_ctx = ctx_len, N.unet_maps = p.attention_maps;
+    N.unet_profile = p.profile;
   }
   {
     std::vector<float> ctx_all;
@@ -339,6 +369,8 @@ GenerateResult SdPipeline::generate(const GenerateParams& p, Observer* obs) {
   const int cin = cfg.unet.in_channels;
   const size_t plane = (size_t)lh * lw;
   std::vector<float> eps_cond, eps_uncond, unet_x_in;
+  std::vector<AttentionMap> attention;  // GenerateParams::attention_maps, read back for observers
+  std::vector<DispatchTiming> unet_timings;  // GenerateParams::profile, read back for observers
   ModelFn model = [&](const Latent& x_in, double t) {
     if (obs) unet_x_in.assign(x_in.begin(), x_in.end());
     std::vector<float> in((size_t)batch * cin * plane);
@@ -349,6 +381,19 @@ GenerateResult SdPipeline::generate(const GenerateParams& p, Observer* obs) {
     }
     std::vector<float> ts((size_t)batch, (float)t);
     auto out = N.unet->forward(in, ts);
+    if (p.profile && obs) unet_timings = N.unet->graph().timings();
+    if (p.attention_maps && obs) {
+      const auto& layers = N.unet->attention_layers();
+      attention.resize(layers.size());
+      for (size_t i = 0; i < layers.size(); ++i) {
+        AttentionMap& m = attention[i];
+        m.block = layers[i].block;
+        m.level = layers[i].level;
+        m.height = layers[i].height, m.width = layers[i].width;
+        m.tokens = layers[i].tokens;
+        m.probs = N.unet->attention_probs(i);
+      }
+    }
     if (out.size() != (size_t)batch * n) fail("UNet returned an unexpected output size");
     Latent e(n);
     if (cfg_on) {
@@ -393,6 +438,8 @@ GenerateResult SdPipeline::generate(const GenerateParams& p, Observer* obs) {
       e.eps_uncond = cfg_on ? &eps_uncond : nullptr;
       e.x_in = &unet_x_in;
       e.x_signal = lv.signal, e.x_noise = lv.noise;
+      if (p.attention_maps) e.attention = &attention;
+      if (p.profile) e.unet_timings = &unet_timings;
       e.step_ms = ms_since(step_t0);
       obs->on_step(e);
       if (obs->cancelled()) fail("generation cancelled");

@@ -28,6 +28,8 @@ class Context;
 class Checkpoint;
 class Tokenizer;
 class NoiseSchedule;
+struct WeightedPrompt;
+struct DispatchTiming;
 
 struct PipelineOptions {
   std::string model_path;   // .safetensors (original SD 1.x layout) or a diffusers folder
@@ -64,6 +66,32 @@ struct GenerateParams {
   // ddpm, lcm) draw other fresh noise than the original run did.
   std::optional<std::vector<float>> start_latent;
   int start_step = 0;
+  // Cross-attention maps (StepEvent::attention): the UNet is built with one more small dispatch
+  // per cross-attention layer and its maps are read back after every step. Off: the UNet graph
+  // is the plain one (no extra dispatch, no extra memory) and nothing is read back.
+  bool attention_maps = false;
+  // Per-dispatch GPU times of the UNet (StepEvent::unet_timings): the UNet graph is compiled
+  // with Vulkan timestamp queries (and a barrier between dispatches, so that each is timed
+  // alone; the numbers are unchanged) and rebuilt when this changes. Off: no query pool, no
+  // extra barrier, nothing read back.
+  bool profile = false;
+};
+
+// Where the prompt's tokens go: one cross-attention layer's (or a mean of several layers')
+// attention probabilities for the prompt (the conditional batch entry), mean over heads:
+//   probs[j][i] = (1/heads) sum_h softmax_j(q_ih . k_jh / sqrt(d_head))
+// for pixel i of the layer's height x width grid and context token j (0 = <start>, then the
+// prompt's tokens, <end> and padding; 77 per chunk of a long prompt). For every pixel the
+// probabilities over the tokens sum to 1.
+struct AttentionMap {
+  std::string block;          // "input 1", "middle", "output 4" (UNet block); a mean: "level 0"
+  int level = 0;              // UNet level: 0 = full latent resolution, each level halves it
+  int height = 0, width = 0;  // the layer's grid (latent size / 2^level)
+  int tokens = 0;             // context length: rows of probs
+  int layers = 1;             // how many layers this map is the mean of
+  std::vector<float> probs;   // [tokens][height * width], token-major
+  const float* token_map(int j) const { return probs.data() + (size_t)j * height * width; }
+  size_t bytes() const { return sizeof(AttentionMap) + block.capacity() + probs.capacity() * sizeof(float); }
 };
 
 // One sampler step, as reported to observers. Latents are [1, C, h, w] in double.
@@ -86,6 +114,28 @@ struct StepEvent {
   const std::vector<float>* x_in = nullptr;
   double step_ms = 0;  // wall time of this step (UNet + sampler)
   double x_signal = 1, x_noise = 0;  // x = x_signal * x0 + x_noise * eps after the step
+  // With GenerateParams::attention_maps: every cross-attention layer's map of this step's UNet
+  // evaluation (the last one, for samplers that evaluate more than once), in graph order.
+  const std::vector<AttentionMap>* attention = nullptr;
+  // With GenerateParams::profile: the GPU time of every dispatch of this step's UNet evaluation
+  // (the last one, for samplers that evaluate more than once), Graph::timings() in graph order;
+  // empty when the device has no timestamp queries (DeviceInfo::timestamps).
+  const std::vector<DispatchTiming>* unet_timings = nullptr;
+};
+
+// The text conditioning of a run, as reported to observers once per generate() (after the
+// "encode prompt" stage). Lifetime: like StepEvent's, the pointers are valid only during the
+// Observer::on_text call.
+struct TextEvent {
+  const WeightedPrompt* prompt = nullptr;    // the prompt's tokens, padded to `chunks` chunks
+  const WeightedPrompt* negative = nullptr;  // the negative prompt's; null without guidance
+  // [chunks * 77, width] each, exactly what the UNet's cross-attention gets (SdPipeline::
+  // encode_prompt: the text encoder's output per 77-token chunk, emphasis applied).
+  const std::vector<float>* cond = nullptr;
+  const std::vector<float>* uncond = nullptr;  // null without guidance (cfg_scale 1)
+  int chunks = 0, width = 0;  // width: the text encoder's hidden size
+  int clip_skip = 1;
+  double text_ms = 0;  // wall time of the text encoding (both prompts)
 };
 
 class Observer {
@@ -95,6 +145,8 @@ class Observer {
   // "sample", "load vae", "decode".
   virtual void on_stage(const std::string& stage) {}
   virtual void on_step(const StepEvent& e) {}
+  // The run's text conditioning, once, before sampling starts.
+  virtual void on_text(const TextEvent& e) {}
   // Polled after every step: true stops generate() with an Error("generation cancelled").
   virtual bool cancelled() { return false; }
 };
@@ -126,6 +178,13 @@ class SdPipeline {
   const ModelConfig& config() const;
   const NoiseSchedule& schedule() const { return *schedule_; }
   const std::string& model_name() const { return model_name_; }
+  // The model's CLIP tokenizer (immutable and thread-safe: usable while generate() runs on
+  // another thread), e.g. to show which token is which row of StepEvent::attention.
+  const Tokenizer& tokenizer() const;
+  // The prompt's tokens as generate() cuts them (tokenize_weighted: emphasis, BREAK, 75-token
+  // chunks of 77 ids with BOS/EOS and padding), padded to `pad_chunks` chunks. Cheap, const and
+  // thread-safe like tokenizer(): a UI may call it on every keystroke while a run is active.
+  WeightedPrompt tokenize(const std::string& prompt, int pad_chunks = 0) const;
   DType dtype() const { return dtype_; }
   // Image size granularity: width and height must be multiples of this (8 for SD 1.x's VAE
   // times the UNet's 2^(levels-1) downsampling of the latent, i.e. 64 for SD 1.5).

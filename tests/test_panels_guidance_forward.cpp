@@ -77,3 +77,21 @@ TEST_CASE("panel forward: x_t at a low and a high noise level, through the laten
   // At t = 100 the decoded x_t is still close to the clean image; at t = 900 it is not.
   CHECK(mean_abs_diff(dlo, x0lo) < mean_abs_diff(dhi, x0hi));
 }
+
+TEST_CASE("panel compare: two prompts with the same seed give two different timelines and their difference") {
+  REQUIRE(XvfbDisplay::available());
+  ViewerFixture fx;
+  Shot s = fx.view("cmp", kRun + "--panel compare --panel-set 'compare.prompt_b=green apple' --panel-set compare.run=1");
+  INFO(s.out);
+  CHECK(s.code == 0);
+  CHECK(no_validation_messages(s.out));
+  const Json& p = panel(s, "compare");
+  CHECK(p.find("a_steps")->as_number() == 8);
+  CHECK(p.find("b_steps")->as_number() == 8);
+  const Image a = panel_image(s, "compare", "a", 8, 8), b = panel_image(s, "compare", "b", 8, 8);
+  CHECK(stddev(a) > 5);
+  CHECK(mean_abs_diff(a, b) > 3);
+  CHECK(stddev(panel_image(s, "compare", "diff", 8, 8)) > 5);
+  // The canvas ran prompt B last, with the same seed.
+  CHECK(s.number("seed") == 7);
+}

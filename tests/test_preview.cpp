@@ -4,6 +4,7 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -360,4 +361,152 @@ TEST_CASE("preview: vksd fit-preview prints a preview section that a model confi
   CHECK(c.preview.weights.size() == 12);
   CHECK(test::run_vksd("fit-preview --samples 1").code == 1);
   CHECK(test::run_vksd("fit-preview --bogus").code == 1);
+}
+
+// ---- heatmaps (HeatmapPreview, heatmap_texel) ---------------------------------------------------
+
+namespace {
+
+// The CPU rule for a whole field -> RGBA.
+Image heatmap_cpu(const std::vector<float>& v, int h, int w, float lo, float hi, ColorMap map, float overlay) {
+  Image img(w, h, 4);
+  for (size_t i = 0; i < v.size(); ++i) heatmap_texel(v[i], lo, hi, map, overlay, &img.pixels[i * 4]);
+  return img;
+}
+
+// Values that cross every one of the 256 level boundaries of [lo, hi] (and the clamps), plus a
+// few that are not numbers at all.
+std::vector<float> heat_sweep(size_t n, float lo, float hi) {
+  std::vector<float> v(n);
+  for (size_t i = 0; i < n; ++i) v[i] = (float)(lo - 0.1 * (hi - lo) + 1.2 * (hi - lo) * (double)((i * 7919) % n) / (double)n);
+  if (n > 8) {
+    v[1] = NAN;
+    v[2] = INFINITY;
+    v[3] = -INFINITY;
+    v[4] = lo;
+    v[5] = hi;
+    v[6] = 0.5f * (lo + hi);
+  }
+  return v;
+}
+
+}  // namespace
+
+TEST_CASE("preview: GPU HeatmapPreview::render equals the CPU heatmap_texel byte for byte, every map, odd sizes, overlay alpha") {
+  Context& ctx = test::ctx();
+  struct Size {
+    int h, w;
+  };
+  uint64_t seed = 100;
+  for (Size sz : {Size{1, 1}, Size{7, 13}, Size{31, 17}, Size{3, 301}, Size{64, 64}}) {
+    const size_t n = (size_t)sz.h * sz.w;
+    HeatmapPreview gpu(ctx, sz.h, sz.w, 1);
+    CHECK(gpu.height() == sz.h);
+    CHECK(gpu.width() == sz.w);
+    for (ColorMap map : {ColorMap::Diverging, ColorMap::Viridis, ColorMap::Gray})
+      for (float overlay : {-1.f, 0.f, 0.37f, 1.f, 1.5f}) {
+        struct Case {
+          const char* name;
+          std::vector<float> values;
+          float lo, hi;
+        };
+        const float m = 1.7f;
+        const std::vector<Case> cases = {
+            {"N(0, 1) in a symmetric +-1.7 scale", test::randn(n, ++seed), -m, m},
+            {"uniform in [-3, 5] in [-1.3, 2.2]", test::randu(n, ++seed, -3.f, 5.f), -1.3f, 2.2f},
+            {"a sweep of every level boundary in [0, 0.031]", heat_sweep(n, 0.f, 0.031f), 0.f, 0.031f},
+            {"a sweep in [-250, 1e3]", heat_sweep(n, -250.f, 1e3f), -250.f, 1e3f},
+            {"lo == hi", test::randn(n, ++seed), 0.2f, 0.2f},
+        };
+        for (const Case& c : cases) {
+          INFO(sz.h << "x" << sz.w << ", " << color_map_name(map) << ", overlay " << overlay << ": " << std::string(c.name));
+          const Image want = heatmap_cpu(c.values, sz.h, sz.w, c.lo, c.hi, map, overlay);
+          const Image got = gpu.render(c.values, c.lo, c.hi, map, overlay);
+          REQUIRE(got.channels == 4);
+          CHECK(count_differences(got, want) == 0);
+          if (overlay < 0)
+            for (size_t i = 0; i < n; ++i) CHECK(got.pixels[i * 4 + 3] == 255);
+        }
+        // A sweep reaches every level of the table at this size (gray: level = red value).
+        if (n >= 1000 && map == ColorMap::Gray && overlay < 0) {
+          const Image got = gpu.render(heat_sweep(n, -1.f, 1.f), -1.f, 1.f, map, overlay);
+          std::vector<bool> levels(256);
+          for (size_t i = 0; i < n; ++i) levels[got.pixels[i * 4]] = true;
+          CHECK(std::count(levels.begin(), levels.end(), true) == 256);
+        }
+      }
+  }
+  CHECK(ctx.memory_in_use().count("preview") == 0);  // everything freed
+  HeatmapPreview gpu(ctx, 7, 13, 1);
+  CHECK_THROWS_AS(gpu.render(test::randn(7 * 12, 1), 0.f, 1.f, ColorMap::Gray), Error);
+  CHECK_THROWS_AS(gpu.render(test::randn(7 * 13, 1), 0.f, 1.f, (ColorMap)7), Error);
+  CHECK_THROWS_AS(gpu.output_offset(1), Error);
+  CHECK_THROWS_AS(HeatmapPreview(ctx, 0, 8, 1), Error);
+  CHECK(ctx.validation_messages() == 0);
+}
+
+TEST_CASE("preview: HeatmapPreview::record with several slots in one command buffer gives each slot its own map") {
+  Context& ctx = test::ctx();
+  const int h = 5, w = 9, slots = 3;
+  HeatmapPreview hp(ctx, h, w, slots);
+  const std::vector<float> a = test::randn(h * w, 31), b = test::randn(h * w, 32, 2.f), c = test::randu(h * w, 33, 0.f, 1.f);
+  VkCommandBuffer cb = ctx.begin_commands();
+  hp.record(cb, 0, a.data(), -2.f, 2.f, ColorMap::Diverging);
+  hp.record(cb, 1, b.data(), -1.f, 3.f, ColorMap::Viridis, 0.8f);
+  hp.record(cb, 2, c.data(), 0.f, 1.f, ColorMap::Gray);
+  ctx.submit_and_wait(cb);
+  struct Want {
+    const std::vector<float>* v;
+    float lo, hi;
+    ColorMap map;
+    float overlay;
+  };
+  const Want wants[slots] = {{&a, -2.f, 2.f, ColorMap::Diverging, -1.f},
+                             {&b, -1.f, 3.f, ColorMap::Viridis, 0.8f},
+                             {&c, 0.f, 1.f, ColorMap::Gray, -1.f}};
+  for (int s = 0; s < slots; ++s) {
+    INFO("slot " << s);
+    CHECK(hp.output_offset(s) % 256 == 0);
+    Image got(w, h, 4);
+    download_bytes(ctx, hp.output_buffer(), hp.output_offset(s), got.pixels.data(), got.pixels.size());
+    const Want& x = wants[s];
+    CHECK(count_differences(got, heatmap_cpu(*x.v, h, w, x.lo, x.hi, x.map, x.overlay)) == 0);
+  }
+  CHECK(ctx.validation_messages() == 0);
+}
+
+TEST_CASE("preview: the colour maps: diverging blue - white - red, viridis dark purple to yellow, gray black to white") {
+  auto col = [](float u, ColorMap m) {
+    uint8_t c[3];
+    heatmap_color(u, m, c);
+    return std::array<int, 3>{c[0], c[1], c[2]};
+  };
+  // Diverging: blue below the middle, white at it, red above, symmetric in lightness.
+  const auto lo = col(0.f, ColorMap::Diverging), mid = col(0.5f, ColorMap::Diverging), hi = col(1.f, ColorMap::Diverging);
+  CHECK(lo[2] > lo[0] + 50);
+  CHECK(hi[0] > hi[2] + 50);
+  for (int j = 0; j < 3; ++j) CHECK(mid[j] >= 250);
+  CHECK(col(0.25f, ColorMap::Diverging)[2] > col(0.25f, ColorMap::Diverging)[0]);
+  CHECK(col(0.75f, ColorMap::Diverging)[0] > col(0.75f, ColorMap::Diverging)[2]);
+  // Viridis: its published ends; lightness rises.
+  CHECK(col(0.f, ColorMap::Viridis) == std::array<int, 3>{68, 1, 84});
+  CHECK(col(1.f, ColorMap::Viridis) == std::array<int, 3>{253, 231, 37});
+  CHECK(col(0.5f, ColorMap::Viridis)[1] > col(0.25f, ColorMap::Viridis)[1]);
+  // Gray: u * 255, rounded; clamps and NaN.
+  CHECK(col(0.f, ColorMap::Gray) == std::array<int, 3>{0, 0, 0});
+  CHECK(col(1.f, ColorMap::Gray) == std::array<int, 3>{255, 255, 255});
+  CHECK(col(100.f / 255.f, ColorMap::Gray)[0] == 100);
+  CHECK(col(-3.f, ColorMap::Gray)[0] == 0);
+  CHECK(col(7.f, ColorMap::Gray)[0] == 255);
+  CHECK(col(NAN, ColorMap::Gray)[0] == 0);
+  // heatmap_texel: the scale and the overlay alpha.
+  uint8_t t[4];
+  heatmap_texel(0.f, -2.f, 2.f, ColorMap::Diverging, -1.f, t);
+  CHECK(t[0] >= 250);
+  CHECK(t[3] == 255);
+  heatmap_texel(2.f, -2.f, 2.f, ColorMap::Gray, 0.5f, t);
+  CHECK(t[0] == 255);
+  CHECK(t[3] == 128);
+  heatmap_texel(-2.f, -2.f, 2.f, ColorMap::Gray, 0.5f, t);
+  CHECK(t[3] == 0);
 }

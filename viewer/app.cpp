@@ -161,8 +161,11 @@ bool ViewerApp::run(const GenerateParams& p, const JobOptions& o) {
   }
   JobOptions jo = o;
   if (preview_mode_ == 1 && jo.vae_preview_every == 0) jo.vae_preview_every = vae_every_;
+  GenerateParams q = p;
+  if (profiling_wanted_) q.profile = true;  // an open panel shows GPU times (want_profiling)
+  if (attention_wanted_) q.attention_maps = true;  // an open panel shows them (want_attention_maps)
   try {
-    job_->start(p, jo);
+    job_->start(q, jo);
   } catch (const std::exception& e) {
     message_ = e.what();  // a bad parameter: the UI stays as it was
     return false;
@@ -313,6 +316,9 @@ PanelFrame ViewerApp::panel_frame(VkCommandBuffer cmd, int frame_slot) {
 }
 
 void ViewerApp::update_panels(VkCommandBuffer cmd, int frame_slot) {
+  profiling_wanted_ = false;  // open panels renew it in update()
+  attention_wanted_ = false;
+  panels_updated_ = true;
   bool any = false;
   for (auto& p : panels_) any = any || p->open;
   if (!any) return;  // closed panels cost nothing
@@ -323,11 +329,7 @@ void ViewerApp::update_panels(VkCommandBuffer cmd, int frame_slot) {
 
 void ViewerApp::ui_panel_menu() {
   ImGui::TextUnformatted("Look inside (teaching panels)");
-  int i = 0;
-  for (auto& p : panels_) {
-    if (i++ % 2) ImGui::SameLine(190);
-    ImGui::Checkbox(p->title(), &p->open);
-  }
+  for (auto& p : panels_) ImGui::Checkbox(p->title(), &p->open);
 }
 
 void ViewerApp::draw_panels() {
@@ -363,7 +365,9 @@ void ViewerApp::script() {
   };
   switch (phase_) {
     case Phase::Loading:
-      if (loading_.valid()) return;
+      // Also wait for one update_panels(): open panels state their wishes for the run there
+      // (want_profiling, want_attention_maps), and the demo model may load before the first frame.
+      if (loading_.valid() || !panels_updated_) return;
       if (!pipe_ || !opts_.generate) return settle(Phase::Done);
       phase_ = Phase::Generating;
       generate();
@@ -384,7 +388,10 @@ void ViewerApp::script() {
         return;
       }
       if (opts_.stop_at >= 0 && s == JobState::Paused && n > opts_.stop_at) return settle(Phase::Scrub);
-      if (s == JobState::Done || s == JobState::Cancelled || s == JobState::Failed) settle(Phase::Scrub);
+      // Open panels may run something of their own after the run (the comparison's prompt B).
+      bool panels_busy = false;
+      for (auto& p : panels_) panels_busy = panels_busy || (p->open && p->busy());
+      if ((s == JobState::Done || s == JobState::Cancelled || s == JobState::Failed) && !panels_busy) settle(Phase::Scrub);
       return;
     }
     case Phase::Scrub:

@@ -52,6 +52,8 @@ class ViewerApp : public PanelActions {
   // PanelActions
   bool can_run() const override;
   bool run(const GenerateParams& p, const JobOptions& o) override;
+  void want_profiling(bool on) override { profiling_wanted_ = profiling_wanted_ || on; }
+  void want_attention_maps(bool on) override { attention_wanted_ = attention_wanted_ || on; }
 
  private:
   // -- model
@@ -137,6 +139,9 @@ class ViewerApp : public PanelActions {
 
   // Teaching panels (viewer/panels/).
   std::vector<std::unique_ptr<Panel>> panels_;
+  bool profiling_wanted_ = false;  // an open panel asked this frame (PanelActions::want_profiling)
+  bool attention_wanted_ = false;  // the same for PanelActions::want_attention_maps
+  bool panels_updated_ = false;    // update_panels() has run (the headless script waits for it)
 
   // Frame times.
   std::vector<double> frame_ms_busy_, frame_ms_idle_;

@@ -21,6 +21,11 @@ struct NetOptions {
   std::optional<DType> activations;
   // UNet: keep every block's output alive so that block_output() can read it (tests, debugging).
   bool keep_blocks = false;
+  // UNet: also compute, for every cross-attention layer (attn2 of every transformer block), the
+  // attention probabilities of the last batch entry (the prompt under guidance), mean over
+  // heads: UNet::attention_layers() / attention_probs(). Off (the default) adds nothing to the
+  // graph: no dispatch, no memory.
+  bool attention_maps = false;
   // Compile with timestamp queries so that timings() reports per-dispatch times.
   bool profile = false;
 };

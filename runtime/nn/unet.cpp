@@ -1,5 +1,7 @@
 #include "runtime/nn/unet.h"
 
+#include <functional>
+
 #include "runtime/error.h"
 
 namespace vksd::nn {
@@ -10,10 +12,20 @@ namespace {
 // GroupNorm32 (cfg.gn_eps, 1e-5).
 constexpr float kTransformerGroupNormEps = 1e-6f;
 
+// Names the module the next dispatches belong to (Graph::set_scope, for profiles): the weight
+// path below model.diffusion_model and the module's kind, e.g. "input_blocks.1.0 ResBlock".
+void enter(const Scope& s, const char* kind) {
+  const std::string root = std::string(UNet::kPrefix) + ".";
+  std::string path = s.prefix();
+  if (path.rfind(root, 0) == 0) path = path.substr(root.size());
+  s.graph().set_scope(path + " " + kind);
+}
+
 // ResBlock: in_layers (GroupNorm32+SiLU, conv3x3); + emb_layers (SiLU, Linear) per channel;
 // out_layers (GroupNorm32+SiLU, dropout = identity, conv3x3); + skip_connection(x), a 1x1 conv
 // when the channel count changes. `emb_silu` is SiLU(time embedding), shared by all ResBlocks.
 Tensor res_block(const Scope& s, Tensor x, Tensor emb_silu, int64_t out_ch, float eps) {
+  enter(s, "ResBlock");
   Tensor h = group_norm(s.sub("in_layers.0"), x, eps, /*silu=*/true);
   h = conv3x3(s.sub("in_layers.2"), h);
   if (h.dim(1) != out_ch)
@@ -25,15 +37,23 @@ Tensor res_block(const Scope& s, Tensor x, Tensor emb_silu, int64_t out_ch, floa
   return conv3x3(s.sub("out_layers.3"), h, /*residual=*/skip);
 }
 
+// The attention-map hook (NetOptions::attention_maps): a cross-attention layer hands it its
+// to_q input, its projected q and k and its head count. Null when the maps are off, and then
+// the graph is exactly the one without the hook.
+using AttentionProbe = std::function<void(Tensor q_in, Tensor q, Tensor k, int heads)>;
+
 // CrossAttention: to_q on x, to_k / to_v on the context (x itself for self-attention), all
 // without bias; heads of dim_head = channels / heads; to_out.0 with bias, plus `residual`
 // (fused into the projection).
-Tensor cross_attention(const Scope& s, Tensor x, Tensor context, int heads, Tensor residual) {
+Tensor cross_attention(const Scope& s, Tensor x, Tensor context, int heads, Tensor residual,
+                       const AttentionProbe* probe = nullptr) {
   Tensor c = context.valid() ? context : x;
   Tensor q = linear(s.sub("to_q"), x);
   Tensor k = linear(s.sub("to_k"), c);
   Tensor v = linear(s.sub("to_v"), c);
-  return linear(s.sub("to_out.0"), multi_head_attention(q, k, v, heads), residual);
+  Tensor o = multi_head_attention(q, k, v, heads);
+  if (probe) (*probe)(x, q, k, heads);
+  return linear(s.sub("to_out.0"), o, residual);
 }
 
 // FeedForward with GEGLU: proj to 2 x inner, a * gelu(gate), back to dim (+ `residual`).
@@ -44,31 +64,51 @@ Tensor feed_forward(const Scope& s, Tensor x, Tensor residual) {
 
 // BasicTransformerBlock: self-attention, cross-attention on the text context, feed-forward,
 // each pre-LayerNorm with a residual.
-Tensor basic_transformer_block(const Scope& s, Tensor x, Tensor context, int heads, float ln_eps) {
+Tensor basic_transformer_block(const Scope& s, Tensor x, Tensor context, int heads, float ln_eps,
+                               const AttentionProbe* probe = nullptr) {
+  enter(s.sub("attn1"), "self-attention");
   x = cross_attention(s.sub("attn1"), layer_norm(s.sub("norm1"), x, ln_eps), {}, heads, /*residual=*/x);
-  x = cross_attention(s.sub("attn2"), layer_norm(s.sub("norm2"), x, ln_eps), context, heads, /*residual=*/x);
+  enter(s.sub("attn2"), "cross-attention");
+  x = cross_attention(s.sub("attn2"), layer_norm(s.sub("norm2"), x, ln_eps), context, heads, /*residual=*/x, probe);
+  enter(s.sub("ff"), "feed-forward");
   x = feed_forward(s.sub("ff"), layer_norm(s.sub("norm3"), x, ln_eps), /*residual=*/x);
   return x;
 }
 
+// Per transformer block of a SpatialTransformer: the attention-map hook for block `depth`
+// (of the scope `block`) on a grid of h x w. Empty when the maps are off.
+using TransformerProbe = std::function<AttentionProbe(const Scope& block, int depth, int64_t h, int64_t w)>;
+
 // SpatialTransformer: GroupNorm, proj_in, pixels as tokens through the transformer blocks,
 // proj_out, residual. proj_in/proj_out are 1x1 convs (SD 1.x) or linears (SD 2.x); on the
 // token layout both are the same matrix product.
-Tensor spatial_transformer(const Scope& s, Tensor x, Tensor context, int heads, const UNetConfig& cfg) {
+Tensor spatial_transformer(const Scope& s, Tensor x, Tensor context, int heads, const UNetConfig& cfg,
+                           const TransformerProbe& probe = {}) {
   const int64_t h = x.dim(2), w = x.dim(3);
+  enter(s, "SpatialTransformer");
   Tensor t = ops::nchw_to_nlc(group_norm(s.sub("norm"), x, kTransformerGroupNormEps, /*silu=*/false));
   t = conv1x1_as_linear(s.sub("proj_in"), t);
-  for (int d = 0; d < cfg.transformer_depth; ++d)
-    t = basic_transformer_block(s.sub("transformer_blocks").sub(d), t, context, heads, cfg.ln_eps);
+  for (int d = 0; d < cfg.transformer_depth; ++d) {
+    const Scope blk = s.sub("transformer_blocks").sub(d);
+    const AttentionProbe p = probe ? probe(blk, d, h, w) : AttentionProbe{};
+    t = basic_transformer_block(blk, t, context, heads, cfg.ln_eps, p ? &p : nullptr);
+  }
+  enter(s, "SpatialTransformer");
   t = conv1x1_as_linear(s.sub("proj_out"), t);
   return ops::add(ops::nlc_to_nchw(t, h, w), x);
 }
 
 // Downsample: conv3x3, stride 2, padding 1.
-Tensor downsample(const Scope& s, Tensor x) { return conv(s.sub("op"), x, ops::Conv2d::down()); }
+Tensor downsample(const Scope& s, Tensor x) {
+  enter(s, "Downsample");
+  return conv(s.sub("op"), x, ops::Conv2d::down());
+}
 
 // Upsample: nearest-neighbour x2, then conv3x3.
-Tensor upsample(const Scope& s, Tensor x) { return conv3x3(s.sub("conv"), ops::upsample_nearest2x(x)); }
+Tensor upsample(const Scope& s, Tensor x) {
+  enter(s, "Upsample");
+  return conv3x3(s.sub("conv"), ops::upsample_nearest2x(x));
+}
 
 }  // namespace
 
@@ -107,6 +147,7 @@ void UNet::build() {
 
   // Timestep embedding: sinusoidal features -> time_embed.0 -> SiLU -> time_embed.2. Every
   // ResBlock's emb_layers begins with SiLU, so it is applied once here.
+  g.set_scope("time_embed time embedding");
   Tensor t_emb = ops::timestep_embedding(t_, mc);
   record("t_emb", t_emb);
   Tensor emb = linear(root.sub("time_embed.0"), t_emb);
@@ -114,10 +155,37 @@ void UNet::build() {
   record("time_embed", emb);
   Tensor emb_silu = ops::silu(emb);
 
+  // Attention maps (opts_.attention_maps): per cross-attention layer, P = mean over heads of
+  // softmax(q kᵀ / sqrt(d)) for the last batch entry (the prompt; the negative prompt is entry 0
+  // under guidance), kept for the host. Without the option the probe is empty and the graph is
+  // the plain one.
+  auto maps = [&](const std::string& block, int level) -> TransformerProbe {
+    if (!opts_.attention_maps) return {};
+    return [&, block, level](const Scope& blk, int d, int64_t hh, int64_t ww) -> AttentionProbe {
+      return [&, block, level, blk, d, hh, ww](Tensor q_in, Tensor q, Tensor k, int heads) {
+        const std::string root_prefix = std::string(kPrefix) + ".";
+        std::string scope = blk.prefix();
+        if (scope.rfind(root_prefix, 0) == 0) scope = scope.substr(root_prefix.size());
+        if (opts_.keep_blocks) record(scope + ".norm2", q_in);
+        Tensor probs = ops::attention_probs(q, k, heads, batch_ - 1);
+        g.keep(probs);
+        AttentionLayer layer;
+        layer.block = cfg_.transformer_depth > 1 ? block + " #" + std::to_string(d) : block;
+        layer.scope = scope;
+        layer.level = level;
+        layer.height = (int)hh, layer.width = (int)ww;
+        layer.tokens = (int)k.dim(1);
+        attention_layers_.push_back(layer);
+        attention_probs_.push_back(probs);
+      };
+    };
+  };
+
   // Encoder half: each block's output is kept as a skip for the decoder half.
   std::vector<Tensor> skips;
   const Scope in_blocks = root.sub("input_blocks");
   int index = 0;
+  enter(in_blocks.sub("0.0"), "conv_in");
   Tensor h = conv3x3(in_blocks.sub("0.0"), x_);
   record("input_blocks.0", h);
   skips.push_back(h);
@@ -126,7 +194,9 @@ void UNet::build() {
     for (int r = 0; r < cfg_.num_res_blocks; ++r) {
       const Scope blk = in_blocks.sub(++index);
       h = res_block(blk.sub(0), h, emb_silu, ch, cfg_.gn_eps);
-      if (cfg_.attention_levels[level]) h = spatial_transformer(blk.sub(1), h, context_, cfg_.heads_for((int)ch), cfg_);
+      if (cfg_.attention_levels[level])
+        h = spatial_transformer(blk.sub(1), h, context_, cfg_.heads_for((int)ch), cfg_,
+                                maps("input " + std::to_string(index), level));
       record("input_blocks." + std::to_string(index), h);
       skips.push_back(h);
     }
@@ -142,7 +212,7 @@ void UNet::build() {
     const Scope mid = root.sub("middle_block");
     const int64_t ch = h.dim(1);
     h = res_block(mid.sub(0), h, emb_silu, ch, cfg_.gn_eps);
-    h = spatial_transformer(mid.sub(1), h, context_, cfg_.heads_for((int)ch), cfg_);
+    h = spatial_transformer(mid.sub(1), h, context_, cfg_.heads_for((int)ch), cfg_, maps("middle", levels - 1));
     h = res_block(mid.sub(2), h, emb_silu, ch, cfg_.gn_eps);
     record("middle_block", h);
   }
@@ -154,24 +224,28 @@ void UNet::build() {
     const int64_t ch = (int64_t)mc * cfg_.channel_mult[level];
     for (int i = 0; i <= cfg_.num_res_blocks; ++i, ++index) {
       const Scope blk = out_blocks.sub(index);
+      enter(blk.sub(0), "ResBlock");  // the skip concatenation feeds the ResBlock
       h = ops::concat_channels(h, skips.back());
       skips.pop_back();
       h = res_block(blk.sub(0), h, emb_silu, ch, cfg_.gn_eps);
       int sub = 1;
       if (cfg_.attention_levels[level])
-        h = spatial_transformer(blk.sub(sub++), h, context_, cfg_.heads_for((int)ch), cfg_);
+        h = spatial_transformer(blk.sub(sub++), h, context_, cfg_.heads_for((int)ch), cfg_,
+                                maps("output " + std::to_string(index), level));
       if (level > 0 && i == cfg_.num_res_blocks) h = upsample(blk.sub(sub), h);
       record("output_blocks." + std::to_string(index), h);
     }
   }
 
   // Head: GroupNorm32 + SiLU, conv3x3 to the output channels.
+  g.set_scope("out output head");
   h = group_norm(root.sub("out.0"), h, cfg_.gn_eps, /*silu=*/true);
   out_ = conv3x3(root.sub("out.2"), h);
   if (out_.dim(1) != cfg_.out_channels)
     fail("UNet: 'out.2' gives " + std::to_string(out_.dim(1)) + " channels, config says " +
          std::to_string(cfg_.out_channels));
   g.keep(out_);
+  g.set_scope("");
   g.compile(opts_.profile);
 }
 
@@ -206,6 +280,13 @@ std::vector<std::string> UNet::block_names() const {
   std::vector<std::string> r;
   for (auto& [k, v] : blocks_) r.push_back(k);
   return r;
+}
+
+std::vector<float> UNet::attention_probs(size_t i) {
+  if (!opts_.attention_maps) fail("UNet::attention_probs: construct the UNet with NetOptions::attention_maps");
+  if (i >= attention_probs_.size())
+    fail("UNet::attention_probs: layer " + std::to_string(i) + " of " + std::to_string(attention_probs_.size()));
+  return graph_->download(attention_probs_[i]);
 }
 
 VkDeviceSize UNet::peak_bytes() const { return graph_->peak_bytes(); }

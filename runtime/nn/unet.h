@@ -36,6 +36,22 @@ class UNet {
   // "input_blocks.N", "middle_block", "output_blocks.N".
   std::vector<float> block_output(const std::string& name);
   std::vector<std::string> block_names() const;
+  // With opts.attention_maps: the cross-attention layers in graph order ("input 1", "middle",
+  // "output 4": the block of input_blocks / output_blocks holding the transformer; a " #d"
+  // suffix when transformer_depth > 1), with `level` (0 = full latent resolution; the middle
+  // block is at the deepest level) and the layer's grid. With keep_blocks too, the input of each
+  // layer's to_q (norm2's output) is a block output named "<transformer prefix>.norm2", e.g.
+  // "input_blocks.1.1.transformer_blocks.0.norm2" (tests reproduce the probabilities from it).
+  struct AttentionLayer {
+    std::string block;
+    std::string scope;  // its transformer block's weights: "input_blocks.1.1.transformer_blocks.0"
+    int level = 0, height = 0, width = 0;
+    int tokens = 0;  // context length
+  };
+  const std::vector<AttentionLayer>& attention_layers() const { return attention_layers_; }
+  // After forward(): layer i's probabilities for the last batch entry, [tokens][height * width],
+  // mean over heads of softmax(q kᵀ / sqrt(d_head)) over the tokens.
+  std::vector<float> attention_probs(size_t i);
 
   VkDeviceSize peak_bytes() const;
   const Graph& graph() const { return *graph_; }
@@ -55,6 +71,8 @@ class UNet {
   Tensor x_, t_, context_, out_;
   bool context_set_ = false;
   std::map<std::string, Tensor> blocks_;
+  std::vector<AttentionLayer> attention_layers_;
+  std::vector<Tensor> attention_probs_;
 };
 
 }  // namespace vksd::nn

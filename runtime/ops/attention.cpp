@@ -91,3 +91,49 @@ Tensor attention(Tensor q, Tensor k, Tensor v, int heads, bool causal, float sca
 }
 
 }  // namespace vksd::ops
+
+namespace vksd::ops {
+
+namespace {
+struct AttentionProbsPush {
+  uint32_t lq, lk, b;
+  float scale_log2;
+  uint32_t groups_x;
+};
+}  // namespace
+
+Tensor attention_probs(Tensor q, Tensor k, int heads, int64_t b, float scale) {
+  Graph& g = *q.g;
+  if (q.rank() != 3 || k.rank() != 3)
+    fail("attention_probs: q and k must be [B, L, H*D]; got " + shape_str(q.shape()) + ", " + shape_str(k.shape()));
+  const int64_t batch = q.dim(0), lq = q.dim(1), lk = k.dim(1), width = q.dim(2);
+  if (k.dim(0) != batch || k.dim(2) != width)
+    fail("attention_probs: q " + shape_str(q.shape()) + " and k " + shape_str(k.shape()) + " disagree in batch or width");
+  if (b < 0 || b >= batch) fail("attention_probs: batch entry " + std::to_string(b) + " of " + std::to_string(batch));
+  if (heads <= 0 || width % heads)
+    fail("attention_probs: width " + std::to_string(width) + " is not divisible into " + std::to_string(heads) + " heads");
+  const int64_t d = width / heads;
+  if (d % 4) fail("attention_probs: head dim " + std::to_string(d) + " is not a multiple of 4 (vec4 lanes)");
+  // Loop budget: 2 · heads · Lk iterations per invocation (lavapipe stops at 65,535).
+  if (2 * (int64_t)heads * lk > 60000)
+    fail("attention_probs: " + std::to_string(heads) + " heads x " + std::to_string(lk) +
+         " keys exceed one invocation's loop budget");
+  if (scale == 0.f) scale = (float)(1.0 / std::sqrt((double)d));
+  constexpr uint32_t kWorkgroup = 64;
+  Grid grid = grid_1d(g, (uint64_t)lq, kWorkgroup);
+  Tensor p = g.temp({lk, lq}, DType::F32);
+  AttentionProbsPush push{(uint32_t)lq, (uint32_t)lk, (uint32_t)b, scale * 1.4426950408889634f, grid.x};
+  Dispatch dsp;
+  dsp.kernel = "attention_probs";
+  dsp.label = "attention_probs";
+  dsp.spec = {kWorkgroup, (uint32_t)(d / 4), (uint32_t)heads};
+  dsp.args = {in(q, 4), in(k, 4), out(p)};
+  dsp.set_push(push);
+  dsp.groups[0] = grid.x;
+  dsp.groups[1] = grid.y;
+  dsp.flops = 4.0 * (double)heads * (double)lq * (double)lk * (double)d;
+  g.add(std::move(dsp));
+  return p;
+}
+
+}  // namespace vksd::ops

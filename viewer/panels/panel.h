@@ -36,6 +36,13 @@ class PanelActions {
   // Starts a run with these parameters, as the Generate button does (the canvas and timeline
   // follow it). Returns false (and says why in the status line) when it cannot start.
   virtual bool run(const GenerateParams& p, const JobOptions& o = {}) = 0;
+  // A panel that needs the UNet's per-dispatch GPU times (GenerateParams::profile) calls this
+  // with true in every update(); runs started while it does (Generate, run()) are profiled. The
+  // app forgets the wish at the start of every frame, so a closed panel costs nothing.
+  virtual void want_profiling(bool on) {}
+  // The same for the cross-attention maps (GenerateParams::attention_maps): a panel that shows
+  // them calls this with true in every update(); runs started while it does compute them.
+  virtual void want_attention_maps(bool on) {}
 };
 
 // Facts a panel reports for the headless layout file (tests): key -> JSON value text.
