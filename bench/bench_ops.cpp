@@ -18,9 +18,9 @@
 #include <sys/resource.h>
 #include <thread>
 
-#include "runtime/context.h"
+#include "runtime/gpu/context.h"
 #include "runtime/error.h"
-#include "runtime/graph.h"
+#include "runtime/gpu/graph.h"
 #include "runtime/ops.h"
 
 using namespace vksd;

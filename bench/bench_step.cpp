@@ -23,14 +23,14 @@
 #include <vector>
 #include <sys/resource.h>
 
-#include "runtime/context.h"
+#include "runtime/gpu/context.h"
 #include "runtime/error.h"
-#include "runtime/graph.h"
-#include "runtime/model_config.h"
+#include "runtime/gpu/graph.h"
+#include "runtime/model/model_config.h"
 #include "runtime/nn/unet.h"
-#include "runtime/pipeline.h"
-#include "runtime/sd1_layout.h"
-#include "runtime/weights.h"
+#include "runtime/diffusion/pipeline.h"
+#include "runtime/model/sd1_layout.h"
+#include "runtime/model/weights.h"
 
 using namespace vksd;
 

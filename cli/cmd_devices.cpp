@@ -2,7 +2,7 @@
 #include <cstdio>
 
 #include "cli/command.h"
-#include "runtime/context.h"
+#include "runtime/gpu/context.h"
 
 static int cmd_devices(int, char**) {
   auto devs = vksd::Context::list_devices();

@@ -1,5 +1,5 @@
 // `vksd fit-preview`: fits a model's linear latent -> RGB preview map (the model config's
-// "preview" section, runtime/preview.h) to its own VAE decoder. It generates a few images,
+// "preview" section, runtime/diffusion/preview.h) to its own VAE decoder. It generates a few images,
 // pairs each final clean latent pixel with the decoded image's mean colour over that pixel's
 // f x f block, and solves the least-squares affine map [latent, 1] -> RGB (normal equations, in
 // double). It prints the JSON to put into the model config and the fit's mean absolute error in
@@ -14,13 +14,13 @@
 
 #include "cli/args.h"
 #include "cli/command.h"
-#include "runtime/context.h"
-#include "runtime/demo_model.h"
+#include "runtime/gpu/context.h"
+#include "runtime/model/demo_model.h"
 #include "runtime/error.h"
-#include "runtime/image_io.h"
-#include "runtime/pipeline.h"
-#include "runtime/preview.h"
-#include "runtime/samplers.h"
+#include "runtime/io/image_io.h"
+#include "runtime/diffusion/pipeline.h"
+#include "runtime/diffusion/preview.h"
+#include "runtime/diffusion/samplers.h"
 
 namespace fs = std::filesystem;
 using vksd::fail;

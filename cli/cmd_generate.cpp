@@ -16,14 +16,14 @@
 
 #include "cli/args.h"
 #include "cli/command.h"
-#include "runtime/context.h"
-#include "runtime/demo_model.h"
+#include "runtime/gpu/context.h"
+#include "runtime/model/demo_model.h"
 #include "runtime/error.h"
-#include "runtime/image_io.h"
-#include "runtime/json.h"
-#include "runtime/pipeline.h"
-#include "runtime/rng.h"
-#include "runtime/samplers.h"
+#include "runtime/io/image_io.h"
+#include "runtime/io/json.h"
+#include "runtime/diffusion/pipeline.h"
+#include "runtime/diffusion/rng.h"
+#include "runtime/diffusion/samplers.h"
 
 namespace fs = std::filesystem;
 using vksd::fail;

@@ -7,9 +7,9 @@
 #include <string>
 
 #include "cli/command.h"
-#include "runtime/checkpoint.h"
-#include "runtime/memory.h"
-#include "runtime/sd1_layout.h"
+#include "runtime/model/checkpoint.h"
+#include "runtime/gpu/memory.h"
+#include "runtime/model/sd1_layout.h"
 
 namespace {
 

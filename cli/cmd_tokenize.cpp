@@ -5,11 +5,11 @@
 #include <string>
 
 #include "cli/command.h"
-#include "runtime/checkpoint.h"
+#include "runtime/model/checkpoint.h"
 #include "runtime/error.h"
-#include "runtime/prompt.h"
-#include "runtime/text_clean.h"
-#include "runtime/tokenizer.h"
+#include "runtime/text/prompt.h"
+#include "runtime/text/text_clean.h"
+#include "runtime/text/tokenizer.h"
 
 namespace {
 

@@ -5,7 +5,7 @@
 
 #include "cli/args.h"
 #include "cli/command.h"
-#include "runtime/samplers.h"
+#include "runtime/diffusion/samplers.h"
 #include "viewer/panels/panel.h"
 #include "viewer/viewer.h"
 

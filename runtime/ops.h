@@ -4,7 +4,7 @@
 // weights [out, in], conv weights [Cout, Cin, kh, kw]. Outputs take the dtype of the first
 // input; all arithmetic is fp32.
 #pragma once
-#include "runtime/graph.h"
+#include "runtime/gpu/graph.h"
 
 namespace vksd::ops {
 

@@ -1,5 +1,5 @@
 #version 450
-// Scalar field -> RGBA8 through a colour map (runtime/preview.h, HeatmapPreview): per value v
+// Scalar field -> RGBA8 through a colour map (runtime/diffusion/preview.h, HeatmapPreview): per value v
 //   u   = clamp((v - lo) * inv, 0, 1)                 (NaN -> 0; inv = 1 / (hi - lo) from the host)
 //   rgb = TABLE[map][floor(u * 255 + 0.5)] / 255      (8-bit colours, stored as floats)
 //   a   = 1, or floor((u * overlay) * 255 + 0.5) / 255 when overlay >= 0.

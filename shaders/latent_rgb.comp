@@ -1,8 +1,8 @@
 #version 450
-// Latent -> RGBA8 preview (runtime/preview.h): per latent pixel
+// Latent -> RGBA8 preview (runtime/diffusion/preview.h): per latent pixel
 //   v_c = bias_c + sum_l M[c][l] * (scale * latent[l])      (RGB in about [-1, 1])
 //   u8  = floor(clamp((v + 1) / 2, 0, 1) * 255 + 0.5)        (tensor_to_image's rule), alpha 255.
-// Bit-exact with the CPU latent_preview (runtime/pipeline.cpp): every operation is `precise`
+// Bit-exact with the CPU latent_preview (runtime/diffusion/pipeline.cpp): every operation is `precise`
 // (no fused multiply-add), in the same order and in f32, and the 8-bit value is computed here
 // rather than left to the UNORM store: a float -> unorm conversion only promises one of the two
 // nearest integers, so tie-breaking could differ from the CPU's round-half-up. u8 / 255 stored

@@ -12,7 +12,7 @@
 #include <string>
 #include <vector>
 
-#include "runtime/model_config.h"
+#include "runtime/model/model_config.h"
 
 namespace vksd::cpuref {
 

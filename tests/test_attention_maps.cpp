@@ -13,16 +13,16 @@
 #include <memory>
 #include <sstream>
 
-#include "runtime/checkpoint.h"
-#include "runtime/context.h"
-#include "runtime/demo_model.h"
-#include "runtime/generation_job.h"
-#include "runtime/graph.h"
-#include "runtime/json.h"
+#include "runtime/model/checkpoint.h"
+#include "runtime/gpu/context.h"
+#include "runtime/model/demo_model.h"
+#include "runtime/diffusion/generation_job.h"
+#include "runtime/gpu/graph.h"
+#include "runtime/io/json.h"
 #include "runtime/nn/unet.h"
 #include "runtime/ops.h"
-#include "runtime/pipeline.h"
-#include "runtime/weights.h"
+#include "runtime/diffusion/pipeline.h"
+#include "runtime/model/weights.h"
 #include "tests/test_util.h"
 
 using namespace vksd;

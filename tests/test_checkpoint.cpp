@@ -15,13 +15,13 @@
 #include <fstream>
 #include <map>
 
-#include "runtime/checkpoint.h"
+#include "runtime/model/checkpoint.h"
 #include "runtime/error.h"
-#include "runtime/json.h"
-#include "runtime/memory.h"
-#include "runtime/safetensors.h"
-#include "runtime/sd1_layout.h"
-#include "runtime/weights.h"
+#include "runtime/io/json.h"
+#include "runtime/gpu/memory.h"
+#include "runtime/model/safetensors.h"
+#include "runtime/model/sd1_layout.h"
+#include "runtime/model/weights.h"
 #include "tests/test_util.h"
 
 using namespace vksd;

@@ -12,9 +12,9 @@
 #include <iterator>
 #include <string>
 
-#include "runtime/demo_model.h"
+#include "runtime/model/demo_model.h"
 #include "runtime/error.h"
-#include "runtime/image_io.h"
+#include "runtime/io/image_io.h"
 #include "tests/test_util.h"
 
 namespace fs = std::filesystem;

@@ -4,7 +4,7 @@
 #include <filesystem>
 #include <unistd.h>
 
-#include "runtime/context.h"
+#include "runtime/gpu/context.h"
 #include "tests/test_util.h"
 
 TEST_CASE("cli: --device picks a device by index or name, and a bad one is a clear error") {

@@ -38,10 +38,10 @@
 #include <string>
 #include <vector>
 
-#include "runtime/demo_model.h"
-#include "runtime/dtype.h"
-#include "runtime/image_io.h"
-#include "runtime/pipeline.h"
+#include "runtime/model/demo_model.h"
+#include "runtime/gpu/dtype.h"
+#include "runtime/io/image_io.h"
+#include "runtime/diffusion/pipeline.h"
 #include "tests/test_util.h"
 
 using namespace vksd;

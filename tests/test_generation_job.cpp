@@ -1,4 +1,4 @@
-// GenerationJob (runtime/generation_job.h) on the embedded demo model, 64x64, 6 Euler a steps with
+// GenerationJob (runtime/diffusion/generation_job.h) on the embedded demo model, 64x64, 6 Euler a steps with
 // guidance: a job reproduces SdPipeline::generate exactly (image and every step's latents);
 // stop_at / step / resume / start_paused / cancel leave the documented timelines; bad parameters
 // are refused on the caller's thread; VAE previews are the decoder's images of x0. Every wait
@@ -7,11 +7,11 @@
 
 #include <memory>
 
-#include "runtime/demo_model.h"
+#include "runtime/model/demo_model.h"
 #include "runtime/error.h"
-#include "runtime/generation_job.h"
-#include "runtime/image_io.h"
-#include "runtime/pipeline.h"
+#include "runtime/diffusion/generation_job.h"
+#include "runtime/io/image_io.h"
+#include "runtime/diffusion/pipeline.h"
 #include "tests/test_util.h"
 
 using namespace vksd;

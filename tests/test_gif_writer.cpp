@@ -1,4 +1,4 @@
-// Animated GIF export: written with runtime/gif_writer.h, read back with giflib's own decoder
+// Animated GIF export: written with runtime/io/gif_writer.h, read back with giflib's own decoder
 // (DGifSlurp): frame count, size, loop extension, delays, and pixels (exact with <= 256 colours,
 // close for photographic frames), and the same pixels and delays through a second decoder
 // (stb_image's); bad arguments and paths fail and leave no file.
@@ -14,8 +14,8 @@
 #include <unistd.h>
 
 #include "runtime/error.h"
-#include "runtime/gif_writer.h"
-#include "runtime/image_io.h"
+#include "runtime/io/gif_writer.h"
+#include "runtime/io/image_io.h"
 
 using namespace vksd;
 namespace fs = std::filesystem;

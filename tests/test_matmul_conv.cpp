@@ -11,9 +11,9 @@
 #include <cmath>
 #include <random>
 
-#include "runtime/context.h"
+#include "runtime/gpu/context.h"
 #include "runtime/error.h"
-#include "runtime/graph.h"
+#include "runtime/gpu/graph.h"
 #include "runtime/ops.h"
 #include "tests/test_util.h"
 

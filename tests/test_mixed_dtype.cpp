@@ -2,7 +2,7 @@
 // every op's output takes the ACTIVATION's dtype, so fp16 weights never round fp32 activations.
 #include <doctest/doctest.h>
 
-#include "runtime/graph.h"
+#include "runtime/gpu/graph.h"
 #include "runtime/ops.h"
 #include "tests/test_util.h"
 

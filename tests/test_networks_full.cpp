@@ -24,15 +24,15 @@
 #include <map>
 #include <memory>
 
-#include "runtime/checkpoint.h"
-#include "runtime/context.h"
-#include "runtime/memory.h"
-#include "runtime/model_config.h"
+#include "runtime/model/checkpoint.h"
+#include "runtime/gpu/context.h"
+#include "runtime/gpu/memory.h"
+#include "runtime/model/model_config.h"
 #include "runtime/nn/text_encoder.h"
 #include "runtime/nn/unet.h"
 #include "runtime/nn/vae.h"
-#include "runtime/sd1_layout.h"
-#include "runtime/weights.h"
+#include "runtime/model/sd1_layout.h"
+#include "runtime/model/weights.h"
 #include "tests/cpu_reference.h"
 #include "tests/test_util.h"
 

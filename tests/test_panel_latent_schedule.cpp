@@ -7,9 +7,9 @@
 #include <cmath>
 #include <set>
 
-#include "runtime/preview.h"
-#include "runtime/samplers.h"
-#include "runtime/schedule.h"
+#include "runtime/diffusion/preview.h"
+#include "runtime/diffusion/samplers.h"
+#include "runtime/diffusion/schedule.h"
 #include "tests/viewer_harness.h"
 #include "viewer/panels/schedule_series.h"
 

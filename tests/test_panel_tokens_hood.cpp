@@ -4,10 +4,10 @@
 
 #include <cmath>
 
-#include "runtime/demo_model.h"
-#include "runtime/pipeline.h"
-#include "runtime/prompt.h"
-#include "runtime/tokenizer.h"
+#include "runtime/model/demo_model.h"
+#include "runtime/diffusion/pipeline.h"
+#include "runtime/text/prompt.h"
+#include "runtime/text/tokenizer.h"
 #include "tests/viewer_harness.h"
 
 using namespace vksd::test;

@@ -18,15 +18,15 @@
 #include <memory>
 #include <sstream>
 
-#include "runtime/checkpoint.h"
-#include "runtime/context.h"
+#include "runtime/model/checkpoint.h"
+#include "runtime/gpu/context.h"
 #include "runtime/error.h"
-#include "runtime/json.h"
-#include "runtime/model_config.h"
+#include "runtime/io/json.h"
+#include "runtime/model/model_config.h"
 #include "runtime/nn/text_encoder.h"
 #include "runtime/nn/unet.h"
 #include "runtime/nn/vae.h"
-#include "runtime/weights.h"
+#include "runtime/model/weights.h"
 #include "tests/test_util.h"
 
 using namespace vksd;

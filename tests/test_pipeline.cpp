@@ -11,15 +11,15 @@
 #include <memory>
 #include <unistd.h>
 
-#include "runtime/checkpoint.h"
-#include "runtime/context.h"
+#include "runtime/model/checkpoint.h"
+#include "runtime/gpu/context.h"
 #include "runtime/error.h"
-#include "runtime/image_io.h"
+#include "runtime/io/image_io.h"
 #include "runtime/nn/unet.h"
-#include "runtime/pipeline.h"
-#include "runtime/schedule.h"
-#include "runtime/sd1_layout.h"
-#include "runtime/weights.h"
+#include "runtime/diffusion/pipeline.h"
+#include "runtime/diffusion/schedule.h"
+#include "runtime/model/sd1_layout.h"
+#include "runtime/model/weights.h"
 #include "tests/test_util.h"
 
 using namespace vksd;

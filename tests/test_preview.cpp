@@ -1,4 +1,4 @@
-// Latent -> RGB previews (runtime/preview.h): the GPU kernel against the CPU rule byte for byte,
+// Latent -> RGB previews (runtime/diffusion/preview.h): the GPU kernel against the CPU rule byte for byte,
 // the client's flow (record into a command buffer, copy into an image) with several slots, the
 // model config's "preview" section, and the demo model's fitted map against its VAE decoder.
 #include <doctest/doctest.h>
@@ -11,14 +11,14 @@
 #include <string>
 #include <vector>
 
-#include "runtime/checkpoint.h"
-#include "runtime/context.h"
-#include "runtime/demo_model.h"
+#include "runtime/model/checkpoint.h"
+#include "runtime/gpu/context.h"
+#include "runtime/model/demo_model.h"
 #include "runtime/error.h"
-#include "runtime/json.h"
-#include "runtime/memory.h"
-#include "runtime/pipeline.h"
-#include "runtime/preview.h"
+#include "runtime/io/json.h"
+#include "runtime/gpu/memory.h"
+#include "runtime/diffusion/pipeline.h"
+#include "runtime/diffusion/preview.h"
 #include "tests/test_util.h"
 
 using namespace vksd;

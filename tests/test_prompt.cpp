@@ -6,7 +6,7 @@
 #include <string>
 
 #include "runtime/error.h"
-#include "runtime/prompt.h"
+#include "runtime/text/prompt.h"
 #include "tests/test_util.h"
 
 using namespace vksd;

@@ -5,10 +5,10 @@
 
 #include <cmath>
 
-#include "runtime/demo_model.h"
+#include "runtime/model/demo_model.h"
 #include "runtime/error.h"
-#include "runtime/generation_job.h"
-#include "runtime/pipeline.h"
+#include "runtime/diffusion/generation_job.h"
+#include "runtime/diffusion/pipeline.h"
 #include "tests/test_util.h"
 
 using namespace vksd;

@@ -12,7 +12,7 @@
 #include <string>
 #include <unistd.h>
 
-#include "runtime/rng.h"
+#include "runtime/diffusion/rng.h"
 #include "tests/test_util.h"
 
 using namespace vksd;

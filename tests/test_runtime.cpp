@@ -5,9 +5,9 @@
 #include <algorithm>
 #include <cmath>
 
-#include "runtime/context.h"
-#include "runtime/graph.h"
-#include "runtime/memory.h"
+#include "runtime/gpu/context.h"
+#include "runtime/gpu/graph.h"
+#include "runtime/gpu/memory.h"
 #include "runtime/ops.h"
 #include "tests/test_util.h"
 

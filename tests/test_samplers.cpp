@@ -8,9 +8,9 @@
 #include <string>
 
 #include "runtime/error.h"
-#include "runtime/rng.h"
-#include "runtime/samplers.h"
-#include "runtime/schedule.h"
+#include "runtime/diffusion/rng.h"
+#include "runtime/diffusion/samplers.h"
+#include "runtime/diffusion/schedule.h"
 #include "tests/test_util.h"
 
 using namespace vksd;

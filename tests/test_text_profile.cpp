@@ -8,15 +8,15 @@
 #include <memory>
 #include <set>
 
-#include "runtime/checkpoint.h"
-#include "runtime/demo_model.h"
-#include "runtime/generation_job.h"
-#include "runtime/graph.h"
+#include "runtime/model/checkpoint.h"
+#include "runtime/model/demo_model.h"
+#include "runtime/diffusion/generation_job.h"
+#include "runtime/gpu/graph.h"
 #include "runtime/nn/unet.h"
-#include "runtime/pipeline.h"
-#include "runtime/prompt.h"
-#include "runtime/sd1_layout.h"
-#include "runtime/weights.h"
+#include "runtime/diffusion/pipeline.h"
+#include "runtime/text/prompt.h"
+#include "runtime/model/sd1_layout.h"
+#include "runtime/model/weights.h"
 #include "tests/test_util.h"
 
 using namespace vksd;

@@ -12,9 +12,9 @@
 #include <string>
 
 #include "runtime/error.h"
-#include "runtime/json.h"
-#include "runtime/text_clean.h"
-#include "runtime/tokenizer.h"
+#include "runtime/io/json.h"
+#include "runtime/text/text_clean.h"
+#include "runtime/text/tokenizer.h"
 #include "tests/test_util.h"
 
 using namespace vksd;

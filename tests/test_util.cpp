@@ -7,7 +7,7 @@
 #include <sys/wait.h>
 
 #include "runtime/error.h"
-#include "runtime/memory.h"
+#include "runtime/gpu/memory.h"
 
 namespace vksd::test {
 

@@ -6,8 +6,8 @@
 #include <string>
 #include <vector>
 
-#include "runtime/context.h"
-#include "runtime/dtype.h"
+#include "runtime/gpu/context.h"
+#include "runtime/gpu/dtype.h"
 
 namespace vksd::test {
 

@@ -26,16 +26,16 @@
 #include <memory>
 #include <numeric>
 
-#include "runtime/checkpoint.h"
-#include "runtime/context.h"
+#include "runtime/model/checkpoint.h"
+#include "runtime/gpu/context.h"
 #include "runtime/error.h"
-#include "runtime/graph.h"
+#include "runtime/gpu/graph.h"
 #include "runtime/ops.h"
 #include "runtime/nn/vae.h"
 #include "runtime/nn/vae_tiled.h"
-#include "runtime/pipeline.h"
-#include "runtime/sd1_layout.h"
-#include "runtime/weights.h"
+#include "runtime/diffusion/pipeline.h"
+#include "runtime/model/sd1_layout.h"
+#include "runtime/model/weights.h"
 #include "tests/test_util.h"
 
 using namespace vksd;

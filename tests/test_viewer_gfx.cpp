@@ -16,10 +16,10 @@
 #include <string>
 #include <thread>
 
-#include "runtime/context.h"
+#include "runtime/gpu/context.h"
 #include "runtime/error.h"
-#include "runtime/image_io.h"
-#include "runtime/memory.h"
+#include "runtime/io/image_io.h"
+#include "runtime/gpu/memory.h"
 #include "tests/xvfb_display.h"
 #include "viewer/imgui_renderer.h"
 #include "viewer/texture.h"

@@ -10,8 +10,8 @@
 #include <sstream>
 #include <string>
 
-#include "runtime/image_io.h"
-#include "runtime/json.h"
+#include "runtime/io/image_io.h"
+#include "runtime/io/json.h"
 #include "tests/test_util.h"
 #include "tests/xvfb_display.h"
 

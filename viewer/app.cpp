@@ -7,12 +7,12 @@
 
 #include <GLFW/glfw3.h>
 
-#include "runtime/context.h"
-#include "runtime/demo_model.h"
+#include "runtime/gpu/context.h"
+#include "runtime/model/demo_model.h"
 #include "runtime/error.h"
-#include "runtime/json.h"
-#include "runtime/rng.h"
-#include "runtime/samplers.h"
+#include "runtime/io/json.h"
+#include "runtime/diffusion/rng.h"
+#include "runtime/diffusion/samplers.h"
 #include "viewer/window.h"
 
 namespace fs = std::filesystem;

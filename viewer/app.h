@@ -14,9 +14,9 @@
 
 #include <imgui.h>
 
-#include "runtime/generation_job.h"
-#include "runtime/image_io.h"
-#include "runtime/pipeline.h"
+#include "runtime/diffusion/generation_job.h"
+#include "runtime/io/image_io.h"
+#include "runtime/diffusion/pipeline.h"
 #include "viewer/panels/panel.h"
 #include "viewer/step_view.h"
 #include "viewer/texture.h"

@@ -4,7 +4,7 @@
 #include <cstddef>
 #include <cstring>
 
-#include "runtime/context.h"
+#include "runtime/gpu/context.h"
 #include "runtime/error.h"
 
 namespace vksd::view {

@@ -10,7 +10,7 @@
 #include <cstdio>
 #include <memory>
 
-#include "runtime/context.h"
+#include "runtime/gpu/context.h"
 #include "runtime/error.h"
 #include "viewer/app.h"
 #include "viewer/imgui_renderer.h"

@@ -2,7 +2,7 @@
 
 #include <cmath>
 
-#include "runtime/generation_job.h"
+#include "runtime/diffusion/generation_job.h"
 #include "viewer/window.h"
 
 namespace vksd::view {

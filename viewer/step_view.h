@@ -6,8 +6,8 @@
 #pragma once
 #include <memory>
 
-#include "runtime/image_io.h"
-#include "runtime/preview.h"
+#include "runtime/io/image_io.h"
+#include "runtime/diffusion/preview.h"
 #include "viewer/texture.h"
 
 namespace vksd {

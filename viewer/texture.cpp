@@ -1,6 +1,6 @@
 #include "viewer/texture.h"
 
-#include "runtime/context.h"
+#include "runtime/gpu/context.h"
 #include "runtime/error.h"
 #include "viewer/imgui_renderer.h"
 

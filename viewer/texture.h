@@ -9,7 +9,7 @@
 #include <vector>
 #include <vulkan/vulkan.h>
 
-#include "runtime/image_io.h"
+#include "runtime/io/image_io.h"
 #include "viewer/vk_util.h"
 
 namespace vksd {

@@ -6,7 +6,7 @@
 
 #include <algorithm>
 
-#include "runtime/rng.h"
+#include "runtime/diffusion/rng.h"
 #include "viewer/app.h"
 
 namespace vksd::view {

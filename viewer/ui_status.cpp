@@ -3,7 +3,7 @@
 
 #include <cstdio>
 
-#include "runtime/context.h"
+#include "runtime/gpu/context.h"
 #include "viewer/app.h"
 #include "viewer/window.h"
 

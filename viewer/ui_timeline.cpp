@@ -7,8 +7,8 @@
 #include <algorithm>
 #include <cmath>
 
-#include "runtime/gif_writer.h"
-#include "runtime/preview.h"
+#include "runtime/io/gif_writer.h"
+#include "runtime/diffusion/preview.h"
 #include "viewer/app.h"
 
 namespace vksd::view {

@@ -1,5 +1,5 @@
 // `vksd view`: the viewer's entry point and its options. The viewer is a client of the runtime
-// like the CLI: it drives a GenerationJob (runtime/generation_job.h) and shows what the job
+// like the CLI: it drives a GenerationJob (runtime/diffusion/generation_job.h) and shows what the job
 // reports; it never reaches inside the pipeline.
 #pragma once
 #include <string>

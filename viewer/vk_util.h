@@ -2,7 +2,7 @@
 #pragma once
 #include <vulkan/vulkan.h>
 
-#include "runtime/context.h"
+#include "runtime/gpu/context.h"
 #include "runtime/error.h"
 
 namespace vksd::view {

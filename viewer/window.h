@@ -16,7 +16,7 @@
 #include <vector>
 #include <vulkan/vulkan.h>
 
-#include "runtime/image_io.h"
+#include "runtime/io/image_io.h"
 
 struct GLFWwindow;
 

@@ -9,9 +9,9 @@
 #include <optional>
 #include <string>
 
-#include "runtime/graph.h"
+#include "runtime/gpu/graph.h"
 #include "runtime/ops.h"
-#include "runtime/weights.h"
+#include "runtime/model/weights.h"
 
 namespace vksd::nn {
 

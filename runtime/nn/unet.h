@@ -14,7 +14,7 @@
 #include <string>
 #include <vector>
 
-#include "runtime/model_config.h"
+#include "runtime/model/model_config.h"
 #include "runtime/nn/blocks.h"
 
 namespace vksd::nn {

@@ -12,7 +12,7 @@
 #include <memory>
 #include <vector>
 
-#include "runtime/model_config.h"
+#include "runtime/model/model_config.h"
 #include "runtime/nn/blocks.h"
 
 namespace vksd::nn {

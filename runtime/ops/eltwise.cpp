@@ -1,5 +1,5 @@
 // Elementwise ops: one shader (eltwise.comp) specialised by activation and mode.
-#include "runtime/context.h"
+#include "runtime/gpu/context.h"
 #include "runtime/error.h"
 #include "runtime/ops.h"
 

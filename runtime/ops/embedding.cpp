@@ -2,7 +2,7 @@
 // token + position lookup of the text encoder (shaders/embedding.comp).
 #include <cmath>
 
-#include "runtime/context.h"
+#include "runtime/gpu/context.h"
 #include "runtime/error.h"
 #include "runtime/ops.h"
 

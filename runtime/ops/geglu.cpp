@@ -1,5 +1,5 @@
 // GEGLU (shaders/geglu.comp): the gated GELU of SD's transformer feed-forward.
-#include "runtime/context.h"
+#include "runtime/gpu/context.h"
 #include "runtime/error.h"
 #include "runtime/ops.h"
 

@@ -3,7 +3,7 @@
 #pragma once
 #include <cstdint>
 
-#include "runtime/graph.h"
+#include "runtime/gpu/graph.h"
 
 namespace vksd::ops::detail {
 

@@ -3,7 +3,7 @@
 // read each tile's statistics and normalise with statistics merged over all tiles instead.
 #include <algorithm>
 
-#include "runtime/context.h"
+#include "runtime/gpu/context.h"
 #include "runtime/error.h"
 #include "runtime/ops.h"
 

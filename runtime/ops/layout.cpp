@@ -1,6 +1,6 @@
 // Layout ops (shaders/layout.comp): nearest upsampling, channel concatenation, NCHW <-> NLC
 // transposes and batch slices. Pure data movement, exact in every dtype.
-#include "runtime/context.h"
+#include "runtime/gpu/context.h"
 #include "runtime/error.h"
 #include "runtime/ops.h"
 

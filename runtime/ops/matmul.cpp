@@ -2,7 +2,7 @@
 #include <cstdlib>
 #include <cstdio>
 
-#include "runtime/context.h"
+#include "runtime/gpu/context.h"
 #include "runtime/error.h"
 #include "runtime/ops.h"
 #include "runtime/ops/gemm.h"

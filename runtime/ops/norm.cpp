@@ -4,7 +4,7 @@
 #include <cstdlib>
 #include <optional>
 
-#include "runtime/context.h"
+#include "runtime/gpu/context.h"
 #include "runtime/error.h"
 #include "runtime/ops.h"
 

@@ -11,10 +11,10 @@
 #include <cmath>
 #include <cstdio>
 
-#include "runtime/context.h"
-#include "runtime/preview.h"
-#include "runtime/prompt.h"
-#include "runtime/tokenizer.h"
+#include "runtime/gpu/context.h"
+#include "runtime/diffusion/preview.h"
+#include "runtime/text/prompt.h"
+#include "runtime/text/tokenizer.h"
 #include "viewer/panels/panel.h"
 #include "viewer/texture.h"
 #include "viewer/window.h"

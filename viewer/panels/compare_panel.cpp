@@ -9,7 +9,7 @@
 #include <cmath>
 #include <cstdio>
 
-#include "runtime/context.h"
+#include "runtime/gpu/context.h"
 #include "viewer/panels/latent_images.h"
 #include "viewer/panels/panel.h"
 #include "viewer/panels/plot.h"

@@ -8,9 +8,9 @@
 #include <cmath>
 #include <cstdio>
 
-#include "runtime/context.h"
-#include "runtime/rng.h"
-#include "runtime/schedule.h"
+#include "runtime/gpu/context.h"
+#include "runtime/diffusion/rng.h"
+#include "runtime/diffusion/schedule.h"
 #include "viewer/panels/latent_images.h"
 #include "viewer/panels/panel.h"
 #include "viewer/window.h"

@@ -11,7 +11,7 @@
 #include <cstdio>
 #include <map>
 
-#include "runtime/context.h"
+#include "runtime/gpu/context.h"
 #include "viewer/panels/panel.h"
 
 namespace vksd::view {

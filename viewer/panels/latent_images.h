@@ -8,7 +8,7 @@
 
 #include <imgui.h>
 
-#include "runtime/preview.h"
+#include "runtime/diffusion/preview.h"
 #include "viewer/texture.h"
 
 namespace vksd::view {

@@ -10,8 +10,8 @@
 #include <cstdio>
 #include <string>
 
-#include "runtime/preview.h"
-#include "runtime/samplers.h"
+#include "runtime/diffusion/preview.h"
+#include "runtime/diffusion/samplers.h"
 #include "viewer/panels/panel.h"
 #include "viewer/panels/plot.h"
 #include "viewer/texture.h"

@@ -15,8 +15,8 @@
 #include <utility>
 #include <vector>
 
-#include "runtime/generation_job.h"
-#include "runtime/pipeline.h"
+#include "runtime/diffusion/generation_job.h"
+#include "runtime/diffusion/pipeline.h"
 
 namespace vksd {
 class Context;

@@ -4,8 +4,8 @@
 #pragma once
 #include <vector>
 
-#include "runtime/samplers.h"
-#include "runtime/schedule.h"
+#include "runtime/diffusion/samplers.h"
+#include "runtime/diffusion/schedule.h"
 
 namespace vksd::view {
 

@@ -10,8 +10,8 @@
 #include <cmath>
 #include <cstdio>
 
-#include "runtime/prompt.h"
-#include "runtime/tokenizer.h"
+#include "runtime/text/prompt.h"
+#include "runtime/text/tokenizer.h"
 #include "viewer/panels/panel.h"
 
 namespace vksd::view {

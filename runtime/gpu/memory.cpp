@@ -1,0 +1,241 @@
+#include "runtime/gpu/memory.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "runtime/gpu/context.h"
+#include "runtime/error.h"
+
+namespace vksd {
+
+Buffer::Buffer(Context& ctx, VkDeviceSize bytes, Use use, const std::string& what) : ctx_(ctx), size_(bytes) {
+  const auto& info = ctx.info();
+  if (bytes == 0) bytes = size_ = 16;
+  if (bytes > info.max_memory_allocation)
+    fail(what + ": " + std::to_string(bytes) + " bytes exceed the device's maxMemoryAllocationSize (" +
+         std::to_string(info.max_memory_allocation) + ")");
+  VkBufferCreateInfo bci{VK_STRUCTURE_TYPE_BUFFER_CREATE_INFO};
+  bci.size = bytes;
+  bci.usage = VK_BUFFER_USAGE_TRANSFER_SRC_BIT | VK_BUFFER_USAGE_TRANSFER_DST_BIT;
+  if (use == Use::Device)
+    bci.usage |= VK_BUFFER_USAGE_UNIFORM_TEXEL_BUFFER_BIT | VK_BUFFER_USAGE_STORAGE_TEXEL_BUFFER_BIT |
+                 VK_BUFFER_USAGE_STORAGE_BUFFER_BIT;
+  if (use == Use::HostTexel) bci.usage |= VK_BUFFER_USAGE_UNIFORM_TEXEL_BUFFER_BIT;
+  bci.sharingMode = VK_SHARING_MODE_EXCLUSIVE;
+  vk_check(vkCreateBuffer(ctx.device(), &bci, nullptr, &buffer_), ("vkCreateBuffer for " + what).c_str());
+  VkMemoryRequirements req;
+  vkGetBufferMemoryRequirements(ctx.device(), buffer_, &req);
+  VkMemoryAllocateInfo ai{VK_STRUCTURE_TYPE_MEMORY_ALLOCATE_INFO};
+  ai.allocationSize = req.size;
+  ai.memoryTypeIndex = use == Use::Device
+      ? ctx.memory_type(req.memoryTypeBits, VK_MEMORY_PROPERTY_DEVICE_LOCAL_BIT)
+      : ctx.memory_type(req.memoryTypeBits,
+                        VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT | VK_MEMORY_PROPERTY_HOST_COHERENT_BIT);
+  VkResult r = vkAllocateMemory(ctx.device(), &ai, nullptr, &memory_);
+  if (r != VK_SUCCESS) {
+    vkDestroyBuffer(ctx.device(), buffer_, nullptr);
+    fail("out of device memory allocating " + std::to_string(bytes >> 20) + " MiB for " + what + " (" +
+         vk_result_name(r) + ")");
+  }
+  vk_check(vkBindBufferMemory(ctx.device(), buffer_, memory_, 0), "vkBindBufferMemory");
+  category_ = what.substr(0, what.find(' '));
+  ctx.track_memory(category_, (int64_t)size_);
+  if (use != Use::Device) vk_check(vkMapMemory(ctx.device(), memory_, 0, VK_WHOLE_SIZE, 0, &mapped_), "vkMapMemory");
+}
+
+Buffer::~Buffer() {
+  ctx_.track_memory(category_, -(int64_t)size_);
+  if (mapped_) vkUnmapMemory(ctx_.device(), memory_);
+  vkDestroyBuffer(ctx_.device(), buffer_, nullptr);
+  vkFreeMemory(ctx_.device(), memory_, nullptr);
+}
+
+Arena::Arena(Context& ctx, std::string name, VkDeviceSize block_bytes)
+    : ctx_(ctx), name_(std::move(name)), block_bytes_(std::min(block_bytes, ctx.info().max_memory_allocation)) {}
+
+DeviceTensor Arena::alloc(const Shape& shape, DType dtype) {
+  VkDeviceSize bytes = align_up((VkDeviceSize)shape_numel(shape) * dtype_size(dtype), 16);
+  if (blocks_.empty() || align_up(cursor_, kTensorAlignment) + bytes > blocks_.back()->size()) {
+    VkDeviceSize sz = std::max(block_bytes_, bytes);
+    blocks_.push_back(std::make_unique<Buffer>(ctx_, sz, Buffer::Use::Device, name_));
+    cursor_ = 0;
+  }
+  cursor_ = align_up(cursor_, kTensorAlignment);
+  DeviceTensor t{blocks_.back()->handle(), cursor_, shape, dtype};
+  cursor_ += bytes;
+  used_ += bytes;
+  return t;
+}
+
+VkDeviceSize Arena::reserved_bytes() const {
+  VkDeviceSize s = 0;
+  for (auto& b : blocks_) s += b->size();
+  return s;
+}
+
+VkDeviceSize plan_offsets(std::vector<PlanItem>& items, VkDeviceSize alignment) {
+  std::vector<size_t> order(items.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  // Largest first, then earliest: big tensors get the low, contiguous space.
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) {
+    if (items[a].bytes != items[b].bytes) return items[a].bytes > items[b].bytes;
+    return items[a].first < items[b].first;
+  });
+  std::vector<size_t> placed;
+  VkDeviceSize peak = 0;
+  for (size_t i : order) {
+    auto& it = items[i];
+    std::vector<std::pair<VkDeviceSize, VkDeviceSize>> busy;  // [begin, end) of conflicting items
+    for (size_t j : placed) {
+      const auto& o = items[j];
+      if (o.first <= it.last && it.first <= o.last) busy.push_back({o.offset, o.offset + o.bytes});
+    }
+    std::sort(busy.begin(), busy.end());
+    VkDeviceSize off = 0;
+    for (auto& [b, e] : busy) {
+      if (off + it.bytes <= b) break;
+      off = std::max(off, align_up(e, alignment));
+    }
+    it.offset = off;
+    peak = std::max(peak, off + it.bytes);
+    placed.push_back(i);
+  }
+  return peak;
+}
+
+// ---- staging ----
+
+static constexpr VkDeviceSize kStagingChunk = 64ull << 20;
+
+static void copy_barrier(VkCommandBuffer cb, VkAccessFlags src, VkPipelineStageFlags src_stage, VkAccessFlags dst,
+                         VkPipelineStageFlags dst_stage) {
+  VkMemoryBarrier mb{VK_STRUCTURE_TYPE_MEMORY_BARRIER};
+  mb.srcAccessMask = src;
+  mb.dstAccessMask = dst;
+  vkCmdPipelineBarrier(cb, src_stage, dst_stage, 0, 1, &mb, 0, nullptr, 0, nullptr);
+}
+
+// Everything earlier on the queue (kernels, copies) against this copy, both directions.
+static constexpr VkAccessFlags kAnyAccess = VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT |
+                                            VK_ACCESS_TRANSFER_READ_BIT | VK_ACCESS_TRANSFER_WRITE_BIT;
+static constexpr VkPipelineStageFlags kAnyStage = VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT;
+
+void upload_bytes(Context& ctx, VkBuffer dst, VkDeviceSize offset, const void* data, VkDeviceSize bytes) {
+  Buffer staging(ctx, std::min(bytes, kStagingChunk), Buffer::Use::Staging, "staging (upload)");
+  for (VkDeviceSize done = 0; done < bytes;) {
+    VkDeviceSize n = std::min(bytes - done, kStagingChunk);
+    std::memcpy(staging.mapped(), (const char*)data + done, n);
+    VkCommandBuffer cb = ctx.begin_commands();
+    copy_barrier(cb, kAnyAccess, kAnyStage, VK_ACCESS_TRANSFER_WRITE_BIT, VK_PIPELINE_STAGE_TRANSFER_BIT);
+    VkBufferCopy region{0, offset + done, n};
+    vkCmdCopyBuffer(cb, staging.handle(), dst, 1, &region);
+    copy_barrier(cb, VK_ACCESS_TRANSFER_WRITE_BIT, VK_PIPELINE_STAGE_TRANSFER_BIT, kAnyAccess, kAnyStage);
+    ctx.submit_and_wait(cb);
+    done += n;
+  }
+}
+
+void download_bytes(Context& ctx, VkBuffer src, VkDeviceSize offset, void* data, VkDeviceSize bytes) {
+  Buffer staging(ctx, std::min(bytes, kStagingChunk), Buffer::Use::Staging, "staging (download)");
+  for (VkDeviceSize done = 0; done < bytes;) {
+    VkDeviceSize n = std::min(bytes - done, kStagingChunk);
+    VkCommandBuffer cb = ctx.begin_commands();
+    copy_barrier(cb, kAnyAccess, kAnyStage, VK_ACCESS_TRANSFER_READ_BIT, VK_PIPELINE_STAGE_TRANSFER_BIT);
+    VkBufferCopy region{offset + done, 0, n};
+    vkCmdCopyBuffer(cb, src, staging.handle(), 1, &region);
+    copy_barrier(cb, VK_ACCESS_TRANSFER_WRITE_BIT | VK_ACCESS_TRANSFER_READ_BIT, VK_PIPELINE_STAGE_TRANSFER_BIT,
+                 VK_ACCESS_HOST_READ_BIT | kAnyAccess, VK_PIPELINE_STAGE_HOST_BIT | kAnyStage);
+    ctx.submit_and_wait(cb);
+    std::memcpy((char*)data + done, staging.mapped(), n);
+    done += n;
+  }
+}
+
+uint16_t f32_to_f16(float f) {
+  uint32_t x;
+  std::memcpy(&x, &f, 4);
+  uint32_t sign = (x >> 16) & 0x8000u;
+  uint32_t exp = (x >> 23) & 0xffu;
+  uint32_t mant = x & 0x7fffffu;
+  if (exp == 0xff) return (uint16_t)(sign | 0x7c00u | (mant ? 0x200u : 0));  // inf / nan
+  int e = (int)exp - 127 + 15;
+  if (e >= 31) return (uint16_t)(sign | 0x7c00u);  // overflow -> inf
+  if (e <= 0) {                                    // subnormal or zero
+    if (e < -10) return (uint16_t)sign;
+    mant |= 0x800000u;
+    uint32_t shift = (uint32_t)(14 - e);
+    uint32_t half = mant >> shift;
+    uint32_t rem = mant & ((1u << shift) - 1), mid = 1u << (shift - 1);
+    if (rem > mid || (rem == mid && (half & 1))) half++;
+    return (uint16_t)(sign | half);
+  }
+  uint32_t half = sign | ((uint32_t)e << 10) | (mant >> 13);
+  uint32_t rem = mant & 0x1fffu;
+  if (rem > 0x1000u || (rem == 0x1000u && (half & 1))) half++;  // may carry into exponent: correct
+  return (uint16_t)half;
+}
+
+float f16_to_f32(uint16_t h) {
+  uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
+  uint32_t exp = (h >> 10) & 0x1fu;
+  uint32_t mant = h & 0x3ffu;
+  uint32_t x;
+  if (exp == 0) {
+    if (mant == 0) x = sign;
+    else {
+      int e = -1;
+      do { mant <<= 1; e++; } while (!(mant & 0x400u));
+      x = sign | (uint32_t)(127 - 15 - e) << 23 | (mant & 0x3ffu) << 13;
+    }
+  } else if (exp == 31) x = sign | 0x7f800000u | (mant << 13);
+  else x = sign | (exp - 15 + 127) << 23 | (mant << 13);
+  float f;
+  std::memcpy(&f, &x, 4);
+  return f;
+}
+
+float bf16_to_f32(uint16_t h) {
+  uint32_t x = (uint32_t)h << 16;
+  float f;
+  std::memcpy(&f, &x, 4);
+  return f;
+}
+
+void upload(Context& ctx, const DeviceTensor& t, const float* data) {
+  size_t n = (size_t)t.numel();
+  if (t.dtype == DType::F16) {
+    std::vector<uint16_t> h(n);
+    for (size_t i = 0; i < n; ++i) h[i] = f32_to_f16(data[i]);
+    upload_bytes(ctx, t.buffer, t.offset, h.data(), n * 2);
+  } else if (t.dtype == DType::I32) {
+    std::vector<int32_t> v(n);
+    for (size_t i = 0; i < n; ++i) v[i] = (int32_t)data[i];
+    upload_bytes(ctx, t.buffer, t.offset, v.data(), n * 4);
+  } else {
+    upload_bytes(ctx, t.buffer, t.offset, data, n * 4);
+  }
+}
+
+void upload_i32(Context& ctx, const DeviceTensor& t, const int32_t* data) {
+  if (t.dtype != DType::I32) fail("upload_i32: tensor is " + std::string(dtype_name(t.dtype)));
+  upload_bytes(ctx, t.buffer, t.offset, data, (VkDeviceSize)t.numel() * 4);
+}
+
+std::vector<float> download(Context& ctx, const DeviceTensor& t) {
+  size_t n = (size_t)t.numel();
+  std::vector<float> out(n);
+  if (t.dtype == DType::F16) {
+    std::vector<uint16_t> h(n);
+    download_bytes(ctx, t.buffer, t.offset, h.data(), n * 2);
+    for (size_t i = 0; i < n; ++i) out[i] = f16_to_f32(h[i]);
+  } else if (t.dtype == DType::I32) {
+    std::vector<int32_t> v(n);
+    download_bytes(ctx, t.buffer, t.offset, v.data(), n * 4);
+    for (size_t i = 0; i < n; ++i) out[i] = (float)v[i];
+  } else {
+    download_bytes(ctx, t.buffer, t.offset, out.data(), n * 4);
+  }
+  return out;
+}
+
+}  // namespace vksd

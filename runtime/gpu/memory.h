@@ -1,0 +1,99 @@
+// Device memory, explicitly managed.
+//   Buffer        one VkBuffer with its own VkDeviceMemory (a large block).
+//   DeviceTensor  a tensor's place in a Buffer: (buffer, offset, shape, dtype).
+//   Arena         sub-allocates tensors from large blocks; weights live in one.
+//   plan_offsets  the activation planner: gives each intermediate tensor an offset from its
+//                 lifetime so that tensors that are never alive together share bytes.
+//   upload/download  host <-> device through a staging buffer, converting the dtype.
+#pragma once
+#include <memory>
+#include <string>
+#include <vector>
+#include <vulkan/vulkan.h>
+
+#include "runtime/gpu/dtype.h"
+
+namespace vksd {
+
+class Context;
+
+// Every tensor is aligned to this many bytes: the largest minTexelBufferOffsetAlignment the
+// Vulkan spec allows, so any tensor can be bound as a texel buffer on any device.
+constexpr VkDeviceSize kTensorAlignment = 256;
+
+inline VkDeviceSize align_up(VkDeviceSize v, VkDeviceSize a) { return (v + a - 1) / a * a; }
+
+class Buffer {
+ public:
+  // Device: device-local, bindable as texel/storage buffers. Staging: host-visible, mapped,
+  // transfers only. HostTexel: host-visible and mapped like Staging, and bindable as a uniform
+  // texel buffer, so a kernel reads what the host wrote without a copy (small per-frame inputs).
+  enum class Use { Device, Staging, HostTexel };
+  Buffer(Context& ctx, VkDeviceSize bytes, Use use, const std::string& what);
+  ~Buffer();
+  Buffer(const Buffer&) = delete;
+  Buffer& operator=(const Buffer&) = delete;
+  VkBuffer handle() const { return buffer_; }
+  VkDeviceSize size() const { return size_; }
+  void* mapped() const { return mapped_; }
+
+ private:
+  Context& ctx_;
+  VkBuffer buffer_ = VK_NULL_HANDLE;
+  VkDeviceMemory memory_ = VK_NULL_HANDLE;
+  VkDeviceSize size_ = 0;
+  void* mapped_ = nullptr;
+  std::string category_;  // first word of `what`, for Context::memory_in_use
+};
+
+struct DeviceTensor {
+  VkBuffer buffer = VK_NULL_HANDLE;
+  VkDeviceSize offset = 0;
+  Shape shape;
+  DType dtype = DType::F32;
+  int64_t numel() const { return shape_numel(shape); }
+  VkDeviceSize bytes() const { return (VkDeviceSize)numel() * dtype_size(dtype); }
+  bool valid() const { return buffer != VK_NULL_HANDLE; }
+};
+
+// Bump allocator over large blocks. Blocks are never larger than the device allows for one
+// allocation; a tensor bigger than a block gets a block of its own.
+class Arena {
+ public:
+  Arena(Context& ctx, std::string name, VkDeviceSize block_bytes = 256ull << 20);
+  DeviceTensor alloc(const Shape& shape, DType dtype);
+  VkDeviceSize used_bytes() const { return used_; }
+  VkDeviceSize reserved_bytes() const;
+  Context& context() { return ctx_; }
+
+ private:
+  Context& ctx_;
+  std::string name_;
+  VkDeviceSize block_bytes_;
+  std::vector<std::unique_ptr<Buffer>> blocks_;
+  VkDeviceSize cursor_ = 0, used_ = 0;
+};
+
+// Activation planner. Items alive over [first, last] (inclusive step indices) must not share
+// bytes with any item whose interval intersects theirs. Returns the peak (arena size).
+struct PlanItem {
+  VkDeviceSize bytes = 0;
+  int first = 0, last = 0;
+  VkDeviceSize offset = 0;  // output
+};
+VkDeviceSize plan_offsets(std::vector<PlanItem>& items, VkDeviceSize alignment = kTensorAlignment);
+
+// Host <-> device copies through a staging buffer (chunked, so any size works).
+void upload_bytes(Context& ctx, VkBuffer dst, VkDeviceSize offset, const void* data, VkDeviceSize bytes);
+void download_bytes(Context& ctx, VkBuffer src, VkDeviceSize offset, void* data, VkDeviceSize bytes);
+// Converting helpers: host data is f32 (or i32 for I32 tensors); stored as the tensor's dtype.
+void upload(Context& ctx, const DeviceTensor& t, const float* data);
+void upload_i32(Context& ctx, const DeviceTensor& t, const int32_t* data);
+std::vector<float> download(Context& ctx, const DeviceTensor& t);
+
+// IEEE half conversions (round to nearest even).
+uint16_t f32_to_f16(float f);
+float f16_to_f32(uint16_t h);
+float bf16_to_f32(uint16_t h);
+
+}  // namespace vksd

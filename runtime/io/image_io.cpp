@@ -1,0 +1,204 @@
+#include "runtime/io/image_io.h"
+
+#include <zlib.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <unistd.h>
+
+#include "runtime/error.h"
+
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wsign-compare"
+#pragma GCC diagnostic ignored "-Wunused-but-set-variable"
+#pragma GCC diagnostic ignored "-Wimplicit-fallthrough"
+#define STB_IMAGE_IMPLEMENTATION
+#define STBI_FAILURE_USERMSG
+#include <stb_image.h>
+#pragma GCC diagnostic pop
+
+namespace vksd {
+
+Image read_image(const std::string& path, int channels) {
+  if (channels != 1 && channels != 3 && channels != 4) fail("read_image: channels must be 1, 3 or 4");
+  if (!std::filesystem::exists(path)) fail("cannot read image '" + path + "': no such file");
+  int w = 0, h = 0, n = 0;
+  unsigned char* data = stbi_load(path.c_str(), &w, &h, &n, channels);
+  if (!data) fail("cannot read image '" + path + "': " + (stbi_failure_reason() ? stbi_failure_reason() : "unknown format"));
+  Image img;
+  img.width = w;
+  img.height = h;
+  img.channels = channels;
+  img.pixels.assign(data, data + (size_t)w * h * channels);
+  stbi_image_free(data);
+  return img;
+}
+
+// ---- PNG encoder ----------------------------------------------------------------------------
+
+static void put_u32(std::vector<uint8_t>& out, uint32_t v) {
+  for (int s = 24; s >= 0; s -= 8) out.push_back((uint8_t)(v >> s));
+}
+
+static void put_chunk(std::vector<uint8_t>& out, const char type[4], const uint8_t* data, size_t n) {
+  put_u32(out, (uint32_t)n);
+  size_t start = out.size();
+  out.insert(out.end(), type, type + 4);
+  out.insert(out.end(), data, data + n);
+  uLong crc = crc32(0L, out.data() + start, (uInt)(n + 4));
+  put_u32(out, (uint32_t)crc);
+}
+
+std::vector<uint8_t> encode_png(const Image& img, const TextChunks& text) {
+  if (img.width <= 0 || img.height <= 0) fail("encode_png: empty image");
+  if (img.channels != 1 && img.channels != 3 && img.channels != 4) fail("encode_png: channels must be 1, 3 or 4");
+  if (img.pixels.size() != (size_t)img.width * img.height * img.channels) fail("encode_png: pixel buffer size mismatch");
+  std::vector<uint8_t> out = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+  std::vector<uint8_t> ihdr;
+  put_u32(ihdr, (uint32_t)img.width);
+  put_u32(ihdr, (uint32_t)img.height);
+  const uint8_t color_type = img.channels == 1 ? 0 : img.channels == 3 ? 2 : 6;
+  ihdr.insert(ihdr.end(), {8, color_type, 0, 0, 0});  // 8 bit, deflate, adaptive filter, no interlace
+  put_chunk(out, "IHDR", ihdr.data(), ihdr.size());
+
+  for (const auto& [key, value] : text) {
+    if (key.empty() || key.size() > 79 || key.find('\0') != std::string::npos)
+      fail("encode_png: tEXt keyword must be 1-79 characters: '" + key + "'");
+    if (value.find('\0') != std::string::npos) fail("encode_png: tEXt text contains NUL");
+    std::vector<uint8_t> t(key.begin(), key.end());
+    t.push_back(0);
+    t.insert(t.end(), value.begin(), value.end());
+    put_chunk(out, "tEXt", t.data(), t.size());
+  }
+
+  // Scanlines with the Sub filter (a cheap, good choice for photographs).
+  const size_t stride = (size_t)img.width * img.channels;
+  std::vector<uint8_t> raw((stride + 1) * img.height);
+  for (int y = 0; y < img.height; ++y) {
+    uint8_t* dst = raw.data() + (stride + 1) * y;
+    const uint8_t* src = img.pixels.data() + stride * y;
+    dst[0] = 1;  // Sub
+    for (size_t i = 0; i < stride; ++i)
+      dst[1 + i] = (uint8_t)(src[i] - (i >= (size_t)img.channels ? src[i - img.channels] : 0));
+  }
+  uLongf zlen = compressBound((uLong)raw.size());
+  std::vector<uint8_t> z(zlen);
+  if (compress2(z.data(), &zlen, raw.data(), (uLong)raw.size(), 6) != Z_OK) fail("encode_png: zlib compression failed");
+  put_chunk(out, "IDAT", z.data(), zlen);
+  put_chunk(out, "IEND", nullptr, 0);
+  return out;
+}
+
+void write_file_atomic(const std::string& path, const void* data, size_t size) {
+  const std::string tmp = path + ".tmp-" + std::to_string((long)::getpid());
+  {
+    FILE* f = std::fopen(tmp.c_str(), "wb");
+    if (!f) fail("cannot write '" + path + "': " + std::strerror(errno));
+    bool ok = std::fwrite(data, 1, size, f) == size;
+    ok = (std::fflush(f) == 0) && ok;
+    ok = (std::fclose(f) == 0) && ok;
+    if (!ok) {
+      int e = errno;
+      std::remove(tmp.c_str());
+      fail("cannot write '" + path + "': " + std::strerror(e));
+    }
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    int e = errno;
+    std::remove(tmp.c_str());
+    fail("cannot write '" + path + "': rename failed: " + std::strerror(e));
+  }
+}
+
+void write_png(const std::string& path, const Image& img, const TextChunks& text) {
+  auto bytes = encode_png(img, text);
+  write_file_atomic(path, bytes.data(), bytes.size());
+}
+
+static uint32_t get_u32(const uint8_t* p) { return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3]; }
+
+TextChunks read_png_text(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) fail("cannot read '" + path + "'");
+  std::vector<uint8_t> b((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  static const uint8_t sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+  if (b.size() < 8 || std::memcmp(b.data(), sig, 8) != 0) fail("'" + path + "' is not a PNG file");
+  TextChunks r;
+  size_t pos = 8;
+  while (pos + 12 <= b.size()) {
+    uint32_t n = get_u32(&b[pos]);
+    if (pos + 12 + (size_t)n > b.size()) fail("'" + path + "': truncated PNG chunk");
+    std::string type(reinterpret_cast<const char*>(&b[pos + 4]), 4);
+    const uint8_t* d = &b[pos + 8];
+    if (type == "tEXt") {
+      const uint8_t* z = static_cast<const uint8_t*>(std::memchr(d, 0, n));
+      if (z) r.emplace_back(std::string(d, z), std::string(z + 1, d + n));
+    }
+    if (type == "IEND") break;
+    pos += 12 + n;
+  }
+  return r;
+}
+
+// ---- float <-> 8 bit ------------------------------------------------------------------------
+
+Image tensor_to_image(const float* nchw, int channels, int height, int width) {
+  if (channels != 3 && channels != 1) fail("tensor_to_image: need 1 or 3 channels, got " + std::to_string(channels));
+  Image img(width, height, channels);
+  const size_t plane = (size_t)width * height;
+  for (int c = 0; c < channels; ++c)
+    for (size_t i = 0; i < plane; ++i) {
+      float v = (nchw[c * plane + i] + 1.0f) / 2.0f;
+      v = std::clamp(v, 0.0f, 1.0f);
+      if (!(v >= 0.0f)) v = 0.0f;  // NaN (a diverged run) becomes black, not undefined
+      img.pixels[i * channels + c] = (uint8_t)(v * 255.0f + 0.5f);
+    }
+  return img;
+}
+
+std::vector<float> image_to_tensor(const Image& img) {
+  if (img.channels != 3) fail("image_to_tensor: need an RGB image");
+  const size_t plane = (size_t)img.width * img.height;
+  std::vector<float> t(3 * plane);
+  for (int c = 0; c < 3; ++c)
+    for (size_t i = 0; i < plane; ++i) t[c * plane + i] = img.pixels[i * 3 + c] / 127.5f - 1.0f;
+  return t;
+}
+
+std::vector<float> image_to_mask(const Image& img) {
+  if (img.channels != 1) fail("image_to_mask: need a grayscale image");
+  std::vector<float> m(img.pixels.size());
+  for (size_t i = 0; i < m.size(); ++i) m[i] = img.pixels[i] / 255.0f;
+  return m;
+}
+
+Image contact_sheet(const std::vector<Image>& images, int cols, int pad) {
+  if (images.empty()) fail("contact_sheet: no images");
+  const int w = images[0].width, h = images[0].height, ch = images[0].channels;
+  for (const auto& im : images)
+    if (im.width != w || im.height != h || im.channels != ch) fail("contact_sheet: images differ in size");
+  cols = std::max(1, std::min(cols, (int)images.size()));
+  const int rows = ((int)images.size() + cols - 1) / cols;
+  Image sheet(cols * w + (cols + 1) * pad, rows * h + (rows + 1) * pad, ch);
+  std::fill(sheet.pixels.begin(), sheet.pixels.end(), (uint8_t)40);
+  for (size_t k = 0; k < images.size(); ++k) {
+    const int ox = pad + (int)(k % cols) * (w + pad), oy = pad + (int)(k / cols) * (h + pad);
+    for (int y = 0; y < h; ++y) std::memcpy(sheet.at(ox, oy + y), images[k].at(0, y), (size_t)w * ch);
+  }
+  return sheet;
+}
+
+Image upscale_nearest(const Image& img, int factor) {
+  if (factor <= 1) return img;
+  Image out(img.width * factor, img.height * factor, img.channels);
+  for (int y = 0; y < out.height; ++y)
+    for (int x = 0; x < out.width; ++x) std::memcpy(out.at(x, y), img.at(x / factor, y / factor), img.channels);
+  return out;
+}
+
+}  // namespace vksd

@@ -1,0 +1,58 @@
+#include "runtime/model/demo_model.h"
+
+#include <algorithm>
+#include <cstdlib>
+#include <filesystem>
+
+#include "runtime/error.h"
+
+namespace fs = std::filesystem;
+
+namespace vksd {
+
+std::string model_in_folder(const std::string& dir) {
+  std::error_code ec;
+  const fs::path d(dir);
+  if (fs::is_regular_file(d / "model.safetensors", ec)) return (d / "model.safetensors").string();
+  if (fs::is_directory(d / "unet", ec)) return d.string();
+  return {};
+}
+
+std::string default_model_path(const char* env_model, const std::vector<std::string>& demo_dirs) {
+  std::error_code ec;
+  if (env_model && *env_model) {
+    // An explicit choice that does not exist is an error, not a reason to fall back to the demo.
+    if (fs::is_regular_file(env_model, ec)) return env_model;
+    if (fs::is_directory(env_model, ec)) {
+      if (auto m = model_in_folder(env_model); !m.empty()) return m;
+      fail(std::string("VKSD_MODEL names the folder ") + env_model +
+           ", which holds neither model.safetensors nor a diffusers layout (unet/, vae/, text_encoder/)");
+    }
+    fail(std::string("VKSD_MODEL names a model that does not exist: ") + env_model);
+  }
+  std::string looked;
+  for (const auto& dir : demo_dirs) {
+    if (auto m = model_in_folder(dir); !m.empty()) return m;
+    looked += "\n  " + (fs::path(dir) / "model.safetensors").lexically_normal().string();
+  }
+  fail("no model given (-m) and the demo model is not there; looked for:" + looked +
+       "\nThe demo model is not trained yet in this checkout: train and export it as weights/README.md "
+       "describes (\"Rebuilding the model\": prepare_data.py, bpe.py learn, train.py, export.py -> weights/demo/), "
+       "or pass -m PATH to a Stable Diffusion 1.x checkpoint (.safetensors or diffusers folder), "
+       "or set VKSD_MODEL=PATH.");
+}
+
+std::string default_model_path() {
+  std::vector<std::string> dirs = {(fs::path(VKSD_SOURCE_DIR) / kDemoModelDir).lexically_normal().string()};
+  // The running executable's folder (Linux: /proc/self/exe), for a build moved next to weights/.
+  std::error_code ec;
+  fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+  if (!ec && !exe.empty())
+    for (const fs::path& base : {exe.parent_path(), exe.parent_path().parent_path()}) {
+      const std::string d = (base / kDemoModelDir).lexically_normal().string();
+      if (std::find(dirs.begin(), dirs.end(), d) == dirs.end()) dirs.push_back(d);
+    }
+  return default_model_path(std::getenv("VKSD_MODEL"), dirs);
+}
+
+}  // namespace vksd

@@ -1,0 +1,86 @@
+// What a Stable Diffusion 1.x checkpoint is: the hyper-parameters of its three networks and
+// its noise schedule. Most of it is read off the tensors' shapes (channels, levels, blocks,
+// context width); what shapes cannot tell (head counts, norm eps, schedule, prediction type)
+// comes from SD 1.x defaults or from a vksd model config JSON beside the checkpoint
+// (format: docs/model-config.md).
+#pragma once
+#include <string>
+#include <vector>
+
+#include "runtime/diffusion/preview.h"
+
+namespace vksd {
+
+// CLIP ViT-L/14 text transformer as used by SD 1.x (Hugging Face CLIPTextModel names).
+struct ClipConfig {
+  int vocab_size = 49408;
+  int max_length = 77;       // context length (position embeddings)
+  int width = 768;           // hidden size
+  int layers = 12;
+  int heads = 12;
+  int mlp_dim = 3072;
+  float ln_eps = 1e-5f;
+  bool quick_gelu = true;    // CLIP's x*sigmoid(1.702x); false = exact erf GELU
+  int bos_token = 49406, eos_token = 49407, pad_token = 49407;
+};
+
+// The LDM UNetModel (openaimodel.py) with SpatialTransformer cross-attention.
+struct UNetConfig {
+  int in_channels = 4;                     // 9 for the inpainting UNet
+  int out_channels = 4;
+  int model_channels = 320;
+  std::vector<int> channel_mult = {1, 2, 4, 4};
+  int num_res_blocks = 2;
+  // Per level: does it carry SpatialTransformers (SD 1.x: all but the deepest)?
+  std::vector<bool> attention_levels = {true, true, true, false};
+  int num_heads = 8;                       // heads per SpatialTransformer (dim_head = ch / heads)
+  int num_head_channels = -1;              // if > 0: fixed dim_head, heads = ch / dim_head (SD 2.x style)
+  int transformer_depth = 1;
+  int context_dim = 768;
+  bool use_linear_in_transformer = false;  // proj_in/out as linear (SD 2.x) instead of 1x1 conv
+  float gn_eps = 1e-5f;                    // GroupNorm(32) eps
+  float ln_eps = 1e-5f;                    // LayerNorm eps inside transformer blocks
+  int time_embed_dim() const { return model_channels * 4; }
+  int heads_for(int channels) const { return num_head_channels > 0 ? channels / num_head_channels : num_heads; }
+};
+
+// AutoencoderKL (first_stage_model): Encoder, Decoder, quant_conv/post_quant_conv.
+struct VaeConfig {
+  int in_channels = 3, out_channels = 3;
+  int ch = 128;
+  std::vector<int> ch_mult = {1, 2, 4, 4};
+  int num_res_blocks = 2;                  // encoder; the decoder uses num_res_blocks + 1 per level
+  int z_channels = 4;
+  int embed_dim = 4;                       // latent channels
+  float gn_eps = 1e-6f;
+  float scale_factor = 0.18215f;           // latent = scale_factor * posterior sample
+  int downsample_factor() const { return 1 << (int)(ch_mult.size() - 1); }
+};
+
+// The DDPM training schedule the model was trained with.
+struct ScheduleConfig {
+  int num_train_timesteps = 1000;
+  double beta_start = 0.00085, beta_end = 0.012;
+  std::string beta_schedule = "scaled_linear";  // "scaled_linear" (LDM "linear" in sqrt space) or "linear"
+  std::string prediction_type = "epsilon";      // "epsilon" or "v_prediction"
+};
+
+struct ModelConfig {
+  std::string name;      // for messages and PNG metadata
+  // Default image width and height in pixels (`vksd generate` without -W/-H): the resolution
+  // the model was trained at. SD 1.x: 512; the embedded demo model: 64.
+  int sample_size = 512;
+  // The tokenizer vocabulary the text encoder was trained with, from the model config's
+  // "tokenizer": {"vocab": FILE} (FILE relative to the config file), as a usable path;
+  // "" = none named (find_vocabulary searches beside the model, then VKSD_VOCAB).
+  std::string tokenizer_vocab;
+  ClipConfig clip;
+  UNetConfig unet;
+  VaeConfig vae;
+  ScheduleConfig schedule;
+  // The linear latent -> RGB map for step previews (its VAE's colours to first order), from
+  // the model config's "preview" section; SD 1.x's by default. `vksd fit-preview` fits one.
+  LatentRgbMap preview = LatentRgbMap::sd1();
+};
+
+}  // namespace vksd

@@ -1,0 +1,66 @@
+// Safetensors reader: the file is memory-mapped read-only and every header field is validated
+// before any byte of tensor data is trusted.
+//
+// Layout: u64 little-endian N, then N bytes of JSON header, then the data area. The header maps
+// tensor names to {"dtype", "shape", "data_offsets": [begin, end]} (offsets relative to the data
+// area) plus an optional "__metadata__" object of string -> string.
+// Every failure is a vksd::Error naming the file and, where there is one, the tensor.
+#pragma once
+#include <cstdint>
+#include <map>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "runtime/gpu/dtype.h"
+
+namespace vksd {
+
+// Element types a safetensors file may hold that vksd understands. Float weights come as
+// F32/F16/BF16; integer tensors (e.g. CLIP's position_ids) are bookkeeping, never weights.
+enum class StDType : uint8_t { F32, F16, BF16, I64, I32 };
+size_t st_dtype_size(StDType t);
+const char* st_dtype_name(StDType t);  // the header's spelling: "F32", "F16", ...
+
+struct StTensor {
+  std::string name;
+  StDType dtype = StDType::F32;
+  Shape shape;
+  uint64_t begin = 0, end = 0;  // byte span within the data area
+  int64_t numel() const { return shape_numel(shape); }
+};
+
+class SafetensorsFile {
+ public:
+  // Maps the file and validates the header; throws vksd::Error on any malformed field.
+  explicit SafetensorsFile(const std::string& path);
+  ~SafetensorsFile();
+  SafetensorsFile(const SafetensorsFile&) = delete;
+  SafetensorsFile& operator=(const SafetensorsFile&) = delete;
+
+  const std::string& path() const { return path_; }
+  uint64_t file_size() const { return size_; }
+  // Tensors in the header's order.
+  const std::vector<StTensor>& tensors() const { return tensors_; }
+  const StTensor* find(const std::string& name) const;        // nullptr when absent
+  const StTensor& at(const std::string& name) const;          // Error naming file + tensor
+  const std::map<std::string, std::string>& metadata() const { return metadata_; }
+
+  // The tensor's raw little-endian bytes, in place in the mapping.
+  std::span<const uint8_t> bytes(const StTensor& t) const;
+  // Converted to float32 on the host (F16/BF16 widened exactly; I32/I64 converted by value).
+  std::vector<float> to_f32(const StTensor& t) const;
+  void to_f32(const StTensor& t, float* out) const;
+
+ private:
+  std::string path_;
+  int fd_ = -1;
+  const uint8_t* map_ = nullptr;
+  uint64_t size_ = 0;
+  uint64_t data_start_ = 0;  // 8 + header length
+  std::vector<StTensor> tensors_;
+  std::map<std::string, size_t> index_;
+  std::map<std::string, std::string> metadata_;
+};
+
+}  // namespace vksd

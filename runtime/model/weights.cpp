@@ -1,0 +1,40 @@
+#include "runtime/model/weights.h"
+
+#include <algorithm>
+
+#include "runtime/error.h"
+
+namespace vksd {
+
+static constexpr VkDeviceSize kWeightBlock = 256ull << 20;
+
+WeightStore::WeightStore(Context& ctx, DType storage, VkDeviceSize expected_bytes)
+    : storage_(storage),
+      arena_(ctx, "weights", expected_bytes ? std::min(kWeightBlock, align_up(expected_bytes, kTensorAlignment)) : kWeightBlock) {}
+
+void WeightStore::add(const std::string& name, const Shape& shape, const float* data) {
+  if (has(name)) fail("weight '" + name + "' added twice");
+  DeviceTensor t = arena_.alloc(shape, storage_);
+  upload(arena_.context(), t, data);
+  tensors_.emplace(name, t);
+}
+
+const DeviceTensor& WeightStore::get(const std::string& name, const Shape& expect) const {
+  auto it = tensors_.find(name);
+  if (it == tensors_.end()) fail("missing tensor '" + name + "' in the checkpoint");
+  if (!expect.empty() && it->second.shape != expect)
+    fail("tensor '" + name + "' has shape " + shape_str(it->second.shape) + ", expected " + shape_str(expect));
+  return it->second;
+}
+
+Tensor WeightStore::bind(Graph& g, const std::string& name, const Shape& expect) const {
+  return g.bind(get(name, expect), name);
+}
+
+std::vector<std::string> WeightStore::names() const {
+  std::vector<std::string> r;
+  for (auto& [k, v] : tensors_) r.push_back(k);
+  return r;
+}
+
+}  // namespace vksd
