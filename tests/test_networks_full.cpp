@@ -31,6 +31,7 @@
 #include "runtime/nn/text_encoder.h"
 #include "runtime/nn/unet.h"
 #include "runtime/nn/vae.h"
+#include "runtime/model/random_checkpoint.h"
 #include "runtime/model/sd1_layout.h"
 #include "runtime/model/weights.h"
 #include "tests/cpu_reference.h"
@@ -49,12 +50,6 @@ uint64_t splitmix(uint64_t x) {
   return x ^ (x >> 31);
 }
 
-uint64_t name_seed(const std::string& s) {
-  uint64_t h = 1469598103934665603ull;  // FNV-1a
-  for (unsigned char c : s) h = (h ^ c) * 1099511628211ull;
-  return h;
-}
-
 // fp16 rounding (nearest even) of a float in fp16's normal range by clearing the low 13
 // mantissa bits; values below it take the exact (slower) path.
 float round_to_f16(float x) {
@@ -67,7 +62,8 @@ float round_to_f16(float x) {
   return x;
 }
 
-// Random full-size weights in the real key layout, identical for the device and the reference.
+// Random full-size weights in the real key layout (runtime/model/random_checkpoint.h), identical
+// for the device and the reference.
 class RandomWeights {
  public:
   RandomWeights(const std::vector<TensorSpec>& specs, DType storage) : storage_(storage) {
@@ -76,25 +72,7 @@ class RandomWeights {
   std::vector<float> operator()(const std::string& name) const {
     auto it = shapes_.find(name);
     if (it == shapes_.end()) throw std::runtime_error("RandomWeights: no tensor " + name);
-    const Shape& shape = it->second;
-    const size_t n = (size_t)shape_numel(shape);
-    const auto ends = [&](const char* suffix) {
-      size_t l = std::strlen(suffix);
-      return name.size() >= l && name.compare(name.size() - l, l, suffix) == 0;
-    };
-    double offset = 0, amp;
-    if (name.find("token_embedding") != std::string::npos) amp = std::sqrt(3.0);       // var 1
-    else if (name.find("position_embedding") != std::string::npos) amp = 0.5 * std::sqrt(3.0);
-    else if (shape.size() == 1 && ends(".weight")) offset = 1, amp = 0.1;             // norm gains
-    else if (ends(".bias")) amp = 0.05;
-    else amp = std::sqrt(3.0 / (double)(shape_numel(shape) / shape[0]));               // var 1/fan_in
-    std::vector<float> v(n);
-    const uint64_t seed = name_seed(name);
-    const float a = (float)amp, off = (float)offset;
-    for (size_t i = 0; i < n; ++i) {
-      const float u = (float)(int32_t)(splitmix(seed + i) >> 32) * 0x1p-31f;  // [-1, 1)
-      v[i] = off + a * u;
-    }
+    std::vector<float> v = random_weight(name, it->second);
     if (storage_ == DType::F16)
       for (float& x : v) x = round_to_f16(x);
     return v;
