@@ -10,6 +10,7 @@
 #include "runtime/error.h"
 #include "runtime/gpu/kernel.h"
 #include "runtime/gpu/memory.h"
+#include "runtime/diffusion/preview_slots.h"
 
 namespace vksd {
 
@@ -45,8 +46,6 @@ struct Push {
 };
 static_assert(sizeof(Push) == 76 && sizeof(Push) <= kPushConstantBytes);
 
-constexpr uint32_t kGroup = 64;  // local_size_x
-
 }  // namespace
 
 LatentPreview::LatentPreview(Context& ctx, int channels, int height, int width, int slots)
@@ -57,90 +56,18 @@ LatentPreview::LatentPreview(Context& ctx, int channels, int height, int width, 
   if (height < 1 || width < 1 || slots < 1)
     fail("LatentPreview: bad geometry " + std::to_string(height) + "x" + std::to_string(width) + ", " +
          std::to_string(slots) + " slots");
-  const uint64_t plane = (uint64_t)height * width;
-  const auto& info = ctx.info();
-  if (plane * channels > info.max_texel_buffer_elements)
-    fail("LatentPreview: a " + std::to_string(channels) + "x" + std::to_string(height) + "x" + std::to_string(width) +
-         " latent exceeds maxTexelBufferElements (" + std::to_string(info.max_texel_buffer_elements) + ")");
-  if ((plane + kGroup - 1) / kGroup > info.max_workgroup_count[0])
-    fail("LatentPreview: " + std::to_string(height) + "x" + std::to_string(width) + " latent pixels need more workgroups than the device allows");
-  if (!ctx.format_supported(VK_FORMAT_R32_SFLOAT, VK_FORMAT_FEATURE_UNIFORM_TEXEL_BUFFER_BIT))
-    fail("LatentPreview: the device cannot read R32_SFLOAT uniform texel buffers");
-  if (!ctx.format_supported(VK_FORMAT_R8G8B8A8_UNORM, VK_FORMAT_FEATURE_STORAGE_TEXEL_BUFFER_BIT))
-    fail("LatentPreview: the device cannot write R8G8B8A8_UNORM storage texel buffers");
-
-  VkDevice dev = ctx.device();
-  in_stride_ = align_up(plane * channels * sizeof(float), kTensorAlignment);
-  out_stride_ = align_up(plane * 4, kTensorAlignment);
-  input_ = std::make_unique<Buffer>(ctx, in_stride_ * slots, Buffer::Use::HostTexel, "preview latents");
-  output_ = std::make_unique<Buffer>(ctx, out_stride_ * slots, Buffer::Use::Device, "preview rgba");
-
-  const Pipeline& p = ctx.kernels().get("latent_rgb", {}, {Access::Read, Access::Write});
-  pipeline_ = p.pipeline;
-  layout_ = p.layout;
-
-  VkDescriptorPoolSize sizes[2] = {{VK_DESCRIPTOR_TYPE_UNIFORM_TEXEL_BUFFER, (uint32_t)slots},
-                                   {VK_DESCRIPTOR_TYPE_STORAGE_TEXEL_BUFFER, (uint32_t)slots}};
-  VkDescriptorPoolCreateInfo pci{VK_STRUCTURE_TYPE_DESCRIPTOR_POOL_CREATE_INFO};
-  pci.maxSets = (uint32_t)slots;
-  pci.poolSizeCount = 2;
-  pci.pPoolSizes = sizes;
-  vk_check(vkCreateDescriptorPool(dev, &pci, nullptr, &pool_), "vkCreateDescriptorPool (preview)");
-
-  std::vector<VkDescriptorSetLayout> layouts((size_t)slots, p.set_layout);
-  VkDescriptorSetAllocateInfo ai{VK_STRUCTURE_TYPE_DESCRIPTOR_SET_ALLOCATE_INFO};
-  ai.descriptorPool = pool_;
-  ai.descriptorSetCount = (uint32_t)slots;
-  ai.pSetLayouts = layouts.data();
-  sets_.resize((size_t)slots);
-  vk_check(vkAllocateDescriptorSets(dev, &ai, sets_.data()), "vkAllocateDescriptorSets (preview)");
-
-  for (int s = 0; s < slots; ++s) {
-    VkBufferViewCreateInfo vi{VK_STRUCTURE_TYPE_BUFFER_VIEW_CREATE_INFO};
-    vi.buffer = input_->handle();
-    vi.format = VK_FORMAT_R32_SFLOAT;
-    vi.offset = in_stride_ * s;
-    vi.range = plane * channels * sizeof(float);
-    VkBufferView in_view, out_view;
-    vk_check(vkCreateBufferView(dev, &vi, nullptr, &in_view), "vkCreateBufferView (preview input)");
-    views_.push_back(in_view);
-    vi.buffer = output_->handle();
-    vi.format = VK_FORMAT_R8G8B8A8_UNORM;
-    vi.offset = out_stride_ * s;
-    vi.range = plane * 4;
-    vk_check(vkCreateBufferView(dev, &vi, nullptr, &out_view), "vkCreateBufferView (preview output)");
-    views_.push_back(out_view);
-
-    VkWriteDescriptorSet w[2]{};
-    for (int b = 0; b < 2; ++b) {
-      w[b].sType = VK_STRUCTURE_TYPE_WRITE_DESCRIPTOR_SET;
-      w[b].dstSet = sets_[(size_t)s];
-      w[b].dstBinding = (uint32_t)b;
-      w[b].descriptorCount = 1;
-    }
-    w[0].descriptorType = VK_DESCRIPTOR_TYPE_UNIFORM_TEXEL_BUFFER;
-    w[0].pTexelBufferView = &in_view;
-    w[1].descriptorType = VK_DESCRIPTOR_TYPE_STORAGE_TEXEL_BUFFER;
-    w[1].pTexelBufferView = &out_view;
-    vkUpdateDescriptorSets(dev, 2, w, 0, nullptr);
-  }
+  slots_impl_ = std::make_unique<PreviewSlots>(ctx, "LatentPreview", "latent_rgb", slots,
+                                               (uint64_t)channels * height * width, (uint64_t)height * width);
 }
 
-LatentPreview::~LatentPreview() {
-  VkDevice dev = ctx_.device();
-  for (VkBufferView v : views_) vkDestroyBufferView(dev, v, nullptr);
-  if (pool_) vkDestroyDescriptorPool(dev, pool_, nullptr);  // frees the sets
-}
+LatentPreview::~LatentPreview() = default;
 
-VkBuffer LatentPreview::output_buffer() const { return output_->handle(); }
+VkBuffer LatentPreview::output_buffer() const { return slots_impl_->output_buffer(); }
 
-VkDeviceSize LatentPreview::output_offset(int slot) const {
-  if (slot < 0 || slot >= slots_) fail("LatentPreview: slot " + std::to_string(slot) + " of " + std::to_string(slots_));
-  return out_stride_ * slot;
-}
+VkDeviceSize LatentPreview::output_offset(int slot) const { return slots_impl_->output_offset(slot); }
 
 void LatentPreview::check_args(int slot, const LatentRgbMap& map) const {
-  if (slot < 0 || slot >= slots_) fail("LatentPreview: slot " + std::to_string(slot) + " of " + std::to_string(slots_));
+  slots_impl_->check_slot(slot);
   map.check("LatentPreview");
   if (map.channels != channels_)
     fail("LatentPreview: the map is for " + std::to_string(map.channels) + " latent channels, the preview for " +
@@ -150,7 +77,7 @@ void LatentPreview::check_args(int slot, const LatentRgbMap& map) const {
 void LatentPreview::record(VkCommandBuffer cb, int slot, const float* latent, const LatentRgbMap& map, float scale) {
   check_args(slot, map);
   const size_t plane = (size_t)height_ * width_;
-  std::memcpy((char*)input_->mapped() + in_stride_ * slot, latent, plane * channels_ * sizeof(float));
+  std::memcpy(slots_impl_->input(slot), latent, plane * channels_ * sizeof(float));
 
   Push pc{};
   pc.channels = (uint32_t)channels_;
@@ -162,28 +89,7 @@ void LatentPreview::record(VkCommandBuffer cb, int slot, const float* latent, co
     pc.bias[c] = map.bias[c];
   }
 
-  VkBufferMemoryBarrier b{VK_STRUCTURE_TYPE_BUFFER_MEMORY_BARRIER};
-  b.srcQueueFamilyIndex = b.dstQueueFamilyIndex = VK_QUEUE_FAMILY_IGNORED;
-  b.buffer = output_->handle();
-  b.offset = out_stride_ * slot;
-  b.size = plane * 4;
-  // Before: the slot's output was last read by a copy (write-after-read) or written by this
-  // kernel in an earlier frame (write-after-write).
-  b.srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT;
-  b.dstAccessMask = VK_ACCESS_SHADER_WRITE_BIT;
-  vkCmdPipelineBarrier(cb, VK_PIPELINE_STAGE_TRANSFER_BIT | VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT,
-                       VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, 0, 0, nullptr, 1, &b, 0, nullptr);
-
-  vkCmdBindPipeline(cb, VK_PIPELINE_BIND_POINT_COMPUTE, pipeline_);
-  vkCmdBindDescriptorSets(cb, VK_PIPELINE_BIND_POINT_COMPUTE, layout_, 0, 1, &sets_[(size_t)slot], 0, nullptr);
-  vkCmdPushConstants(cb, layout_, VK_SHADER_STAGE_COMPUTE_BIT, 0, sizeof pc, &pc);
-  vkCmdDispatch(cb, (uint32_t)((plane + kGroup - 1) / kGroup), 1, 1);
-
-  // After: visible to the copy into the client's image.
-  b.srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT;
-  b.dstAccessMask = VK_ACCESS_TRANSFER_READ_BIT;
-  vkCmdPipelineBarrier(cb, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, VK_PIPELINE_STAGE_TRANSFER_BIT, 0, 0, nullptr, 1, &b,
-                       0, nullptr);
+  slots_impl_->record(cb, slot, &pc, sizeof pc);
 }
 
 Image LatentPreview::render(const std::vector<float>& latent, const LatentRgbMap& map, float scale) {
@@ -196,7 +102,7 @@ Image LatentPreview::render(const std::vector<float>& latent, const LatentRgbMap
   record(cb, 0, latent.data(), map, scale);
   ctx_.submit_and_wait(cb);
   std::vector<uint8_t> rgba(plane * 4);
-  download_bytes(ctx_, output_->handle(), output_offset(0), rgba.data(), rgba.size());
+  download_bytes(ctx_, output_buffer(), output_offset(0), rgba.data(), rgba.size());
   Image img(width_, height_, 3);
   for (size_t i = 0; i < plane; ++i) std::memcpy(&img.pixels[i * 3], &rgba[i * 4], 3);
   return img;
@@ -328,113 +234,26 @@ HeatmapPreview::HeatmapPreview(Context& ctx, int height, int width, int slots)
   if (height < 1 || width < 1 || slots < 1)
     fail("HeatmapPreview: bad geometry " + std::to_string(height) + "x" + std::to_string(width) + ", " +
          std::to_string(slots) + " slots");
-  const uint64_t plane = (uint64_t)height * width;
-  const auto& info = ctx.info();
-  if (plane > info.max_texel_buffer_elements)
-    fail("HeatmapPreview: a " + std::to_string(height) + "x" + std::to_string(width) +
-         " field exceeds maxTexelBufferElements (" + std::to_string(info.max_texel_buffer_elements) + ")");
-  if ((plane + kGroup - 1) / kGroup > info.max_workgroup_count[0])
-    fail("HeatmapPreview: " + std::to_string(height) + "x" + std::to_string(width) +
-         " values need more workgroups than the device allows");
-  if (!ctx.format_supported(VK_FORMAT_R32_SFLOAT, VK_FORMAT_FEATURE_UNIFORM_TEXEL_BUFFER_BIT))
-    fail("HeatmapPreview: the device cannot read R32_SFLOAT uniform texel buffers");
-  if (!ctx.format_supported(VK_FORMAT_R8G8B8A8_UNORM, VK_FORMAT_FEATURE_STORAGE_TEXEL_BUFFER_BIT))
-    fail("HeatmapPreview: the device cannot write R8G8B8A8_UNORM storage texel buffers");
-
-  VkDevice dev = ctx.device();
-  in_stride_ = align_up(plane * sizeof(float), kTensorAlignment);
-  out_stride_ = align_up(plane * 4, kTensorAlignment);
-  input_ = std::make_unique<Buffer>(ctx, in_stride_ * slots, Buffer::Use::HostTexel, "preview heatmap values");
-  output_ = std::make_unique<Buffer>(ctx, out_stride_ * slots, Buffer::Use::Device, "preview heatmap rgba");
-  // The colour tables, written once (8-bit levels as floats).
+  // The colour tables, written once (8-bit levels as floats), shared by every slot.
   const auto& tables = color_tables();
   table_ = std::make_unique<Buffer>(ctx, tables.size() * sizeof(float), Buffer::Use::HostTexel, "preview heatmap colours");
   float* t = (float*)table_->mapped();
   for (size_t i = 0; i < tables.size(); ++i) t[i] = (float)tables[i];
-
-  const Pipeline& p = ctx.kernels().get("heatmap", {}, {Access::Read, Access::Read, Access::Write});
-  pipeline_ = p.pipeline;
-  layout_ = p.layout;
-
-  VkDescriptorPoolSize sizes[2] = {{VK_DESCRIPTOR_TYPE_UNIFORM_TEXEL_BUFFER, (uint32_t)slots * 2},
-                                   {VK_DESCRIPTOR_TYPE_STORAGE_TEXEL_BUFFER, (uint32_t)slots}};
-  VkDescriptorPoolCreateInfo pci{VK_STRUCTURE_TYPE_DESCRIPTOR_POOL_CREATE_INFO};
-  pci.maxSets = (uint32_t)slots;
-  pci.poolSizeCount = 2;
-  pci.pPoolSizes = sizes;
-  vk_check(vkCreateDescriptorPool(dev, &pci, nullptr, &pool_), "vkCreateDescriptorPool (heatmap)");
-
-  std::vector<VkDescriptorSetLayout> layouts((size_t)slots, p.set_layout);
-  VkDescriptorSetAllocateInfo ai{VK_STRUCTURE_TYPE_DESCRIPTOR_SET_ALLOCATE_INFO};
-  ai.descriptorPool = pool_;
-  ai.descriptorSetCount = (uint32_t)slots;
-  ai.pSetLayouts = layouts.data();
-  sets_.resize((size_t)slots);
-  vk_check(vkAllocateDescriptorSets(dev, &ai, sets_.data()), "vkAllocateDescriptorSets (heatmap)");
-
-  VkBufferViewCreateInfo vi{VK_STRUCTURE_TYPE_BUFFER_VIEW_CREATE_INFO};
-  vi.buffer = table_->handle();
-  vi.format = VK_FORMAT_R32_SFLOAT;
-  vi.offset = 0;
-  vi.range = tables.size() * sizeof(float);
-  VkBufferView table_view;
-  vk_check(vkCreateBufferView(dev, &vi, nullptr, &table_view), "vkCreateBufferView (heatmap colours)");
-  views_.push_back(table_view);
-
-  for (int s = 0; s < slots; ++s) {
-    vi.buffer = input_->handle();
-    vi.format = VK_FORMAT_R32_SFLOAT;
-    vi.offset = in_stride_ * s;
-    vi.range = plane * sizeof(float);
-    VkBufferView in_view, out_view;
-    vk_check(vkCreateBufferView(dev, &vi, nullptr, &in_view), "vkCreateBufferView (heatmap input)");
-    views_.push_back(in_view);
-    vi.buffer = output_->handle();
-    vi.format = VK_FORMAT_R8G8B8A8_UNORM;
-    vi.offset = out_stride_ * s;
-    vi.range = plane * 4;
-    vk_check(vkCreateBufferView(dev, &vi, nullptr, &out_view), "vkCreateBufferView (heatmap output)");
-    views_.push_back(out_view);
-
-    VkWriteDescriptorSet w[3]{};
-    for (int b = 0; b < 3; ++b) {
-      w[b].sType = VK_STRUCTURE_TYPE_WRITE_DESCRIPTOR_SET;
-      w[b].dstSet = sets_[(size_t)s];
-      w[b].dstBinding = (uint32_t)b;
-      w[b].descriptorCount = 1;
-    }
-    w[0].descriptorType = VK_DESCRIPTOR_TYPE_UNIFORM_TEXEL_BUFFER;
-    w[0].pTexelBufferView = &in_view;
-    w[1].descriptorType = VK_DESCRIPTOR_TYPE_UNIFORM_TEXEL_BUFFER;
-    w[1].pTexelBufferView = &table_view;
-    w[2].descriptorType = VK_DESCRIPTOR_TYPE_STORAGE_TEXEL_BUFFER;
-    w[2].pTexelBufferView = &out_view;
-    vkUpdateDescriptorSets(dev, 3, w, 0, nullptr);
-  }
+  slots_impl_ = std::make_unique<PreviewSlots>(ctx, "HeatmapPreview", "heatmap", slots, (uint64_t)height * width,
+                                               (uint64_t)height * width, std::vector<const Buffer*>{table_.get()});
 }
 
-HeatmapPreview::~HeatmapPreview() {
-  VkDevice dev = ctx_.device();
-  for (VkBufferView v : views_) vkDestroyBufferView(dev, v, nullptr);
-  if (pool_) vkDestroyDescriptorPool(dev, pool_, nullptr);  // frees the sets
-}
+HeatmapPreview::~HeatmapPreview() = default;
 
-VkBuffer HeatmapPreview::output_buffer() const { return output_->handle(); }
+VkBuffer HeatmapPreview::output_buffer() const { return slots_impl_->output_buffer(); }
 
-void HeatmapPreview::check_slot(int slot) const {
-  if (slot < 0 || slot >= slots_) fail("HeatmapPreview: slot " + std::to_string(slot) + " of " + std::to_string(slots_));
-}
-
-VkDeviceSize HeatmapPreview::output_offset(int slot) const {
-  check_slot(slot);
-  return out_stride_ * slot;
-}
+VkDeviceSize HeatmapPreview::output_offset(int slot) const { return slots_impl_->output_offset(slot); }
 
 void HeatmapPreview::record(VkCommandBuffer cb, int slot, const float* values, float lo, float hi, ColorMap map,
                             float overlay_alpha) {
-  check_slot(slot);
+  slots_impl_->check_slot(slot);
   const size_t plane = (size_t)height_ * width_;
-  std::memcpy((char*)input_->mapped() + in_stride_ * slot, values, plane * sizeof(float));
+  std::memcpy(slots_impl_->input(slot), values, plane * sizeof(float));
 
   HeatPush pc{};
   pc.count = (uint32_t)plane;
@@ -443,28 +262,7 @@ void HeatmapPreview::record(VkCommandBuffer cb, int slot, const float* values, f
   pc.inv = heatmap_inv(lo, hi);
   pc.overlay = overlay_alpha >= 0.f ? std::min(overlay_alpha, 1.f) : -1.f;
 
-  VkBufferMemoryBarrier b{VK_STRUCTURE_TYPE_BUFFER_MEMORY_BARRIER};
-  b.srcQueueFamilyIndex = b.dstQueueFamilyIndex = VK_QUEUE_FAMILY_IGNORED;
-  b.buffer = output_->handle();
-  b.offset = out_stride_ * slot;
-  b.size = plane * 4;
-  // Before: the slot's output was last read by a copy (write-after-read) or written by this
-  // kernel in an earlier frame (write-after-write).
-  b.srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT;
-  b.dstAccessMask = VK_ACCESS_SHADER_WRITE_BIT;
-  vkCmdPipelineBarrier(cb, VK_PIPELINE_STAGE_TRANSFER_BIT | VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT,
-                       VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, 0, 0, nullptr, 1, &b, 0, nullptr);
-
-  vkCmdBindPipeline(cb, VK_PIPELINE_BIND_POINT_COMPUTE, pipeline_);
-  vkCmdBindDescriptorSets(cb, VK_PIPELINE_BIND_POINT_COMPUTE, layout_, 0, 1, &sets_[(size_t)slot], 0, nullptr);
-  vkCmdPushConstants(cb, layout_, VK_SHADER_STAGE_COMPUTE_BIT, 0, sizeof pc, &pc);
-  vkCmdDispatch(cb, (uint32_t)((plane + kGroup - 1) / kGroup), 1, 1);
-
-  // After: visible to the copy into the client's image.
-  b.srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT;
-  b.dstAccessMask = VK_ACCESS_TRANSFER_READ_BIT;
-  vkCmdPipelineBarrier(cb, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, VK_PIPELINE_STAGE_TRANSFER_BIT, 0, 0, nullptr, 1, &b,
-                       0, nullptr);
+  slots_impl_->record(cb, slot, &pc, sizeof pc);
 }
 
 Image HeatmapPreview::render(const std::vector<float>& values, float lo, float hi, ColorMap map, float overlay_alpha) {
@@ -477,7 +275,7 @@ Image HeatmapPreview::render(const std::vector<float>& values, float lo, float h
   record(cb, 0, values.data(), lo, hi, map, overlay_alpha);
   ctx_.submit_and_wait(cb);
   Image img(width_, height_, 4);
-  download_bytes(ctx_, output_->handle(), output_offset(0), img.pixels.data(), plane * 4);
+  download_bytes(ctx_, output_buffer(), output_offset(0), img.pixels.data(), plane * 4);
   return img;
 }
 

@@ -16,6 +16,7 @@ namespace vksd {
 
 class Context;
 class Buffer;
+class PreviewSlots;
 
 // The linear latent -> RGB map of a model (its VAE's colours, to first order):
 //   rgb_c = bias_c + sum_l weights[l][c] * latent_l,   RGB in [-1, 1].
@@ -69,13 +70,7 @@ class LatentPreview {
 
   Context& ctx_;
   int channels_, height_, width_, slots_;
-  VkDeviceSize in_stride_ = 0, out_stride_ = 0;
-  std::unique_ptr<Buffer> input_, output_;
-  VkDescriptorPool pool_ = VK_NULL_HANDLE;
-  std::vector<VkDescriptorSet> sets_;
-  std::vector<VkBufferView> views_;
-  VkPipeline pipeline_ = VK_NULL_HANDLE;
-  VkPipelineLayout layout_ = VK_NULL_HANDLE;
+  std::unique_ptr<PreviewSlots> slots_impl_;
 };
 
 // ---- heatmaps ---------------------------------------------------------------------------------
@@ -132,17 +127,10 @@ class HeatmapPreview {
   Image render(const std::vector<float>& values, float lo, float hi, ColorMap map, float overlay_alpha = -1.f);
 
  private:
-  void check_slot(int slot) const;
-
   Context& ctx_;
   int height_, width_, slots_;
-  VkDeviceSize in_stride_ = 0, out_stride_ = 0;
-  std::unique_ptr<Buffer> input_, output_, table_;
-  VkDescriptorPool pool_ = VK_NULL_HANDLE;
-  std::vector<VkDescriptorSet> sets_;
-  std::vector<VkBufferView> views_;
-  VkPipeline pipeline_ = VK_NULL_HANDLE;
-  VkPipelineLayout layout_ = VK_NULL_HANDLE;
+  std::unique_ptr<Buffer> table_;  // colour tables; declared before the slots that view it
+  std::unique_ptr<PreviewSlots> slots_impl_;
 };
 
 }  // namespace vksd
