@@ -6,14 +6,10 @@
 #include <cmath>
 
 #include "viewer/app.h"
+#include "viewer/panels/panel.h"
 #include "viewer/window.h"
 
 namespace vksd::view {
-
-static ImVec4 fb_rect(ImVec2 a, ImVec2 b) {
-  const ImVec2 s = ImGui::GetIO().DisplayFramebufferScale;
-  return ImVec4(a.x * s.x, a.y * s.y, b.x * s.x, b.y * s.y);
-}
 
 void ViewerApp::ui_canvas(VkCommandBuffer cmd, int frame_slot) {
   const bool masking = use_init_ && use_mask_ && init_image_ && mask_tex_;
@@ -55,7 +51,7 @@ void ViewerApp::ui_canvas(VkCommandBuffer cmd, int frame_slot) {
       ImGui::Dummy(size);
       ImGui::GetWindowDrawList()->AddRect(ImGui::GetItemRectMin(), ImGui::GetItemRectMax(), IM_COL32(90, 90, 90, 255));
     }
-    *rect = fb_rect(ImGui::GetItemRectMin(), ImGui::GetItemRectMax());
+    *rect = item_fb_rect();
     ImGui::EndGroup();
   };
 

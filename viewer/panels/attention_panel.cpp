@@ -28,10 +28,6 @@ constexpr int kMaps = 2 + kThumbs;    // heatmaps per frame: overlay, plain map,
 constexpr float kOverlayAlpha = 0.85f;
 constexpr ColorMap kColors = ColorMap::Viridis;
 
-ImVec4 item_rect() {
-  const ImVec2 a = ImGui::GetItemRectMin(), b = ImGui::GetItemRectMax(), s = ImGui::GetIO().DisplayFramebufferScale;
-  return ImVec4(a.x * s.x, a.y * s.y, b.x * s.x, b.y * s.y);
-}
 
 std::string json_str(const std::string& s) {
   std::string r = "\"";
@@ -314,13 +310,13 @@ class AttentionPanel : public Panel {
     ImGui::Image(bg, size);
     const ImVec2 a = ImGui::GetItemRectMin(), b = ImGui::GetItemRectMax();
     ImGui::GetWindowDrawList()->AddImage(overlay_tex_->id(), a, b);
-    overlay_rect_ = item_rect();
+    overlay_rect_ = item_fb_rect();
     ImGui::EndGroup();
     ImGui::SameLine();
     ImGui::BeginGroup();
     ImGui::Text("the map alone (%dx%d grid)", map_w_, map_h_);
     ImGui::Image(heat_tex_->id(), size);
-    heat_rect_ = item_rect();
+    heat_rect_ = item_fb_rect();
     ImGui::EndGroup();
     ImGui::SameLine();
     color_bar(ImVec2(18.f, size.y), lo_, hi_);

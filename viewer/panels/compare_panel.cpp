@@ -122,8 +122,7 @@ class ComparePanel : public Panel {
     ImGui::BeginGroup();
     ImGui::TextUnformatted("|A - B|");
     if (diff_tex_) ImGui::Image(diff_tex_->id(), size);
-    const ImVec2 a = ImGui::GetItemRectMin(), b = ImGui::GetItemRectMax(), s = ImGui::GetIO().DisplayFramebufferScale;
-    rects_[2] = ImVec4(a.x * s.x, a.y * s.y, b.x * s.x, b.y * s.y);
+    rects_[2] = item_fb_rect();
     ImGui::EndGroup();
     {
       std::vector<double> xs, ys;

@@ -19,10 +19,6 @@ namespace vksd::view {
 
 namespace {
 
-ImVec4 item_rect() {
-  const ImVec2 a = ImGui::GetItemRectMin(), b = ImGui::GetItemRectMax(), s = ImGui::GetIO().DisplayFramebufferScale;
-  return ImVec4(a.x * s.x, a.y * s.y, b.x * s.x, b.y * s.y);
-}
 
 class ForwardPanel : public Panel {
  public:
@@ -123,7 +119,7 @@ class ForwardPanel : public Panel {
     ImGui::BeginGroup();
     ImGui::TextUnformatted("x0: the clean image");
     ImGui::Image(x0_tex_->id(), size);
-    rects_[0] = item_rect();
+    rects_[0] = item_fb_rect();
     ImGui::EndGroup();
     ImGui::SameLine();
     char cap[64];
@@ -135,7 +131,7 @@ class ForwardPanel : public Panel {
     ImGui::TextUnformatted(cap);
     if (decoded_tex_ && decoded_t_ >= 0) ImGui::Image(decoded_tex_->id(), size);
     else ImGui::Dummy(size);
-    rects_[2] = item_rect();
+    rects_[2] = item_fb_rect();
     ImGui::EndGroup();
     ImGui::BeginDisabled(!f.actions || !f.actions->can_run());
     if (ImGui::Button("Denoise from here (image-to-image at this noise level)")) denoise(f, T);

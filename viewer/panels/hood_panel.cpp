@@ -63,20 +63,6 @@ std::string mib(double bytes) {
   return b;
 }
 
-// Tooltips only once the user has moved the mouse: a headless screenshot (a pointer resting
-// wherever the X server put it) shows no tooltip over the content.
-bool mouse_used() {
-  static bool moved = false;
-  const ImVec2 d = ImGui::GetIO().MouseDelta;
-  moved = moved || d.x != 0 || d.y != 0;
-  return moved;
-}
-
-ImVec4 to_fb(ImVec2 a, ImVec2 b) {
-  const ImVec2 s = ImGui::GetIO().DisplayFramebufferScale;
-  return ImVec4(a.x * s.x, a.y * s.y, b.x * s.x, b.y * s.y);
-}
-
 // A horizontal bar with a text right of it.
 void hbar(float frac, ImU32 col, float width, const char* text) {
   ImDrawList* dl = ImGui::GetWindowDrawList();
@@ -319,7 +305,7 @@ class HoodPanel : public Panel {
       x += slot;
     }
     section_label(section, section_x0, x);
-    chart_rect_ = to_fb(o, ImVec2(x, c0.y + height));
+    chart_rect_ = fb_rect(o, ImVec2(x, c0.y + height));
     if (hover) {
       ImGui::BeginTooltip();
       ImGui::Text("%s: %.3f ms, %d dispatches", hover->name.c_str(), hover->total, hover->dispatches);

@@ -1,4 +1,5 @@
 #include "viewer/panels/latent_images.h"
+#include "viewer/panels/panel.h"
 
 #include "viewer/window.h"
 
@@ -26,9 +27,9 @@ ImVec4 LatentImages::draw(int k, const char* caption, ImVec2 size) const {
   ImGui::TextUnformatted(caption);
   if (shown(k)) ImGui::Image(id(k), size);
   else ImGui::Dummy(size);
-  const ImVec2 a = ImGui::GetItemRectMin(), b = ImGui::GetItemRectMax(), s = ImGui::GetIO().DisplayFramebufferScale;
+  const ImVec4 r = item_fb_rect();
   ImGui::EndGroup();
-  return ImVec4(a.x * s.x, a.y * s.y, b.x * s.x, b.y * s.y);
+  return r;
 }
 
 void LatentImages::release(Window& w) {

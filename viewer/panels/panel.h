@@ -94,6 +94,15 @@ class Panel {
   void explanation(const char* text);
 };
 
+// A screen rectangle [a, b] in framebuffer pixels (the layout file's and the screenshot's units).
+ImVec4 fb_rect(ImVec2 a, ImVec2 b);
+// The last ImGui item's rectangle, in framebuffer pixels.
+ImVec4 item_fb_rect();
+
+// Tooltips only once the user has moved the mouse: a headless screenshot (a pointer resting
+// wherever the X server put it) shows no tooltip over the content.
+bool mouse_used();
+
 // "[x0, y0, x1, y1]" for PanelFacts.
 std::string json_rect(const ImVec4& r);
 

@@ -97,20 +97,6 @@ std::string fmt(const char* f, double v) {
   return b;
 }
 
-// Tooltips only once the user has moved the mouse: a headless screenshot (a pointer resting
-// wherever the X server put it) shows no tooltip over the content.
-bool mouse_used() {
-  static bool moved = false;
-  const ImVec2 d = ImGui::GetIO().MouseDelta;
-  moved = moved || d.x != 0 || d.y != 0;
-  return moved;
-}
-
-ImVec4 to_fb(ImVec2 a, ImVec2 b) {
-  const ImVec2 s = ImGui::GetIO().DisplayFramebufferScale;
-  return ImVec4(a.x * s.x, a.y * s.y, b.x * s.x, b.y * s.y);
-}
-
 class TokensPanel : public Panel {
  public:
   TokensPanel() { default_size = ImVec2(1000, 900); }
@@ -299,7 +285,7 @@ class TokensPanel : public Panel {
       const bool clicked = ImGui::IsItemClicked();
       ImGui::PopID();
       ImGui::PopID();
-      if (rect_out && c == 0) *rect_out = to_fb(o, ImVec2(o.x + cell * L, o.y + 16));
+      if (rect_out && c == 0) *rect_out = fb_rect(o, ImVec2(o.x + cell * L, o.y + 16));
       int n_tok = 0, n_pad = 0;
       for (int i = 0; i < L; ++i) {
         const Pos& p = t.pos[(size_t)(c * L + i)];
@@ -399,7 +385,7 @@ class TokensPanel : public Panel {
     const int hi = (int)((mx - c0.x) / bw);
     if (hovered && hi >= 0 && hi < n) tooltip(t.pos[(size_t)hi], &norms[(size_t)hi]);
     if (clicked && hi >= 0 && hi < n) selected_ = hi, selected_neg_ = neg, selected_set_ = true;
-    return to_fb(o, ImVec2(c0.x + bw * n, c0.y + height));
+    return fb_rect(o, ImVec2(c0.x + bw * n, c0.y + height));
   }
 
   // The selected position's vector as a colour strip, and every non-padding position's below it.
@@ -430,7 +416,7 @@ class TokensPanel : public Panel {
       dl->AddRectFilled(ImVec2(s0.x + d * cw, s0.y), ImVec2(s0.x + (d + 1) * cw, s0.y + 28), diverging(scale > 0 ? v[d] / scale : 0));
     dl->AddRect(ImVec2(s0.x - 1, s0.y - 1), ImVec2(s0.x + W * cw + 1, s0.y + 29), IM_COL32(255, 235, 60, 255));
     dl->AddText(ImVec2(s0.x + W * cw + 6, s0.y + 8), IM_COL32(200, 200, 200, 255), fmt("+-%.2f", scale).c_str());
-    strip_rect_ = to_fb(s0, ImVec2(s0.x + W * cw, s0.y + 28));
+    strip_rect_ = fb_rect(s0, ImVec2(s0.x + W * cw, s0.y + 28));
     ImGui::Dummy(ImVec2(label_w + W * cw, 30));
     ImGui::TextDisabled("dimension 0 .. %d of the hidden state; blue < 0 < red, each row scaled to its own largest |value| "
                         "(at right)", W - 1);
