@@ -147,11 +147,7 @@ const PlainCost kPlainTiny[] = {
     {DType::F16, 2, 338, 553232},
 };
 
-std::unique_ptr<SdPipeline> demo_pipeline() {
-  PipelineOptions o;
-  o.model_path = default_model_path(nullptr, {std::string(VKSD_SOURCE_DIR) + "/" + kDemoModelDir});
-  return std::make_unique<SdPipeline>(test::ctx(), o);
-}
+using test::demo_pipeline;
 
 GenerateParams demo_params() {
   GenerateParams p;

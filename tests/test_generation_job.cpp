@@ -20,12 +20,7 @@ namespace {
 
 constexpr double kTimeout = 300;  // seconds; a 6-step 64x64 job takes well under 10 s on lavapipe
 
-std::unique_ptr<SdPipeline> demo_pipeline() {
-  PipelineOptions o;
-  // The embedded demo model itself (not VKSD_MODEL: the test needs its 64x64 geometry).
-  o.model_path = default_model_path(nullptr, {std::string(VKSD_SOURCE_DIR) + "/" + kDemoModelDir});
-  return std::make_unique<SdPipeline>(test::ctx(), o);
-}
+using test::demo_pipeline;
 
 GenerateParams demo_params() {
   GenerateParams p;

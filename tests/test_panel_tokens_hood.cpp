@@ -19,11 +19,6 @@ const Json& panel(const Shot& s, const char* name) { return at(at(s.layout, "pan
 const std::string kPrompt = "red apple, (smiling:1.3)";
 const std::string kRun = "-p " + shell_quote(kPrompt) + " --steps 6 --seed 7 --sampler euler --cfg-scale 5 --window 1600x1000 ";
 
-std::unique_ptr<vksd::SdPipeline> demo_pipeline() {
-  vksd::PipelineOptions o;
-  o.model_path = vksd::default_model_path(nullptr, {std::string(VKSD_SOURCE_DIR) + "/" + vksd::kDemoModelDir});
-  return std::make_unique<vksd::SdPipeline>(vksd::test::ctx(), o);
-}
 
 std::vector<double> numbers(const Json& j, const char* key) {
   std::vector<double> r;

@@ -17,11 +17,7 @@ namespace {
 
 constexpr double kTimeout = 300;
 
-std::unique_ptr<SdPipeline> demo_pipeline() {
-  PipelineOptions o;
-  o.model_path = default_model_path(nullptr, {std::string(VKSD_SOURCE_DIR) + "/" + kDemoModelDir});
-  return std::make_unique<SdPipeline>(test::ctx(), o);
-}
+using test::demo_pipeline;
 
 GenerateParams params(SamplerKind s) {
   GenerateParams p;

@@ -23,13 +23,8 @@ using namespace vksd;
 
 namespace {
 
-std::string demo_path() { return default_model_path(nullptr, {std::string(VKSD_SOURCE_DIR) + "/" + kDemoModelDir}); }
 
-std::unique_ptr<SdPipeline> demo_pipeline() {
-  PipelineOptions o;
-  o.model_path = demo_path();
-  return std::make_unique<SdPipeline>(test::ctx(), o);
-}
+using test::demo_pipeline;
 
 GenerateParams params(const std::string& prompt, const std::string& negative, double cfg = 5) {
   GenerateParams p;
@@ -184,7 +179,7 @@ TEST_CASE("text: GenerationJob::text() keeps the run's conditioning, and start()
 }
 
 TEST_CASE("profile: off = no query pool, on = a timestamp per UNet dispatch, each with its module scope") {
-  Checkpoint ck = Checkpoint::open(demo_path());
+  Checkpoint ck = Checkpoint::open(test::demo_model_path());
   const auto& cfg = ck.config().unet;
   const DType dt = test::ctx().compute_dtype();
   auto w = load_weights(test::ctx(), ck, kUNetPrefix, dt);
@@ -255,7 +250,7 @@ TEST_CASE("profile: GenerateParams::profile times every UNet dispatch of every s
   CHECK(r2.image.pixels == r0.image.pixels);
   CHECK(plain_again.eps_cond == plain.eps_cond);
   // The UNet's dispatch count, from a graph built alike.
-  Checkpoint ck = Checkpoint::open(demo_path());
+  Checkpoint ck = Checkpoint::open(test::demo_model_path());
   auto w = load_weights(test::ctx(), ck, kUNetPrefix, pipe->dtype());
   nn::UNet ref(test::ctx(), *w, ck.config().unet, 2, 8, 8, 77);
   for (const auto& tim : timed.timings) {

@@ -6,7 +6,9 @@
 #include <memory>
 #include <sys/wait.h>
 
+#include "runtime/diffusion/pipeline.h"
 #include "runtime/error.h"
+#include "runtime/model/demo_model.h"
 #include "runtime/gpu/memory.h"
 
 namespace vksd::test {
@@ -165,6 +167,20 @@ Npy load_npy(const std::string& path) {
   }
   if (!f) fail(path + ": truncated");
   return r;
+}
+
+}  // namespace vksd::test
+
+namespace vksd::test {
+
+std::string demo_model_path() {
+  return default_model_path(nullptr, {std::string(VKSD_SOURCE_DIR) + "/" + kDemoModelDir});
+}
+
+std::unique_ptr<SdPipeline> demo_pipeline() {
+  PipelineOptions o;
+  o.model_path = demo_model_path();
+  return std::make_unique<SdPipeline>(ctx(), o);
 }
 
 }  // namespace vksd::test

@@ -2,12 +2,17 @@
 #pragma once
 #include <cmath>
 #include <cstdint>
+#include <memory>
 #include <random>
 #include <string>
 #include <vector>
 
 #include "runtime/gpu/context.h"
 #include "runtime/gpu/dtype.h"
+
+namespace vksd {
+class SdPipeline;
+}
 
 namespace vksd::test {
 
@@ -25,6 +30,11 @@ std::vector<float> randu(size_t n, uint64_t seed, float lo = -1.f, float hi = 1.
 double rel_l2(const std::vector<float>& a, const std::vector<double>& b);
 double rel_l2(const std::vector<float>& a, const std::vector<float>& b);
 double max_abs_diff(const std::vector<float>& a, const std::vector<float>& b);
+
+// The embedded demo model (weights/demo) itself, not $VKSD_MODEL: tests rely on its 64x64
+// geometry.
+std::string demo_model_path();
+std::unique_ptr<SdPipeline> demo_pipeline();
 
 // Tolerances for relative L2 error against a double-precision reference.
 inline double tol_for(DType dt) { return dt == DType::F16 ? 2e-3 : 1e-5; }
