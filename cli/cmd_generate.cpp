@@ -76,6 +76,10 @@ void usage() {
       "                            ddpm             ancestral DDPM; needs many steps (100+)\n"
       "                            lcm              for Latent Consistency (LCM / LCM-LoRA) models\n"
       "      --eta X             noise added per step by ddim (default 0) and euler_a (default 1)\n"
+      "      --timestep-spacing S\n"
+      "                          which timesteps the steps visit: leading, trailing (SD-Turbo and\n"
+      "                          other few-step models: step 1 starts from pure noise), linspace;\n"
+      "                          default: the model config's, else the sampler's own\n"
       "      --seed N            the starting noise (default -1 = random). The same seed, prompt\n"
       "                          and settings give the same image; noise is PyTorch-CPU compatible,\n"
       "                          so seeds match other tools that use CPU noise\n"
@@ -122,7 +126,7 @@ void usage() {
 
 struct Args {
   std::string model, config, vocab, prompt, negative, output = "output.png", init_img, mask, save_steps;
-  std::string sampler = "euler_a", step_preview = "approx";
+  std::string sampler = "euler_a", step_preview = "approx", spacing;
   std::optional<int> width, height;
   int steps = 20, batch_count = 1, clip_skip = 1;
   double cfg = 7.0, eta = -1, strength = 0.75;
@@ -151,6 +155,7 @@ Args parse(int argc, char** argv, bool& help) {
     else if (is(nullptr, "--cfg-scale")) a.cfg = f.num_val();
     else if (is(nullptr, "--sampler")) a.sampler = f.val();
     else if (is(nullptr, "--eta")) a.eta = f.num_val();
+    else if (is(nullptr, "--timestep-spacing")) a.spacing = f.val();
     else if (is(nullptr, "--seed")) a.seed = f.int_val();
     else if (is("-o", "--output")) a.output = f.val();
     else if (is(nullptr, "--batch-count")) a.batch_count = (int)f.int_val();
@@ -187,6 +192,7 @@ void check_args(const Args& a) {
   if (a.step_preview != "approx" && a.step_preview != "vae") fail("--step-preview must be approx or vae");
   if (a.vae_tile < 4) fail("--vae-tile-size must be at least 4 latent pixels (got " + std::to_string(a.vae_tile) + ")");
   vksd::parse_sampler(a.sampler);  // unknown names list the valid ones
+  vksd::parse_timestep_spacing(a.spacing);
   if (fs::path(a.output).extension() != ".png") fail("--output must name a .png file (got '" + a.output + "')");
 }
 
@@ -353,6 +359,7 @@ int cmd_generate(int argc, char** argv) {
   p.cfg_scale = a.cfg;
   p.sampler = vksd::parse_sampler(a.sampler);
   p.eta = a.eta;
+  p.spacing = vksd::parse_timestep_spacing(a.spacing);
   p.clip_skip = a.clip_skip;
   p.strength = a.strength;
   const uint64_t seed0 = a.seed < 0 ? vksd::random_seed() : (uint64_t)a.seed;

@@ -70,6 +70,16 @@ SdPipeline::~SdPipeline() = default;
 
 const ModelConfig& SdPipeline::config() const { return ckpt_->config(); }
 
+std::unique_ptr<Sampler> SdPipeline::make_sampler(const GenerateParams& p) const {
+  const ScheduleConfig& sc = config().schedule;
+  TimestepSpacing spacing = p.spacing;
+  // The model's own choice applies only where the sampler has one to replace (Karras and LCM
+  // choose their steps themselves); an explicit request is checked by Sampler::create.
+  if (spacing == TimestepSpacing::Default && p.sampler != SamplerKind::DpmPP2MKarras && p.sampler != SamplerKind::LCM)
+    spacing = parse_timestep_spacing(sc.timestep_spacing);
+  return Sampler::create(p.sampler, *schedule_, p.steps, p.eta, spacing, sc.steps_offset);
+}
+
 const Tokenizer& SdPipeline::tokenizer() const { return *tok_; }
 
 WeightedPrompt SdPipeline::tokenize(const std::string& prompt, int pad_chunks) const {
@@ -141,7 +151,7 @@ void SdPipeline::check_params(const GenerateParams& p) const {
     fail("this is an inpainting model (9-channel UNet): it needs an init image and a mask");
   if (config().unet.in_channels != 4 && config().unet.in_channels != 9)
     fail("unsupported UNet input channels " + std::to_string(config().unet.in_channels));
-  auto sampler = Sampler::create(p.sampler, *schedule_, p.steps, p.eta);  // sampler-specific limits
+  auto sampler = make_sampler(p);  // sampler-specific limits
   if (p.start_latent) {
     const int f = config().vae.downsample_factor();
     const size_t n = (size_t)config().vae.embed_dim * (p.height / f) * (p.width / f);
@@ -296,7 +306,7 @@ GenerateResult SdPipeline::generate(const GenerateParams& p, Observer* obs) {
   TorchRng rng(p.seed);
   std::vector<float> noise_f = rng.randn((int64_t)n);
   Latent noise(noise_f.begin(), noise_f.end());
-  auto sampler = Sampler::create(p.sampler, *schedule_, p.steps, p.eta);
+  auto sampler = make_sampler(p);
 
   Latent init_latent;               // clean latent of the init image
   std::vector<float> mask_latent;   // h x w, 1 = repaint (soft, for blending)

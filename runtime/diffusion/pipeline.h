@@ -54,6 +54,9 @@ struct GenerateParams {
   double cfg_scale = 7.0;  // 1 = no guidance (one UNet pass per step instead of a batch of two)
   SamplerKind sampler = SamplerKind::EulerAncestral;
   double eta = -1;         // < 0: the sampler's default
+  // Which timesteps the steps visit (schedule.h). Default: the model config's
+  // schedule.timestep_spacing, else each sampler's reference choice.
+  TimestepSpacing spacing = TimestepSpacing::Default;
   uint64_t seed = 0;
   int clip_skip = 1;       // 1 = last CLIP layer; 2 = the one before (some fine-tunes want it)
   std::optional<Image> init_image;  // img2img / inpainting source, RGB, width x height
@@ -177,6 +180,9 @@ class SdPipeline {
 
   const ModelConfig& config() const;
   const NoiseSchedule& schedule() const { return *schedule_; }
+  // The sampler generate() uses for these parameters (sampler, steps, eta, spacing resolved
+  // against the model config): also what front-ends ask for the step count or timesteps.
+  std::unique_ptr<Sampler> make_sampler(const GenerateParams& p) const;
   const std::string& model_name() const { return model_name_; }
   // The model's CLIP tokenizer (immutable and thread-safe: usable while generate() runs on
   // another thread), e.g. to show which token is which row of StepEvent::attention.

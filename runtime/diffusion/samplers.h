@@ -56,7 +56,10 @@ class Sampler {
  public:
   virtual ~Sampler() = default;
   // `eta`: stochasticity for ddim (default 0) and euler_a (default 1); < 0 means the default.
-  static std::unique_ptr<Sampler> create(SamplerKind kind, const NoiseSchedule& schedule, int steps, double eta = -1);
+  // `spacing`: which timesteps to visit (schedule.h); Default keeps the sampler's reference
+  // choice. Karras and LCM define their own steps and refuse an explicit spacing.
+  static std::unique_ptr<Sampler> create(SamplerKind kind, const NoiseSchedule& schedule, int steps, double eta = -1,
+                                         TimestepSpacing spacing = TimestepSpacing::Default, int steps_offset = 0);
 
   SamplerKind kind() const { return kind_; }
   // Model evaluations in a full run (ddim may use more than asked: see ddim_timesteps).

@@ -117,6 +117,50 @@ std::vector<double> discrete_sigmas(const NoiseSchedule& s, int n) {
   return sig;
 }
 
+TimestepSpacing parse_timestep_spacing(const std::string& name) {
+  if (name.empty() || name == "default") return TimestepSpacing::Default;
+  if (name == "leading") return TimestepSpacing::Leading;
+  if (name == "trailing") return TimestepSpacing::Trailing;
+  if (name == "linspace") return TimestepSpacing::Linspace;
+  fail("unknown timestep spacing '" + name + "' (valid: default, leading, trailing, linspace)");
+}
+
+const char* timestep_spacing_name(TimestepSpacing s) {
+  switch (s) {
+    case TimestepSpacing::Default: return "default";
+    case TimestepSpacing::Leading: return "leading";
+    case TimestepSpacing::Trailing: return "trailing";
+    case TimestepSpacing::Linspace: return "linspace";
+  }
+  return "?";
+}
+
+std::vector<double> spaced_timesteps(TimestepSpacing spacing, int steps, int T, int steps_offset) {
+  if (steps < 1) fail("sampler: steps must be >= 1 (got " + std::to_string(steps) + ")");
+  if (steps > T) fail("sampler: steps must be <= " + std::to_string(T) + " for a schedule of " + std::to_string(T) + " timesteps");
+  std::vector<double> ts;
+  switch (spacing) {
+    case TimestepSpacing::Leading: {
+      const int ratio = T / steps;  // integer division, as diffusers
+      if ((steps - 1) * ratio + steps_offset > T - 1)
+        fail("sampler: leading spacing with steps_offset " + std::to_string(steps_offset) + " allows at most " +
+             std::to_string(T - steps_offset) + " steps");
+      for (int k = steps - 1; k >= 0; --k) ts.push_back((double)k * ratio + steps_offset);
+      break;
+    }
+    case TimestepSpacing::Trailing: {
+      const double ratio = (double)T / steps;
+      for (int k = 0; k < steps; ++k) ts.push_back(std::max(0.0, std::round(T - k * ratio) - 1));
+      break;
+    }
+    case TimestepSpacing::Linspace:
+      for (int k = 0; k < steps; ++k) ts.push_back(steps == 1 ? 0.0 : (T - 1) * (double)(steps - 1 - k) / (steps - 1));
+      break;
+    case TimestepSpacing::Default: fail("spaced_timesteps: Default has no single rule (each sampler keeps its own)");
+  }
+  return ts;
+}
+
 std::vector<double> karras_sigmas(int n, double sigma_min, double sigma_max, double rho) {
   if (n < 1) fail("sampler: steps must be >= 1");
   std::vector<double> sig((size_t)n + 1, 0.0);

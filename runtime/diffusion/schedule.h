@@ -61,6 +61,20 @@ std::vector<int> ddim_timesteps(int steps, int num_timesteps);
 
 // k-diffusion get_sigmas over the discrete schedule: t_to_sigma(linspace(T-1, 0, n)) + [0].
 std::vector<double> discrete_sigmas(const NoiseSchedule& s, int n);
+
+// Which training timesteps an n-step run visits, as diffusers (`timestep_spacing`) and A1111 name
+// the choices. Few-step distilled models (SD-Turbo) need `trailing`: its first step is t = T-1,
+// pure noise, so one UNet pass gives a clean image; `leading` starts at T - T/n + 1 and
+// `linspace` spreads steps over [0, T-1]. `Default` keeps each sampler's reference behaviour
+// (LDM's uniform DDIM timesteps; k-diffusion's linspace sigmas).
+enum class TimestepSpacing { Default, Leading, Trailing, Linspace };
+// "default" / "" → Default, "leading", "trailing", "linspace" (Error otherwise, listing them).
+TimestepSpacing parse_timestep_spacing(const std::string& name);
+const char* timestep_spacing_name(TimestepSpacing s);
+// The visited timesteps, largest first, for an explicit spacing (not Default), as diffusers'
+// set_timesteps computes them (leading: k (T div n) + steps_offset for k < n, reversed;
+// trailing: round(T - k T/n) - 1; linspace: linspace(0, T-1, n) reversed, fractional).
+std::vector<double> spaced_timesteps(TimestepSpacing spacing, int steps, int num_timesteps, int steps_offset = 0);
 // Karras et al. 2022 (eq. 5), rho = 7: (smax^(1/rho) + i/(n-1) (smin^(1/rho) - smax^(1/rho)))^rho + [0].
 std::vector<double> karras_sigmas(int n, double sigma_min, double sigma_max, double rho = 7.0);
 

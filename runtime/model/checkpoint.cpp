@@ -585,6 +585,8 @@ void apply_model_config_json(ModelConfig& cfg, const Json& j, const std::string&
     r.take("beta_end", sc.beta_end);
     r.take("beta_schedule", sc.beta_schedule);
     r.take("prediction_type", sc.prediction_type);
+    r.take("timestep_spacing", sc.timestep_spacing);
+    r.take("steps_offset", sc.steps_offset);
   });
   // "preview": {"latent_rgb": [[r, g, b], ... one row per latent channel], "bias": [r, g, b]}
   top.sub("preview", [&](ConfigReader& r) {
@@ -625,6 +627,11 @@ void apply_model_config_json(ModelConfig& cfg, const Json& j, const std::string&
     fail(what + ": schedule.beta_schedule '" + sc.beta_schedule + "' is not supported (scaled_linear or linear)");
   if (sc.prediction_type != "epsilon" && sc.prediction_type != "v_prediction")
     fail(what + ": schedule.prediction_type '" + sc.prediction_type + "' is not supported (epsilon or v_prediction)");
+  if (!sc.timestep_spacing.empty() && sc.timestep_spacing != "leading" && sc.timestep_spacing != "trailing" &&
+      sc.timestep_spacing != "linspace")
+    fail(what + ": schedule.timestep_spacing '" + sc.timestep_spacing + "' is not supported (leading, trailing or linspace)");
+  if (sc.steps_offset < 0 || sc.steps_offset >= sc.num_train_timesteps)
+    fail(what + ": schedule.steps_offset must be in [0, num_train_timesteps)");
   if (sc.num_train_timesteps <= 0 || !(sc.beta_start > 0) || !(sc.beta_end >= sc.beta_start) || sc.beta_end >= 1)
     fail(what + ": schedule needs num_train_timesteps > 0 and 0 < beta_start <= beta_end < 1");
   if (cfg.clip.heads <= 0) fail(what + ": text_encoder.heads must be positive");

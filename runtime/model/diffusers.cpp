@@ -347,6 +347,8 @@ void apply_diffusers_config(ModelConfig& cfg, const std::string& component, cons
     s.beta_end = j.number_or("beta_end", s.beta_end);
     s.beta_schedule = j.string_or("beta_schedule", s.beta_schedule);
     s.prediction_type = j.string_or("prediction_type", s.prediction_type);
+    s.timestep_spacing = j.string_or("timestep_spacing", s.timestep_spacing);
+    s.steps_offset = (int)j.int_or("steps_offset", s.steps_offset);
     if (j.find("trained_betas") && !j.find("trained_betas")->is_null())
       fail(what + ": trained_betas schedules are not supported");
   } else {

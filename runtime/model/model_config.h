@@ -63,6 +63,11 @@ struct ScheduleConfig {
   double beta_start = 0.00085, beta_end = 0.012;
   std::string beta_schedule = "scaled_linear";  // "scaled_linear" (LDM "linear" in sqrt space) or "linear"
   std::string prediction_type = "epsilon";      // "epsilon" or "v_prediction"
+  // Which timesteps a run of n steps visits by default: "" (each sampler's reference choice),
+  // "leading", "trailing" (few-step distilled models such as SD-Turbo) or "linspace"; and
+  // diffusers' steps_offset, added to "leading" timesteps (SD 1.x's scheduler config says 1).
+  std::string timestep_spacing;
+  int steps_offset = 0;
 };
 
 struct ModelConfig {
