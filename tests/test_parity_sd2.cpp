@@ -17,6 +17,7 @@
 #include "runtime/diffusion/pipeline.h"
 #include "runtime/diffusion/schedule.h"
 #include "runtime/error.h"
+#include "runtime/io/image_io.h"
 #include "runtime/io/json.h"
 #include "runtime/model/checkpoint.h"
 #include "runtime/model/model_family.h"
@@ -362,6 +363,43 @@ TEST_CASE("sd2-tiny: Euler 4 steps CFG 7.5 with v-prediction (k-diffusion's Comp
   worst = std::max(worst, check("euler_v_final_image", res.pixels, arr("euler_v_final_image")));
   MESSAGE("euler v worst rel L2 " << worst);
   CHECK(test::ctx().validation_messages() == 0);
+}
+
+// ---- the command line -----------------------------------------------------------------------------
+
+TEST_CASE("sd2-tiny: vksd info describes it, vksd generate --prediction v makes the reference image") {
+  REQUIRE_SHARED();
+  REQUIRE_MESSAGE(!test::vksd_binary().empty(), "the vksd binary was not built");
+  const std::string model = test::shell_quote(sd2_model());
+  auto info = test::run_vksd("info " + model + " --prediction v");
+  INFO(info.out);
+  CHECK(info.code == 0);
+  for (const char* want : {"family     SD 2.x", "cond_stage_model.model.*, OpenCLIP names", "OpenCLIP ViT-H/14",
+                           "layers 3 (2 used)", "activation gelu", "pad 0", "proj_in/out linear",
+                           "heads per attention level 2x16, 4x16 (num_head_channels 16)", "prediction v_prediction",
+                           "--prediction v"})
+    CHECK(info.out.find(want) != std::string::npos);
+
+  const fs::path out = fs::temp_directory_path() / ("vksd_sd2_" + std::to_string(::getpid()) + ".png");
+  const std::string common = "generate -m " + model + " --vocab " +
+                             test::shell_quote(test::shared_dir() + "/clip/bpe_simple_vocab_16e6.txt.gz") + " -p " +
+                             test::shell_quote(kPrompt) + " --steps 4 --cfg-scale 7.5 --sampler euler --seed 42 -W 32 -H 32 --fp32";
+  auto gen = test::run_vksd(common + " --prediction v -o " + test::shell_quote(out.string()));
+  INFO(gen.out);
+  REQUIRE(gen.code == 0);
+  const Image got = read_image(out.string(), 3), ref = read_image(test::vector_set_dir(kSet) + "/euler_v_final_image_u8.png", 3);
+  REQUIRE(got.pixels.size() == ref.pixels.size());
+  int worst = 0;
+  for (size_t i = 0; i < got.pixels.size(); ++i) worst = std::max(worst, std::abs((int)got.pixels[i] - (int)ref.pixels[i]));
+  MESSAGE("vksd generate --prediction v vs the reference PNG: max difference " << worst << " levels");
+  CHECK(worst <= 1);  // the float image agrees to ~5e-6; rounding to 8 bits may flip a level
+  std::error_code ec;
+  fs::remove(out, ec);
+
+  auto bad = test::run_vksd(common + " --prediction x0 -o " + test::shell_quote(out.string()));
+  CHECK(bad.code != 0);
+  CHECK(bad.out.find("--prediction wants eps or v, got 'x0'") != std::string::npos);
+  CHECK_FALSE(fs::exists(out));
 }
 
 // ---- families vksd does not run ------------------------------------------------------------------
