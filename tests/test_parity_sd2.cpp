@@ -141,6 +141,31 @@ TEST_CASE("sd2-tiny: the family, architecture and OpenCLIP key mapping come from
   CHECK(error_of([&] { ck.set_prediction_type("x0", "--prediction x0"); }).find("eps or v") != std::string::npos);
 }
 
+TEST_CASE("sd2-tiny: an LDM inference yaml beside the file (AUTOMATIC1111's convention) gives the prediction") {
+  REQUIRE_SHARED();
+  const fs::path dir = fs::temp_directory_path() / ("vksd_sd2yaml_" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  fs::create_symlink(sd2_model(), dir / "sd21.safetensors");
+  fs::copy_file(test::vector_set_dir(kSet) + "/model.json", dir / "sd21.json");
+  auto yaml = [&](const std::string& param) {
+    std::ofstream(dir / "sd21.yaml") << "model:\n  target: ldm.models.diffusion.ddpm.LatentDiffusion\n  params:\n"
+                                        "    parameterization: " << param << "  # v2-inference-v.yaml\n    linear_start: 0.00085\n";
+  };
+  yaml("\"v\"");
+  Checkpoint v = Checkpoint::open((dir / "sd21.safetensors").string());
+  CHECK(v.config().schedule.prediction_type == "v_prediction");
+  CHECK(std::find(v.config_sources().begin(), v.config_sources().end(), (dir / "sd21.yaml").string()) !=
+        v.config_sources().end());
+  yaml("eps");
+  CHECK(Checkpoint::open((dir / "sd21.safetensors").string()).config().schedule.prediction_type == "epsilon");
+  yaml("\"x0\"");
+  const std::string e = error_of([&] { Checkpoint::open((dir / "sd21.safetensors").string()); });
+  CHECK(e.find("sd21.yaml") != std::string::npos);
+  CHECK(e.find("eps or v") != std::string::npos);
+  std::error_code ec;
+  fs::remove_all(dir, ec);
+}
+
 TEST_CASE("sd2-tiny: OpenCLIP text encoder, every layer, penultimate + ln_final, tokens padded with 0") {
   REQUIRE_SHARED();
   Checkpoint ck = Checkpoint::open(sd2_model());

@@ -64,6 +64,24 @@ bool is_vae_attention_projection(const std::string& n) {
   return false;
 }
 
+// The `parameterization:` of an LDM inference yaml ("v" or "eps"; "" when it has none), read
+// line by line: the one scalar vksd takes from such a file needs no YAML parser.
+std::string ldm_yaml_parameterization(const std::string& text) {
+  std::istringstream in(text);
+  std::string line;
+  while (std::getline(in, line)) {
+    const size_t k = line.find("parameterization:");
+    if (k == std::string::npos || line.find_first_not_of(" \t") != k) continue;
+    std::string v = line.substr(k + 17);
+    if (const size_t hash = v.find('#'); hash != std::string::npos) v.erase(hash);
+    std::string clean;
+    for (char c : v)
+      if (c != ' ' && c != '\t' && c != '"' && c != '\'' && c != '\r') clean += c;
+    return clean;
+  }
+  return "";
+}
+
 std::string list_some(const std::vector<std::string>& v, size_t max = 8) {
   std::string r;
   for (size_t i = 0; i < v.size() && i < max; ++i) r += "\n  " + v[i];
@@ -118,6 +136,15 @@ Checkpoint Checkpoint::open_impl(const std::string& path, const std::string& con
   for (auto& [component, file] : ck.diffusers_configs_) {
     apply_diffusers_config(ck.config_, component, read_json_file(file), file);
     ck.config_sources_.push_back(file);
+  }
+  // AUTOMATIC1111's convention for SD 2.x 768-v single files: the LDM inference yaml beside the
+  // checkpoint, <name>.yaml, whose `parameterization: "v"` says what the file cannot.
+  if (ck.format_ == CheckpointFormat::SingleFile) {
+    const fs::path yaml = fs::path(path).parent_path() / (fs::path(path).stem().string() + ".yaml");
+    if (fs::is_regular_file(yaml)) {
+      const std::string p = ldm_yaml_parameterization(read_text_file(yaml.string()));
+      if (!p.empty()) ck.set_prediction_type(p, yaml.string());
+    }
   }
 
   // The vksd model config: explicit text, explicit path, or found beside the checkpoint.
