@@ -40,11 +40,13 @@ void usage() {
       "(image-to-image), with --mask too it repaints only the white part (inpainting).\n"
       "\n"
       "model:\n"
-      "  -m, --model PATH        SD 1.x checkpoint: a .safetensors file (original layout, e.g.\n"
+      "  -m, --model PATH        SD 1.x / 2.x checkpoint: a .safetensors file (original layout, e.g.\n"
       "                          v1-5-pruned-emaonly.safetensors) or a diffusers folder\n"
       "                          (default: $VKSD_MODEL, else the demo model in weights/demo)\n"
       "      --config FILE       vksd model config JSON for what the weights cannot tell (head\n"
       "                          counts, schedule, v-prediction; see docs/model-config.md)\n"
+      "      --prediction eps|v  what the UNet predicts (default: the model config's, else eps);\n"
+      "                          SD 2.x 768-v single files need v (the file does not say it)\n"
       "      --vocab FILE        CLIP vocabulary bpe_simple_vocab_16e6.txt.gz or tokenizer/vocab.json\n"
       "                          (default: the model config's tokenizer.vocab, then beside the\n"
       "                          model, then $VKSD_VOCAB)\n"
@@ -125,7 +127,7 @@ void usage() {
 }
 
 struct Args {
-  std::string model, config, vocab, prompt, negative, output = "output.png", init_img, mask, save_steps;
+  std::string model, config, vocab, prediction, prompt, negative, output = "output.png", init_img, mask, save_steps;
   std::string sampler = "euler_a", step_preview = "approx", spacing;
   std::optional<int> width, height;
   int steps = 20, batch_count = 1, clip_skip = 1;
@@ -147,6 +149,7 @@ Args parse(int argc, char** argv, bool& help) {
     } else if (is("-m", "--model")) a.model = f.val();
     else if (is(nullptr, "--config")) a.config = f.val();
     else if (is(nullptr, "--vocab")) a.vocab = f.val();
+    else if (is(nullptr, "--prediction")) a.prediction = f.val();
     else if (is("-p", "--prompt")) a.prompt = f.val(), a.prompt_given = true;
     else if (is("-n", "--negative-prompt")) a.negative = f.val();
     else if (is("-W", "--width")) a.width = (int)f.int_val();
@@ -329,6 +332,9 @@ int cmd_generate(int argc, char** argv) {
   std::string model = a.model.empty() ? vksd::default_model_path() : a.model;
   if (!fs::exists(model)) fail("model not found: " + model);
   if (!a.config.empty() && !fs::exists(a.config)) fail("--config file not found: " + a.config);
+  if (!a.prediction.empty() && a.prediction != "eps" && a.prediction != "v" && a.prediction != "epsilon" &&
+      a.prediction != "v_prediction")
+    fail("--prediction wants eps or v, got '" + a.prediction + "'");
   vksd::GenerateParams p;
   if (!a.init_img.empty()) {
     p.init_image = vksd::read_image(a.init_img, 3);
@@ -371,6 +377,7 @@ int cmd_generate(int argc, char** argv) {
   po.model_path = model;
   po.config_path = a.config;
   po.vocab_path = a.vocab;
+  po.prediction = a.prediction;
   po.fp32 = a.fp32;
   po.lowvram = a.lowvram;
   if (a.vae_tiling) po.vae_tiling = vksd::PipelineOptions::VaeTiling::On;

@@ -20,6 +20,7 @@
 #include "runtime/diffusion/schedule.h"
 #include "runtime/model/sd1_layout.h"
 #include "runtime/model/weights.h"
+#include "tests/parity_util.h"
 #include "tests/test_util.h"
 
 using namespace vksd;
@@ -86,13 +87,7 @@ static PipelineOptions tiny_options(bool fp32 = true, bool lowvram = false) {
 
 static const char* kPrompt = "a photograph of an astronaut riding a horse";
 
-// PSNR of images in [-1, 1], measured on (x + 1) / 2 with peak 1, unclamped.
-static double psnr(const std::vector<float>& a, const std::vector<float>& b) {
-  double mse = 0;
-  for (size_t i = 0; i < a.size(); ++i) mse += 0.25 * ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
-  mse /= (double)a.size();
-  return a.size() == b.size() ? 10 * std::log10(1.0 / std::max(mse, 1e-30)) : -INFINITY;
-}
+using test::psnr;
 
 static std::vector<float> npy(const std::string& name) { return test::load_npy(test::vectors_dir() + "/" + name + ".npy").data; }
 static std::vector<float> to_f(const std::vector<double>& v) { return std::vector<float>(v.begin(), v.end()); }

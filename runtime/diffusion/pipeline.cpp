@@ -54,6 +54,7 @@ SdPipeline::SdPipeline(Context& ctx, const PipelineOptions& opts) : ctx_(ctx), o
   ckpt_ = std::make_unique<Checkpoint>(opts.config_json.empty()
                                            ? Checkpoint::open(opts.model_path, opts.config_path)
                                            : Checkpoint::open_with_config_text(opts.model_path, opts.config_json));
+  if (!opts.prediction.empty()) ckpt_->set_prediction_type(opts.prediction, "--prediction " + opts.prediction);
   model_name_ = ckpt_->config().name;
   // --vocab, then the vocabulary the model config names, then a diffusers folder's tokenizer/,
   // then find_vocabulary's search beside the model and VKSD_VOCAB.
@@ -83,8 +84,10 @@ std::unique_ptr<Sampler> SdPipeline::make_sampler(const GenerateParams& p) const
 const Tokenizer& SdPipeline::tokenizer() const { return *tok_; }
 
 WeightedPrompt SdPipeline::tokenize(const std::string& prompt, int pad_chunks) const {
-  auto wp = tokenize_weighted(*tok_, prompt);
-  if (pad_chunks > wp.chunk_count) pad_to_chunks(wp, pad_chunks, *tok_);
+  ChunkOptions o;
+  o.pad_id = config().clip.pad_token;  // SD 1.x: the end token; SD 2.x (OpenCLIP): 0
+  auto wp = tokenize_weighted(*tok_, prompt, o);
+  if (pad_chunks > wp.chunk_count) pad_to_chunks(wp, pad_chunks, *tok_, o.pad_id);
   return wp;
 }
 
@@ -130,7 +133,7 @@ void SdPipeline::check_params(const GenerateParams& p) const {
   if (p.steps < 1) fail("steps must be >= 1 (got " + std::to_string(p.steps) + ")");
   if (!(p.cfg_scale >= 0) || !std::isfinite(p.cfg_scale)) fail("cfg scale must be >= 0 (got " + fmt_g(p.cfg_scale) + ")");
   if (!(p.strength >= 0 && p.strength <= 1)) fail("strength must be within [0, 1] (got " + fmt_g(p.strength) + ")");
-  const int layers = config().clip.layers;
+  const int layers = config().clip.used_layers();
   if (p.clip_skip < 1 || p.clip_skip > layers)
     fail("clip skip must be within [1, " + std::to_string(layers) + "] (got " + std::to_string(p.clip_skip) + ")");
   if (p.init_image) {
@@ -167,8 +170,7 @@ void SdPipeline::check_params(const GenerateParams& p) const {
 
 std::vector<float> SdPipeline::encode_prompt(const std::string& prompt, int clip_skip, int pad_chunks) {
   const auto& cc = config().clip;
-  auto wp = tokenize_weighted(*tok_, prompt);
-  if (pad_chunks > wp.chunk_count) pad_to_chunks(wp, pad_chunks, *tok_);
+  const WeightedPrompt wp = tokenize(prompt, pad_chunks);
   if (!nets_->text) {
     if (!nets_->clip_w) nets_->clip_w = load_weights(ctx_, *ckpt_, kClipPrefix, dtype_);
     nets_->text = std::make_unique<nn::TextEncoder>(ctx_, *nets_->clip_w, cc, 1);
@@ -435,6 +437,20 @@ GenerateResult SdPipeline::generate(const GenerateParams& p, Observer* obs) {
         }
     }
     if (obs) {
+      // Observers get noise predictions whatever the UNet predicts: a v output becomes
+      // eps = sqrt(a) v + sqrt(1 - a) x_in at the step's level a = 1 / (1 + sigma^2), the same
+      // conversion the sampler applied to the guided output (guidance is linear, so guiding the
+      // converted halves gives the sampler's eps).
+      if (schedule_->prediction() != Prediction::Epsilon) {
+        const double a = 1.0 / (1.0 + info.sigma * info.sigma);
+        const Latent x_in(unet_x_in.begin(), unet_x_in.end());
+        for (std::vector<float>* half : {&eps_cond, &eps_uncond}) {
+          if (half->size() != x_in.size()) continue;  // no uncond half without guidance
+          Latent o(half->begin(), half->end());
+          schedule_->output_to_eps(x_in, o, a);
+          half->assign(o.begin(), o.end());
+        }
+      }
       StepEvent e;
       e.index = info.index;
       e.count = info.count;

@@ -32,10 +32,13 @@ struct WeightedPrompt;
 struct DispatchTiming;
 
 struct PipelineOptions {
-  std::string model_path;   // .safetensors (original SD 1.x layout) or a diffusers folder
+  std::string model_path;   // .safetensors (original SD 1.x / 2.x layout) or a diffusers folder
   std::string config_path;  // vksd model config JSON; "" = look beside the checkpoint
   std::string config_json;  // alternatively the config as JSON text (wins over config_path)
   std::string vocab_path;   // CLIP vocabulary; "" = find_vocabulary's search
+  // The UNet's prediction type, "eps" or "v" ("" = the model config's; single files do not say
+  // it: SD 2.x 768-v checkpoints need "v").
+  std::string prediction;
   bool fp32 = false;        // keep weights and activations in fp32 (default: the device's fp16)
   bool lowvram = false;     // one network resident at a time
   // VAE tiling (nn/vae_tiled.h): decode and encode in overlapping tiles of vae_tile latent
@@ -109,7 +112,8 @@ struct StepEvent {
   const std::vector<double>* x = nullptr;         // latent after the step (sampler's scaling)
   const std::vector<double>* denoised = nullptr;  // x0 prediction (clean-latent scale)
   const std::vector<double>* eps = nullptr;       // guided noise prediction
-  const std::vector<float>* eps_cond = nullptr;   // UNet output for the prompt
+  // The UNet's noise prediction for the prompt (a v-prediction model's output converted to eps).
+  const std::vector<float>* eps_cond = nullptr;
   const std::vector<float>* eps_uncond = nullptr; // for the negative prompt; null without CFG
   // The latent the UNet saw in this step, in the variance-preserving scaling the UNet expects
   // (x_in = sqrt(a) x0 + sqrt(1 - a) eps with a = 1 / (1 + sigma^2)), so that any noise
