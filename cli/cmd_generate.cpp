@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <climits>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -16,6 +17,8 @@
 
 #include "cli/args.h"
 #include "cli/command.h"
+#include "cli/generate_checks.h"
+#include "cli/interrupt.h"
 #include "runtime/gpu/context.h"
 #include "runtime/model/demo_model.h"
 #include "runtime/error.h"
@@ -27,6 +30,7 @@
 
 namespace fs = std::filesystem;
 using vksd::fail;
+using namespace vksd::cli;  // flag limits
 
 namespace {
 
@@ -119,6 +123,8 @@ void usage() {
       "                          size, at a small cost in exactness (no visible seams)\n"
       "      --vae-tile-size N   tile edge in latent pixels (default 64 = 512 image pixels for\n"
       "                          SD 1.x); neighbouring tiles overlap by at least N/4\n"
+      "      --memory-budget MB  refuse a run estimated to need more device memory than this (default:\n"
+      "                          $VKSD_MEMORY_BUDGET_MB, else the GPU's memory)\n"
       "      --fp32              fp32 weights and activations (default fp16 storage where supported,\n"
       "                          always fp32 arithmetic): twice the memory, reference-exact results\n"
       "\n"
@@ -136,6 +142,7 @@ struct Args {
   long long seed = -1;
   bool lowvram = false, fp32 = false, json = false, vae_tiling = false;
   int vae_tile = 64;
+  uint64_t memory_budget_mb = 0;  // 0 = VKSD_MEMORY_BUDGET_MB, else the device's memory
 };
 
 Args parse(int argc, char** argv, bool& help) {
@@ -152,27 +159,28 @@ Args parse(int argc, char** argv, bool& help) {
     else if (is(nullptr, "--prediction")) a.prediction = f.val();
     else if (is("-p", "--prompt")) a.prompt = f.val(), a.prompt_given = true;
     else if (is("-n", "--negative-prompt")) a.negative = f.val();
-    else if (is("-W", "--width")) a.width = (int)f.int_val();
-    else if (is("-H", "--height")) a.height = (int)f.int_val();
-    else if (is(nullptr, "--steps")) a.steps = (int)f.int_val();
+    else if (is("-W", "--width")) a.width = (int)f.int_in(INT_MIN, kMaxWidthHeight);
+    else if (is("-H", "--height")) a.height = (int)f.int_in(INT_MIN, kMaxWidthHeight);
+    else if (is(nullptr, "--steps")) a.steps = (int)f.int_in(INT_MIN, kMaxSteps);
     else if (is(nullptr, "--cfg-scale")) a.cfg = f.num_val();
     else if (is(nullptr, "--sampler")) a.sampler = f.val();
     else if (is(nullptr, "--eta")) a.eta = f.num_val();
     else if (is(nullptr, "--timestep-spacing")) a.spacing = f.val();
     else if (is(nullptr, "--seed")) a.seed = f.int_val();
     else if (is("-o", "--output")) a.output = f.val();
-    else if (is(nullptr, "--batch-count")) a.batch_count = (int)f.int_val();
+    else if (is(nullptr, "--batch-count")) a.batch_count = (int)f.int_in(INT_MIN, kMaxBatchCount);
     else if (is(nullptr, "--init-img")) a.init_img = f.val();
     else if (is(nullptr, "--strength")) a.strength = f.num_val(), a.strength_given = true;
     else if (is(nullptr, "--mask")) a.mask = f.val();
-    else if (is(nullptr, "--clip-skip")) a.clip_skip = (int)f.int_val();
+    else if (is(nullptr, "--clip-skip")) a.clip_skip = (int)f.int_in(INT_MIN, kMaxClipSkip);
     else if (is(nullptr, "--save-steps")) a.save_steps = f.val();
     else if (is(nullptr, "--step-preview")) a.step_preview = f.val();
     else if (f.is_switch("--lowvram")) a.lowvram = true;
     else if (f.is_switch("--fp32")) a.fp32 = true;
     else if (f.is_switch("--vae-tiling")) a.vae_tiling = true;
-    else if (is(nullptr, "--vae-tile-size")) a.vae_tile = (int)f.int_val();
+    else if (is(nullptr, "--vae-tile-size")) a.vae_tile = (int)f.int_in(INT_MIN, kMaxVaeTile);
     else if (f.is_switch("--json")) a.json = true;
+    else if (is(nullptr, "--memory-budget")) a.memory_budget_mb = (uint64_t)f.int_in(1, 1ll << 30);
     else fail("unknown option '" + f.arg() + "' (see vksd generate --help)");
   }
   return a;
@@ -232,6 +240,8 @@ class CliObserver : public vksd::Observer {
  public:
   CliObserver(const Args& a, int image_index, int width, int height)
       : a_(a), index_(image_index), width_(width), height_(height), tty_(isatty(fileno(stderr)) && !a.json) {}
+
+  bool cancelled() override { return vksd::cli::interrupt_signal() != 0; }  // SIGINT/SIGTERM
 
   void on_stage(const std::string& stage) override {
     if (a_.json) {
@@ -327,14 +337,17 @@ int cmd_generate(int argc, char** argv) {
     return 0;
   }
   check_args(a);
+  vksd::cli::install_interrupt_handlers();
 
   // Files, before the (slow) model load.
   std::string model = a.model.empty() ? vksd::default_model_path() : a.model;
-  if (!fs::exists(model)) fail("model not found: " + model);
-  if (!a.config.empty() && !fs::exists(a.config)) fail("--config file not found: " + a.config);
   if (!a.prediction.empty() && a.prediction != "eps" && a.prediction != "v" && a.prediction != "epsilon" &&
       a.prediction != "v_prediction")
     fail("--prediction wants eps or v, got '" + a.prediction + "'");
+  vksd::cli::GenerateFiles files{model, a.config, a.vocab, a.init_img, a.mask, {}, a.save_steps};
+  for (int i = 0; i < a.batch_count; ++i) files.outputs.push_back(output_path(a, i));
+  vksd::cli::check_input_files(files);
+  vksd::cli::check_output_files(files);
   vksd::GenerateParams p;
   if (!a.init_img.empty()) {
     p.init_image = vksd::read_image(a.init_img, 3);
@@ -353,10 +366,6 @@ int cmd_generate(int argc, char** argv) {
     if (p.mask->width != p.width || p.mask->height != p.height)
       fail("--mask is " + std::to_string(p.mask->width) + "x" + std::to_string(p.mask->height) +
            " but the image is " + std::to_string(p.width) + "x" + std::to_string(p.height) + "; they must be the same size");
-  }
-  {
-    fs::path dir = fs::path(a.output).parent_path();
-    if (!dir.empty() && !fs::is_directory(dir)) fail("output folder does not exist: " + dir.string());
   }
 
   p.prompt = a.prompt;
@@ -382,6 +391,7 @@ int cmd_generate(int argc, char** argv) {
   po.lowvram = a.lowvram;
   if (a.vae_tiling) po.vae_tiling = vksd::PipelineOptions::VaeTiling::On;
   po.vae_tile = a.vae_tile;
+  po.memory_budget_mb = a.memory_budget_mb;
   po.vae_tile_overlap = a.vae_tile / 4;
   auto t0 = std::chrono::steady_clock::now();
   vksd::SdPipeline pipe(ctx, po);

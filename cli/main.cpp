@@ -3,9 +3,11 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <new>
 #include <string>
 
 #include "cli/command.h"
+#include "cli/interrupt.h"
 #include "runtime/error.h"
 
 namespace vksd::cli {
@@ -32,10 +34,10 @@ static void take_device_flag(int& argc, char** argv) {
   int out = 1;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
-    if (a == "--device" && i + 1 < argc) {
-      setenv("VKSD_DEVICE", argv[++i], 1);
-    } else if (a.rfind("--device=", 0) == 0) {
-      setenv("VKSD_DEVICE", a.c_str() + 9, 1);
+    if (a == "--device" || a.rfind("--device=", 0) == 0) {
+      const char* v = a == "--device" ? (i + 1 < argc ? argv[++i] : "") : a.c_str() + 9;
+      if (!*v) vksd::fail("--device needs a device index or a name (see `vksd devices`)");
+      setenv("VKSD_DEVICE", v, 1);
     } else {
       argv[out++] = argv[i];
     }
@@ -45,7 +47,12 @@ static void take_device_flag(int& argc, char** argv) {
 }
 
 int main(int argc, char** argv) {
-  take_device_flag(argc, argv);
+  try {
+    take_device_flag(argc, argv);
+  } catch (const vksd::Error& e) {
+    std::fprintf(stderr, "vksd: error: %s\n", e.what());
+    return 2;
+  }
   if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h")) {
     usage();
     return argc < 2 ? 2 : 0;
@@ -55,7 +62,15 @@ int main(int argc, char** argv) {
       try {
         return c.run(argc - 1, argv + 1);
       } catch (const vksd::Error& e) {
+        if (const int sig = vksd::cli::interrupt_signal()) {
+          std::fprintf(stderr, "vksd %s: interrupted by %s: stopped, nothing written for the unfinished image\n", argv[1],
+                       vksd::cli::interrupt_signal_name());
+          return 128 + sig;
+        }
         std::fprintf(stderr, "vksd %s: error: %s\n", argv[1], e.what());
+        return 1;
+      } catch (const std::bad_alloc&) {
+        std::fprintf(stderr, "vksd %s: error: out of host memory (a smaller image, fewer steps or --lowvram may fit)\n", argv[1]);
         return 1;
       } catch (const std::exception& e) {
         std::fprintf(stderr, "vksd %s: error: %s\n", argv[1], e.what());

@@ -928,7 +928,8 @@ TEST_CASE("checkpoint: SD 1.5 sized files infer the SD 1.5 architecture, counts 
     want.unet.in_channels = in_ch;
     auto specs = sd1_layout(want);
     specs.push_back({"model_ema.decay", {}});  // bookkeeping that real files carry
-    specs.push_back({"alphas_cumprod", {1000}});
+    // betas, not alphas_cumprod: the sparse file's zeros would be refused as a schedule, rightly.
+    specs.push_back({"betas", {1000}});
     std::string p = d / ("sd15_" + std::to_string(in_ch) + ".safetensors");
     write_sparse(p, specs, "F16");
     Checkpoint ck = Checkpoint::open(p);

@@ -8,6 +8,7 @@
 #include "runtime/model/checkpoint.h"
 #include "runtime/gpu/context.h"
 #include "runtime/error.h"
+#include "runtime/diffusion/finite_check.h"
 #include "runtime/gpu/graph.h"
 #include "runtime/nn/text_encoder.h"
 #include "runtime/nn/unet.h"
@@ -132,6 +133,15 @@ void SdPipeline::check_params(const GenerateParams& p) const {
          std::to_string(p.width) + "x" + std::to_string(p.height) + ")");
   if (p.steps < 1) fail("steps must be >= 1 (got " + std::to_string(p.steps) + ")");
   if (!(p.cfg_scale >= 0) || !std::isfinite(p.cfg_scale)) fail("cfg scale must be >= 0 (got " + fmt_g(p.cfg_scale) + ")");
+  for (const std::string* s : {&p.prompt, &p.negative_prompt})
+    if (s->size() > kMaxPromptBytes)
+      fail(std::string(s == &p.prompt ? "prompt" : "negative prompt") + " is " + std::to_string(s->size()) +
+           " bytes; the maximum is " + std::to_string(kMaxPromptBytes) + " (about 6,000 words)");
+  if (p.cfg_scale > kMaxCfgScale)
+    fail("cfg scale " + fmt_g(p.cfg_scale) + " is beyond the maximum of " + fmt_g(kMaxCfgScale) +
+         " (usual values are 5-9; huge ones overflow to NaN)");
+  if (!std::isfinite(p.eta) || p.eta > kMaxEta)
+    fail("eta " + fmt_g(p.eta) + " is beyond the maximum of " + fmt_g(kMaxEta) + " (0 = deterministic, 1 = full ancestral noise)");
   if (!(p.strength >= 0 && p.strength <= 1)) fail("strength must be within [0, 1] (got " + fmt_g(p.strength) + ")");
   const int layers = config().clip.used_layers();
   if (p.clip_skip < 1 || p.clip_skip > layers)
@@ -259,6 +269,8 @@ std::vector<float> SdPipeline::encode_image(const std::vector<float>& image, int
 
 GenerateResult SdPipeline::generate(const GenerateParams& p, Observer* obs) {
   check_params(p);
+  require_memory_budget(memory_estimate(p), memory_budget_bytes(ctx_, opts_.memory_budget_mb), opts_.lowvram,
+                        vae_tiled(p.width, p.height));
   const auto t_start = Clock::now();
   const ModelConfig& cfg = config();
   const int f = cfg.vae.downsample_factor();
@@ -284,7 +296,9 @@ GenerateResult SdPipeline::generate(const GenerateParams& p, Observer* obs) {
       stage(obs, note.c_str());
     }
     cond = encode_prompt(p.prompt, p.clip_skip, chunks);
+    require_finite(cond, "the text embeddings of the prompt");
     if (cfg_on) uncond = encode_prompt(p.negative_prompt, p.clip_skip, chunks);
+    if (cfg_on) require_finite(uncond, "the text embeddings of the negative prompt");
   }
   if (opts_.lowvram) nets_->release_text();
   res.text_ms = ms_since(t0);
@@ -317,6 +331,7 @@ GenerateResult SdPipeline::generate(const GenerateParams& p, Observer* obs) {
     stage(obs, "encode image");
     auto img = image_to_tensor(*p.init_image);
     auto lat = encode_image(img, p.height, p.width);
+    require_finite(lat, "the VAE encoding of the init image");
     init_latent.assign(lat.begin(), lat.end());
     if (p.mask) {
       auto m = image_to_mask(*p.mask);
@@ -424,6 +439,7 @@ GenerateResult SdPipeline::generate(const GenerateParams& p, Observer* obs) {
   t0 = Clock::now();
   auto step_t0 = Clock::now();
   StepHook hook = [&](const StepInfo& info, Latent& xs) {
+    require_finite(xs, "the latent after sampling step " + std::to_string(info.index + 1) + " of " + std::to_string(info.count));
     NoiseLevel lv = sampler->level(info.index + 1);
     if (!mask_latent.empty() && cin == 4) {
       // Keep the known region: re-impose the init latent, noised to where the sampler now is
@@ -482,6 +498,7 @@ GenerateResult SdPipeline::generate(const GenerateParams& p, Observer* obs) {
   t0 = Clock::now();
   res.latent.assign(x.begin(), x.end());
   res.pixels = decode_latent(res.latent, lh, lw);
+  require_finite(res.pixels, "the decoded image (VAE decoder output)");
   if (opts_.lowvram) nets_->release_vae();
   res.decode_ms = ms_since(t0);
   res.image = tensor_to_image(res.pixels.data(), cfg.vae.out_channels, p.height, p.width);

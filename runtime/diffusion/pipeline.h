@@ -13,6 +13,8 @@
 #pragma once
 #include <cstdint>
 #include <memory>
+
+#include "runtime/diffusion/memory_budget.h"
 #include <optional>
 #include <string>
 #include <vector>
@@ -48,7 +50,15 @@ struct PipelineOptions {
   enum class VaeTiling { Off, On, Auto };
   VaeTiling vae_tiling = VaeTiling::Auto;
   int vae_tile = 64, vae_tile_overlap = 16;  // latent pixels
+  // Device memory a run may use, MiB; 0 = $VKSD_MEMORY_BUDGET_MB, else the device's largest
+  // device-local heap. A run estimated above it is refused before anything is uploaded.
+  uint64_t memory_budget_mb = 0;
 };
+
+// Refused up front by check_params: values no real use needs, which overflow to NaN/inf.
+constexpr double kMaxCfgScale = 100;
+constexpr double kMaxEta = 10;
+constexpr size_t kMaxPromptBytes = 32768;  // each of prompt and negative prompt
 
 struct GenerateParams {
   std::string prompt, negative_prompt;
@@ -209,6 +219,10 @@ class SdPipeline {
   std::vector<float> decode_latent(const std::vector<float>& latent, int latent_h, int latent_w);
   // VAE posterior mean * scale_factor of an image [1, 3, H, W] in [-1, 1].
   std::vector<float> encode_image(const std::vector<float>& image, int height, int width);
+
+  // Device memory generate(p) will need (memory_budget.h); generate() refuses a run whose
+  // estimate exceeds the budget (PipelineOptions::memory_budget_mb, else the device's memory).
+  MemoryEstimate memory_estimate(const GenerateParams& p) const;
 
   // Whether the VAE runs tiled for an image of this size (PipelineOptions::vae_tiling).
   bool vae_tiled(int width, int height) const;

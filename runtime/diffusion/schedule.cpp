@@ -29,6 +29,19 @@ std::vector<double> make_betas(const ScheduleConfig& cfg) {
   return b;
 }
 
+void validate_alphas_cumprod(const std::vector<float>& ac, int num_train_timesteps, const std::string& where) {
+  if (ac.size() != (size_t)num_train_timesteps)
+    fail(where + ": stored alphas_cumprod has " + std::to_string(ac.size()) + " values but the schedule has " +
+         std::to_string(num_train_timesteps) + " training timesteps");
+  for (size_t i = 0; i < ac.size(); ++i) {
+    if (!std::isfinite(ac[i]) || !(ac[i] > 0 && ac[i] < 1))
+      fail(where + ": stored alphas_cumprod[" + std::to_string(i) + "] = " + std::to_string(ac[i]) + " is not within (0, 1)");
+    if (i && !(ac[i] < ac[i - 1]))
+      fail(where + ": stored alphas_cumprod is not strictly decreasing at index " + std::to_string(i) + " (" +
+           std::to_string(ac[i - 1]) + " then " + std::to_string(ac[i]) + ")");
+  }
+}
+
 static Prediction parse_prediction(const std::string& p) {
   if (p == "epsilon" || p == "eps") return Prediction::Epsilon;
   if (p == "v_prediction" || p == "v") return Prediction::V;
@@ -52,9 +65,7 @@ NoiseSchedule::NoiseSchedule(const ScheduleConfig& cfg, const std::vector<float>
     *this = NoiseSchedule(cfg);
     return;
   }
-  for (size_t i = 0; i < ac.size(); ++i)
-    if (!(ac[i] > 0 && ac[i] < 1) || (i && ac[i] > ac[i - 1]))
-      fail("schedule: stored alphas_cumprod is not decreasing within (0,1) at index " + std::to_string(i));
+  validate_alphas_cumprod(ac, cfg.num_train_timesteps, "schedule");
   alphas_cumprod_.assign(ac.begin(), ac.end());
   betas_.resize(ac.size());
   for (size_t i = 0; i < ac.size(); ++i) betas_[i] = 1.0 - alphas_cumprod_[i] / (i ? alphas_cumprod_[i - 1] : 1.0);

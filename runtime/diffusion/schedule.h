@@ -51,6 +51,12 @@ class NoiseSchedule {
   std::vector<double> sigmas_, log_sigmas_;
 };
 
+// A checkpoint's stored alphas_cumprod must be a real schedule: one value per training timestep
+// (length num_train_timesteps), finite, strictly decreasing within (0, 1). Anything else
+// (length 1, NaN, a flat or rising run) would make sigma_to_t read out of bounds or divide by
+// zero. Throws an Error starting with `where`.
+void validate_alphas_cumprod(const std::vector<float>& ac, int num_train_timesteps, const std::string& where);
+
 // betas of a schedule config (float64, as LDM's make_beta_schedule).
 std::vector<double> make_betas(const ScheduleConfig& cfg);
 

@@ -9,9 +9,13 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "runtime/error.h"
+#include "runtime/io/file_check.h"
+#include "runtime/io/jpeg_guard.h"
 
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wsign-compare"
@@ -24,12 +28,50 @@
 
 namespace vksd {
 
-Image read_image(const std::string& path, int channels) {
+// Why stb_image refused `b`, said in the user's terms where the file is plainly cut short (stb
+// reports a truncated PNG as e.g. an unsupported bit depth).
+static std::string truncation_reason(const std::string& b) {
+  static const char png_sig[8] = {'\x89', 'P', 'N', 'G', '\r', '\n', '\x1a', '\n'};
+  if (b.size() >= 2 && (unsigned char)b[0] == 0xff && (unsigned char)b[1] == 0xd8) {
+    const size_t from = b.size() > 4096 ? b.size() - 4096 : 0;
+    if (b.find("\xff\xd9", from) == std::string::npos) return "truncated JPEG (no end-of-image marker)";
+    return "";
+  }
+  if (b.size() < 8 || b.compare(0, 8, std::string(png_sig, 8)) != 0) return "";
+  size_t pos = 8;
+  while (pos + 12 <= b.size()) {
+    const uint32_t n = (uint32_t)(uint8_t)b[pos] << 24 | (uint32_t)(uint8_t)b[pos + 1] << 16 |
+                       (uint32_t)(uint8_t)b[pos + 2] << 8 | (uint8_t)b[pos + 3];
+    if (b.compare(pos + 4, 4, "IEND") == 0) return "";
+    if ((uint64_t)pos + 12 + n > b.size()) break;
+    pos += 12 + (size_t)n;
+  }
+  return "truncated PNG (the file ends before its IEND chunk)";
+}
+
+Image decode_image(const std::string& bytes, const std::string& name, int channels) {
   if (channels != 1 && channels != 3 && channels != 4) fail("read_image: channels must be 1, 3 or 4");
-  if (!std::filesystem::exists(path)) fail("cannot read image '" + path + "': no such file");
+  if (bytes.empty()) fail("cannot read image '" + name + "': the file is empty");
+  if (bytes.size() > (size_t)INT32_MAX) fail("cannot read image '" + name + "': the file is larger than 2 GB");
+  const auto* data_in = reinterpret_cast<const stbi_uc*>(bytes.data());
+  const int len = (int)bytes.size();
   int w = 0, h = 0, n = 0;
-  unsigned char* data = stbi_load(path.c_str(), &w, &h, &n, channels);
-  if (!data) fail("cannot read image '" + path + "': " + (stbi_failure_reason() ? stbi_failure_reason() : "unknown format"));
+  auto why = [&](const char* stb) {
+    std::string t = truncation_reason(bytes);
+    return "cannot read image '" + name + "': " + (t.empty() ? std::string(stb ? stb : "unknown format") : t);
+  };
+  if (std::string j = jpeg_header_problem(bytes); !j.empty()) fail("cannot read image '" + name + "': " + j);
+  if (!stbi_info_from_memory(data_in, len, &w, &h, &n)) fail(why(stbi_failure_reason()));
+  if (w <= 0 || h <= 0) fail("cannot read image '" + name + "': it is " + std::to_string(w) + "x" + std::to_string(h) + " pixels");
+  if (w > kMaxImageSide || h > kMaxImageSide)
+    fail("image '" + name + "' is " + std::to_string(w) + "x" + std::to_string(h) + " pixels; vksd reads images of at most " +
+         std::to_string(kMaxImageSide) + " pixels per side");
+  unsigned char* data = stbi_load_from_memory(data_in, len, &w, &h, &n, channels);
+  if (!data) fail(why(stbi_failure_reason()));
+  if (std::string t = truncation_reason(bytes); !t.empty()) {
+    stbi_image_free(data);
+    fail("cannot read image '" + name + "': " + t);
+  }
   Image img;
   img.width = w;
   img.height = h;
@@ -37,6 +79,10 @@ Image read_image(const std::string& path, int channels) {
   img.pixels.assign(data, data + (size_t)w * h * channels);
   stbi_image_free(data);
   return img;
+}
+
+Image read_image(const std::string& path, int channels) {
+  return decode_image(read_regular_file(path, "image"), path, channels);
 }
 
 // ---- PNG encoder ----------------------------------------------------------------------------
@@ -94,24 +140,58 @@ std::vector<uint8_t> encode_png(const Image& img, const TextChunks& text) {
   return out;
 }
 
+// Writes all of `data` to fd, then fsync: the bytes are on disk before the rename makes them
+// the file (else a crash after the rename can leave an empty or partial PNG under the name).
+static bool write_all_and_sync(int fd, const void* data, size_t size) {
+  const auto* p = static_cast<const uint8_t*>(data);
+  while (size > 0) {
+    const ssize_t n = ::write(fd, p, size);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    p += n, size -= (size_t)n;
+  }
+  return ::fsync(fd) == 0;
+}
+
+// The data goes into an unnamed O_TMPFILE in the target folder, so that a process killed while
+// writing (even by SIGKILL) leaves nothing behind; only when it is complete and synced does it
+// get a name (a PID-suffixed temp name, for the microseconds until rename() replaces the target
+// atomically). Filesystems without O_TMPFILE fall back to writing the named temp file directly.
 void write_file_atomic(const std::string& path, const void* data, size_t size) {
   const std::string tmp = path + ".tmp-" + std::to_string((long)::getpid());
-  {
-    FILE* f = std::fopen(tmp.c_str(), "wb");
-    if (!f) fail("cannot write '" + path + "': " + std::strerror(errno));
-    bool ok = std::fwrite(data, 1, size, f) == size;
-    ok = (std::fflush(f) == 0) && ok;
-    ok = (std::fclose(f) == 0) && ok;
+  std::string dir = std::filesystem::path(path).parent_path().string();
+  if (dir.empty()) dir = ".";
+  auto fail_errno = [&](const std::string& what, int e) { fail("cannot write '" + path + "': " + what + std::strerror(e)); };
+  int fd = ::open(dir.c_str(), O_TMPFILE | O_WRONLY | O_CLOEXEC, 0666);  // umask applies, as for fopen
+  if (fd >= 0) {
+    if (!write_all_and_sync(fd, data, size)) {
+      const int e = errno;
+      ::close(fd);
+      fail_errno("", e);
+    }
+    const std::string proc = "/proc/self/fd/" + std::to_string(fd);
+    ::unlink(tmp.c_str());  // a stale one from an earlier process with our PID
+    if (::linkat(AT_FDCWD, proc.c_str(), AT_FDCWD, tmp.c_str(), AT_SYMLINK_FOLLOW) != 0) {
+      const int e = errno;
+      ::close(fd);
+      fail_errno("linking the finished file failed: ", e);
+    }
+    ::close(fd);
+  } else {
+    fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
+    if (fd < 0) fail_errno("", errno);
+    const bool ok = write_all_and_sync(fd, data, size);
+    const int e = errno;
+    ::close(fd);
     if (!ok) {
-      int e = errno;
-      std::remove(tmp.c_str());
-      fail("cannot write '" + path + "': " + std::strerror(e));
+      ::unlink(tmp.c_str());
+      fail_errno("", e);
     }
   }
   if (std::rename(tmp.c_str(), path.c_str()) != 0) {
     int e = errno;
     std::remove(tmp.c_str());
-    fail("cannot write '" + path + "': rename failed: " + std::strerror(e));
+    fail_errno("rename failed: ", e);
   }
 }
 

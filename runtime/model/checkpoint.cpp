@@ -11,6 +11,8 @@
 #include "runtime/model/model_family.h"
 #include "runtime/model/openclip_keys.h"
 #include "runtime/error.h"
+#include "runtime/diffusion/schedule.h"
+#include "runtime/io/file_check.h"
 #include "runtime/io/json.h"
 #include "runtime/model/sd1_layout.h"
 #include "runtime/model/weights.h"
@@ -30,13 +32,7 @@ bool ends_with(const std::string& s, const std::string& p) {
   return s.size() >= p.size() && s.compare(s.size() - p.size(), p.size(), p) == 0;
 }
 
-std::string read_text_file(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  if (!f) fail(path + ": cannot read");
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
+std::string read_text_file(const std::string& path) { return read_regular_file(path, "config file"); }
 
 Json read_json_file(const std::string& path) {
   std::string text = read_text_file(path);
@@ -111,11 +107,9 @@ void Checkpoint::add_tensor(const std::string& name, const SafetensorsFile& f, c
 Checkpoint Checkpoint::open_impl(const std::string& path, const std::string& config_path, const std::string* config_text) {
   Checkpoint ck;
   ck.path_ = path;
-  std::error_code ec;
-  auto st = fs::status(path, ec);
-  if (ec || !fs::exists(st)) fail(path + ": no such file or directory");
+  require_file_or_directory(path, "model");
 
-  if (fs::is_directory(st)) {
+  if (path_kind(path) == PathKind::Directory) {
     ck.format_ = CheckpointFormat::Diffusers;
     ck.config_.name = fs::path(path).lexically_normal().filename().string();
     if (ck.config_.name.empty() || ck.config_.name == ".")
@@ -134,7 +128,13 @@ Checkpoint Checkpoint::open_impl(const std::string& path, const std::string& con
                             std::string(model_family_name(ck.config_.family)) + " defaults + tensor shapes");
   ck.infer_architecture();
   for (auto& [component, file] : ck.diffusers_configs_) {
-    apply_diffusers_config(ck.config_, component, read_json_file(file), file);
+    try {
+      apply_diffusers_config(ck.config_, component, read_json_file(file), file);
+    } catch (const Error& e) {  // e.g. a JSON type error: say which file it is in
+      const std::string m = e.what();
+      if (m.rfind(file, 0) != 0) fail(file + ": " + m);
+      throw;
+    }
     ck.config_sources_.push_back(file);
   }
   // AUTOMATIC1111's convention for SD 2.x 768-v single files: the LDM inference yaml beside the
@@ -174,8 +174,8 @@ Checkpoint Checkpoint::open_impl(const std::string& path, const std::string& con
           cfg = c.string();
           break;
         }
-    } else if (!fs::is_regular_file(cfg)) {
-      fail(cfg + ": model config file not found");
+    } else {
+      require_regular_file(cfg, "model config (--config)");
     }
     if (!cfg.empty()) {
       apply_model_config_json(ck.config_, read_json_file(cfg), cfg, &ck.config_ignored_,
@@ -306,6 +306,11 @@ void Checkpoint::infer_architecture() {
     if (it->second.shape.size() != rank)
       fail(path_ + ": tensor '" + name + "' has shape " + shape_str(it->second.shape) + ", expected rank " +
            std::to_string(rank));
+    // Dimensions become channel counts and divisors below: zero (or beyond int) is no network.
+    for (int64_t d : it->second.shape)
+      if (d <= 0 || d > (1 << 24))
+        fail(path_ + ": tensor '" + name + "' has shape " + shape_str(it->second.shape) + ": a " + net +
+             " weight needs dimensions between 1 and 16777216");
     return it->second.shape;
   };
   auto exists = [&](const std::string& name) { return tensors_.count(name) != 0; };
@@ -404,6 +409,7 @@ void Checkpoint::infer_architecture() {
 // ---- validation against the complete expected layout -----------------------------------------
 
 void Checkpoint::validate() {
+  if (!alphas_cumprod_.empty()) validate_alphas_cumprod(alphas_cumprod_, config_.schedule.num_train_timesteps, path_);
   // Values the config supplies that the layout cannot check.
   const UNetConfig& u = config_.unet;
   for (size_t l = 0; l < u.channel_mult.size(); ++l) {
