@@ -13,6 +13,7 @@
 #pragma once
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
@@ -218,6 +219,8 @@ class SdPipeline {
   std::unique_ptr<Nets> nets_;
   DType dtype_ = DType::F32;
   std::string model_name_;
+  mutable std::once_flag model_hash_once_;  // the file's hash, computed on first use
+  mutable std::string model_hash_;
 };
 
 // The clean latent a noise prediction implies: x0 = x_in sqrt(1 + sigma^2) - sigma eps, for the
