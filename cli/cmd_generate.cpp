@@ -16,6 +16,8 @@
 
 #include "cli/args.h"
 #include "cli/command.h"
+#include "cli/from_png.h"
+#include "cli/prompt_check.h"
 #include "runtime/gpu/context.h"
 #include "runtime/model/demo_model.h"
 #include "runtime/error.h"
@@ -52,6 +54,11 @@ void usage() {
       "what to draw:\n"
       "  -p, --prompt TEXT       what the image should show. (word) or (word:1.3) gives a word\n"
       "                          more weight, [word] less; BREAK starts a new 75-token chunk\n"
+      "      --from-png FILE     re-run an image: its A1111 'parameters' (prompt, negative prompt,\n"
+      "                          steps, sampler, CFG scale, seed, size, clip skip) are the defaults,\n"
+      "                          flags given as well override them\n"
+      "      --strict            refuse A1111 prompt syntax vksd does not implement (<lora:...>,\n"
+      "                          [a:b:0.5] prompt editing, [a|b] alternation, AND) instead of warning\n"
       "  -n, --negative-prompt TEXT\n"
       "                          what it should not show (replaces the empty prompt that guidance\n"
       "                          steers away from)\n"
@@ -75,13 +82,16 @@ void usage() {
       "                            ddim             the original SD sampler; deterministic at --eta 0\n"
       "                            ddpm             ancestral DDPM; needs many steps (100+)\n"
       "                            lcm              for Latent Consistency (LCM / LCM-LoRA) models\n"
+      "      --scheduler NAME    noise-level spacing apart from the sampler (A1111 1.9+, sd.cpp):\n"
+      "                          karras (dpm++2m only) or discrete (default). --sampler also takes\n"
+      "                          A1111's names (\"Euler a\", \"DPM++ 2M Karras\") and --sampling-method\n"
       "      --eta X             noise added per step by ddim (default 0) and euler_a (default 1)\n"
-      "      --seed N            the starting noise (default -1 = random). The same seed, prompt\n"
+      "  -s, --seed N            the starting noise (default -1 = random). The same seed, prompt\n"
       "                          and settings give the same image; noise is PyTorch-CPU compatible,\n"
       "                          so seeds match other tools that use CPU noise\n"
       "      --clip-skip N       use CLIP's N-th layer from the end (default 1; 2 for some anime\n"
       "                          fine-tunes)\n"
-      "      --batch-count N     make N images with seeds seed, seed+1, ... (default 1)\n"
+      "  -b, --batch-count N     make N images with seeds seed, seed+1, ... (default 1)\n"
       "\n"
       "image to image and inpainting:\n"
       "      --init-img FILE     start from this picture (PNG/JPEG/...); its size becomes the\n"
@@ -103,6 +113,7 @@ void usage() {
       "                          linear latent -> RGB map, instant; SD 1.x's unless the model\n"
       "                          config has a preview section) or vae (exact, one VAE decode per step)\n"
       "      --json              machine-readable progress: one JSON object per line on stdout\n"
+      "  -v, --verbose           print every stage (load, encode, sample, decode), also on a terminal\n"
       "\n"
       "memory and precision:\n"
       "      --lowvram           keep only one network (text encoder, UNet, VAE) on the GPU at a time;\n"
@@ -122,13 +133,13 @@ void usage() {
 
 struct Args {
   std::string model, config, vocab, prompt, negative, output = "output.png", init_img, mask, save_steps;
-  std::string sampler = "euler_a", step_preview = "approx";
+  std::string sampler = "euler_a", scheduler, step_preview = "approx";
   std::optional<int> width, height;
   int steps = 20, batch_count = 1, clip_skip = 1;
   double cfg = 7.0, eta = -1, strength = 0.75;
   bool strength_given = false, prompt_given = false;
   long long seed = -1;
-  bool lowvram = false, fp32 = false, json = false, vae_tiling = false;
+  bool lowvram = false, fp32 = false, json = false, vae_tiling = false, strict = false, verbose = false;
   int vae_tile = 64;
 };
 
@@ -149,11 +160,12 @@ Args parse(int argc, char** argv, bool& help) {
     else if (is("-H", "--height")) a.height = (int)f.int_val();
     else if (is(nullptr, "--steps")) a.steps = (int)f.int_val();
     else if (is(nullptr, "--cfg-scale")) a.cfg = f.num_val();
-    else if (is(nullptr, "--sampler")) a.sampler = f.val();
+    else if (is(nullptr, "--sampler") || is(nullptr, "--sampling-method")) a.sampler = f.val();
+    else if (is(nullptr, "--scheduler") || is(nullptr, "--schedule")) a.scheduler = f.val();
     else if (is(nullptr, "--eta")) a.eta = f.num_val();
-    else if (is(nullptr, "--seed")) a.seed = f.int_val();
+    else if (is("-s", "--seed")) a.seed = f.int_val();
     else if (is("-o", "--output")) a.output = f.val();
-    else if (is(nullptr, "--batch-count")) a.batch_count = (int)f.int_val();
+    else if (is("-b", "--batch-count")) a.batch_count = (int)f.int_val();
     else if (is(nullptr, "--init-img")) a.init_img = f.val();
     else if (is(nullptr, "--strength")) a.strength = f.num_val(), a.strength_given = true;
     else if (is(nullptr, "--mask")) a.mask = f.val();
@@ -165,6 +177,8 @@ Args parse(int argc, char** argv, bool& help) {
     else if (f.is_switch("--vae-tiling")) a.vae_tiling = true;
     else if (is(nullptr, "--vae-tile-size")) a.vae_tile = (int)f.int_val();
     else if (f.is_switch("--json")) a.json = true;
+    else if (f.is_switch("--strict")) a.strict = true;
+    else if (f.is_switch("--verbose") || f.is_switch("-v")) a.verbose = true;
     else fail("unknown option '" + f.arg() + "' (see vksd generate --help)");
   }
   return a;
@@ -186,7 +200,7 @@ void check_args(const Args& a) {
   if (a.seed < -1 || a.seed > 0xffffffffffffll) fail("--seed must be -1 (random) or a non-negative integer");
   if (a.step_preview != "approx" && a.step_preview != "vae") fail("--step-preview must be approx or vae");
   if (a.vae_tile < 4) fail("--vae-tile-size must be at least 4 latent pixels (got " + std::to_string(a.vae_tile) + ")");
-  vksd::parse_sampler(a.sampler);  // unknown names list the valid ones
+  vksd::apply_scheduler(vksd::parse_sampler(a.sampler), a.scheduler);  // unknown names list the valid ones
   if (fs::path(a.output).extension() != ".png") fail("--output must name a .png file (got '" + a.output + "')");
 }
 
@@ -228,7 +242,7 @@ class CliObserver : public vksd::Observer {
     if (a_.json) {
       std::printf("{\"event\":\"stage\",\"image\":%d,\"stage\":\"%s\"}\n", index_, vksd::json_escape(stage).c_str());
       std::fflush(stdout);
-    } else if (!tty_) {
+    } else if (!tty_ || a_.verbose) {
       std::fprintf(stderr, "%s\n", stage.c_str());
     }
     if (stage == "sample") start_ = std::chrono::steady_clock::now();
@@ -310,7 +324,14 @@ class CliObserver : public vksd::Observer {
   std::vector<Kept> steps_;
 };
 
-int cmd_generate(int argc, char** argv) {
+int cmd_generate(int argc_in, char** argv_in) {
+  // --from-png FILE: the image's own parameters first, so that explicit flags override them.
+  std::vector<std::string> args = vksd::cli::expand_from_png(argc_in, argv_in);
+  std::vector<char*> argv_vec;
+  for (auto& s : args) argv_vec.push_back(s.data());
+  argv_vec.push_back(nullptr);
+  const int argc = (int)args.size();
+  char** argv = argv_vec.data();
   bool help = false;
   Args a = parse(argc, argv, help);
   if (help) {
@@ -318,6 +339,7 @@ int cmd_generate(int argc, char** argv) {
     return 0;
   }
   check_args(a);
+  vksd::cli::check_prompt_syntax(a.prompt, a.negative, a.strict, a.json);
 
   // Files, before the (slow) model load.
   std::string model = a.model.empty() ? vksd::default_model_path() : a.model;
@@ -351,7 +373,7 @@ int cmd_generate(int argc, char** argv) {
   p.negative_prompt = a.negative;
   p.steps = a.steps;
   p.cfg_scale = a.cfg;
-  p.sampler = vksd::parse_sampler(a.sampler);
+  p.sampler = vksd::apply_scheduler(vksd::parse_sampler(a.sampler), a.scheduler);
   p.eta = a.eta;
   p.clip_skip = a.clip_skip;
   p.strength = a.strength;

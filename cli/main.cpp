@@ -6,6 +6,7 @@
 #include <string>
 
 #include "cli/command.h"
+#include "cli/version.h"
 #include "runtime/error.h"
 
 namespace vksd::cli {
@@ -22,6 +23,7 @@ static void usage() {
   for (auto& c : cmds) std::printf("  %-12s %s\n", c.name.c_str(), c.summary.c_str());
   std::printf(
       "\noptions for every command: --device <index|name> picks the Vulkan device (see `vksd devices`).\n"
+      "vksd --version prints the version.\n"
       "\nenvironment: VKSD_DEVICE=<index|name> picks a device, VKSD_VALIDATION=1 enables the\n"
       "Khronos validation layer, VKSD_FP32=1 stores tensors in fp32 instead of fp16.\n");
 }
@@ -46,6 +48,10 @@ static void take_device_flag(int& argc, char** argv) {
 
 int main(int argc, char** argv) {
   take_device_flag(argc, argv);
+  if (argc >= 2 && (!std::strcmp(argv[1], "--version") || !std::strcmp(argv[1], "version"))) {
+    std::printf("vksd %s\n", VKSD_VERSION);
+    return 0;
+  }
   if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h")) {
     usage();
     return argc < 2 ? 2 : 0;
