@@ -8,6 +8,7 @@
 #include "cli/command.h"
 #include "cli/version.h"
 #include "runtime/error.h"
+#include "runtime/io/json.h"
 
 namespace vksd::cli {
 std::vector<Command>& registry() {
@@ -60,11 +61,14 @@ int main(int argc, char** argv) {
     if (c.name == argv[1]) {
       try {
         return c.run(argc - 1, argv + 1);
-      } catch (const vksd::Error& e) {
-        std::fprintf(stderr, "vksd %s: error: %s\n", argv[1], e.what());
-        return 1;
       } catch (const std::exception& e) {
         std::fprintf(stderr, "vksd %s: error: %s\n", argv[1], e.what());
+        // With --json the error is an event on stdout too, for a program that reads only that.
+        for (int i = 2; i < argc; ++i)
+          if (!std::strcmp(argv[i], "--json")) {
+            std::printf("{\"event\":\"error\",\"message\":\"%s\"}\n", vksd::json_escape(e.what()).c_str());
+            break;
+          }
         return 1;
       }
     }

@@ -79,7 +79,7 @@ TEST_CASE("cli generate: bad arguments are refused with a clear message") {
   refuses(fx, "--mask m.png", "--mask needs --init-img");
 }
 
-TEST_CASE("cli generate: missing model, unreadable image, mask size mismatch") {
+TEST_CASE("cli generate: missing model, unreadable image, bad resize mode") {
   NEED_BINARY();
   Fixture fx;
   {
@@ -97,8 +97,10 @@ TEST_CASE("cli generate: missing model, unreadable image, mask size mismatch") {
   {
     vksd::write_png((fx.dir / "init.png").string(), vksd::Image(32, 32, 3));
     vksd::write_png((fx.dir / "mask.png").string(), vksd::Image(16, 32, 1));
-    refuses(fx, "--init-img " + quote((fx.dir / "init.png").string()) + " --mask " + quote((fx.dir / "mask.png").string()),
-            "--mask is 16x32 but the image is 32x32");
+    // A mask of another size is fitted (tests/test_resize_frames.cpp); a bad resize mode is refused.
+    refuses(fx, "--init-img " + quote((fx.dir / "init.png").string()) + " --mask " + quote((fx.dir / "mask.png").string()) +
+                " --resize-mode squash",
+            "unknown resize mode 'squash'");
   }
 }
 
