@@ -7,6 +7,7 @@
 #include <string>
 
 #include "cli/command.h"
+#include "runtime/model/demo_model.h"
 #include "runtime/model/checkpoint.h"
 #include "runtime/model/model_family.h"
 #include "runtime/gpu/memory.h"
@@ -37,8 +38,9 @@ uint64_t device_bytes(const std::vector<TensorSpec>& specs, DType dt) {
 
 int usage(FILE* f) {
   std::fprintf(f,
-               "usage: vksd info MODEL [--config FILE] [--prediction eps|v]\n"
-               "  MODEL   an SD 1.x / 2.x .safetensors file (original layout) or a diffusers folder\n"
+               "usage: vksd info [MODEL] [--config FILE] [--prediction eps|v]\n"
+               "  MODEL   an SD 1.x / 2.x .safetensors file (original layout), a diffusers folder or a\n"
+               "          folder holding model.safetensors (default: $VKSD_MODEL, else the demo model)\n"
                "  --config FILE   vksd model config JSON (docs/model-config.md); default: MODEL's\n"
                "                  <name>.vksd.json or <name>.json beside a single file, vksd.json in a folder\n");
   return f == stdout ? 0 : 1;
@@ -70,7 +72,10 @@ int cmd_info(int argc, char** argv) {
       return usage(stderr);
     }
   }
-  if (model.empty()) return usage(stderr);
+  // No MODEL: the one generate would use (VKSD_MODEL, else the demo model); a folder holding
+  // model.safetensors (weights/demo) means that file.
+  if (model.empty()) model = vksd::default_model_path();
+  else if (std::string inner = vksd::model_in_folder(model); !inner.empty()) model = inner;
 
   Checkpoint ck = Checkpoint::open(model, config);
   if (!prediction.empty()) ck.set_prediction_type(prediction, "--prediction " + prediction);

@@ -8,7 +8,9 @@
 
 #include "cli/command.h"
 #include "cli/interrupt.h"
+#include "cli/version.h"
 #include "runtime/error.h"
+#include "runtime/io/json.h"
 
 namespace vksd::cli {
 std::vector<Command>& registry() {
@@ -24,6 +26,7 @@ static void usage() {
   for (auto& c : cmds) std::printf("  %-12s %s\n", c.name.c_str(), c.summary.c_str());
   std::printf(
       "\noptions for every command: --device <index|name> picks the Vulkan device (see `vksd devices`).\n"
+      "vksd --version prints the version.\n"
       "\nenvironment: VKSD_DEVICE=<index|name> picks a device, VKSD_VALIDATION=1 enables the\n"
       "Khronos validation layer, VKSD_FP32=1 stores tensors in fp32 instead of fp16.\n");
 }
@@ -53,6 +56,10 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "vksd: error: %s\n", e.what());
     return 2;
   }
+  if (argc >= 2 && (!std::strcmp(argv[1], "--version") || !std::strcmp(argv[1], "version"))) {
+    std::printf("vksd %s\n", VKSD_VERSION);
+    return 0;
+  }
   if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h")) {
     usage();
     return argc < 2 ? 2 : 0;
@@ -61,19 +68,22 @@ int main(int argc, char** argv) {
     if (c.name == argv[1]) {
       try {
         return c.run(argc - 1, argv + 1);
-      } catch (const vksd::Error& e) {
+      } catch (const std::exception& e) {
         if (const int sig = vksd::cli::interrupt_signal()) {
           std::fprintf(stderr, "vksd %s: interrupted by %s: stopped, nothing written for the unfinished image\n", argv[1],
                        vksd::cli::interrupt_signal_name());
           return 128 + sig;
         }
-        std::fprintf(stderr, "vksd %s: error: %s\n", argv[1], e.what());
-        return 1;
-      } catch (const std::bad_alloc&) {
-        std::fprintf(stderr, "vksd %s: error: out of host memory (a smaller image, fewer steps or --lowvram may fit)\n", argv[1]);
-        return 1;
-      } catch (const std::exception& e) {
-        std::fprintf(stderr, "vksd %s: error: %s\n", argv[1], e.what());
+        const std::string msg = dynamic_cast<const std::bad_alloc*>(&e)
+                                    ? "out of host memory (a smaller image, fewer steps or --lowvram may fit)"
+                                    : e.what();
+        std::fprintf(stderr, "vksd %s: error: %s\n", argv[1], msg.c_str());
+        // With --json the error is an event on stdout too, for a program that reads only that.
+        for (int i = 2; i < argc; ++i)
+          if (!std::strcmp(argv[i], "--json")) {
+            std::printf("{\"event\":\"error\",\"message\":\"%s\"}\n", vksd::json_escape(msg).c_str());
+            break;
+          }
         return 1;
       }
     }

@@ -15,6 +15,7 @@
 #include "runtime/gpu/context.h"
 #include "runtime/error.h"
 #include "runtime/io/image_io.h"
+#include "runtime/io/infotext.h"
 #include "runtime/nn/unet.h"
 #include "runtime/diffusion/pipeline.h"
 #include "runtime/diffusion/schedule.h"
@@ -34,7 +35,7 @@ static fs::path temp_dir(const char* what) {
 
 // ---- image_io --------------------------------------------------------------------------------
 
-TEST_CASE("png: round trip of gray/RGB/RGBA pixels and tEXt chunks, atomic write") {
+TEST_CASE("png: round trip of gray/RGB/RGBA pixels and text chunks, atomic write") {
   auto dir = temp_dir("png");
   for (int ch : {1, 3, 4}) {
     Image im(37, 23, ch);  // odd sizes: every filter byte and row stride path
@@ -159,8 +160,10 @@ TEST_CASE("pipeline: DDIM 4 steps CFG 7.5 from seed 42 reproduces the reference 
   MESSAGE("DDIM final image PSNR " << db << " dB");
   CHECK(db >= 45.0);
   CHECK(res.steps_run == 4);
-  CHECK(res.parameters == std::string(kPrompt) +
-                              "\nSteps: 4, Sampler: DDIM, CFG scale: 7.5, Seed: 42, Size: 32x32, Model: model");
+  // A1111's infotext: Model hash = the first 10 hex digits of the checkpoint file's SHA-256.
+  const std::string hash = sha256_file(test::vectors_dir() + "/model.safetensors").substr(0, 10);
+  CHECK(res.parameters == std::string(kPrompt) + "\nSteps: 4, Sampler: DDIM, CFG scale: 7.5, Seed: 42, Size: 32x32, Model hash: " +
+                              hash + ", Model: model, RNG: CPU");
   CHECK(test::ctx().validation_messages() == 0);
 }
 

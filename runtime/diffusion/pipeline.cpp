@@ -10,6 +10,7 @@
 #include "runtime/error.h"
 #include "runtime/diffusion/finite_check.h"
 #include "runtime/gpu/graph.h"
+#include "runtime/io/infotext.h"
 #include "runtime/nn/text_encoder.h"
 #include "runtime/nn/unet.h"
 #include "runtime/nn/vae.h"
@@ -114,16 +115,26 @@ static std::string fmt_g(double v) {
 }
 
 std::string SdPipeline::parameters_text(const GenerateParams& p) const {
-  std::string s = p.prompt;
-  if (!p.negative_prompt.empty()) s += "\nNegative prompt: " + p.negative_prompt;
-  s += "\nSteps: " + std::to_string(p.steps) + ", Sampler: " + sampler_a1111_name(p.sampler) +
-       ", CFG scale: " + fmt_g(p.cfg_scale) + ", Seed: " + std::to_string(p.seed) + ", Size: " +
-       std::to_string(p.width) + "x" + std::to_string(p.height) + ", Model: " + model_name_;
-  if (p.init_image) s += ", Denoising strength: " + fmt_g(p.strength);
-  if (p.mask) s += ", Mask: yes";
-  if (p.clip_skip != 1) s += ", Clip skip: " + std::to_string(p.clip_skip);
-  if (p.eta >= 0) s += ", Eta: " + fmt_g(p.eta);
-  return s;
+  // A1111's names and order (modules/processing.py create_infotext); format_infotext quotes
+  // values and drops any key A1111 would not understand.
+  std::call_once(model_hash_once_, [&] { model_hash_ = a1111_model_hash(ckpt_->path()); });
+  Infotext info;
+  info.prompt = p.prompt;
+  info.negative_prompt = p.negative_prompt;
+  auto add = [&](const char* k, std::string v) { info.params.emplace_back(k, std::move(v)); };
+  add("Steps", std::to_string(p.steps));
+  add("Sampler", sampler_a1111_name(p.sampler));
+  add("CFG scale", fmt_g(p.cfg_scale));
+  add("Seed", std::to_string(p.seed));
+  add("Size", std::to_string(p.width) + "x" + std::to_string(p.height));
+  if (!model_hash_.empty()) add("Model hash", model_hash_);
+  add("Model", model_name_);
+  if (p.init_image) add("Denoising strength", fmt_g(p.strength));
+  if (p.clip_skip != 1) add("Clip skip", std::to_string(p.clip_skip));
+  // A1111 keeps DDIM's eta apart from the ancestral samplers' eta.
+  if (p.eta >= 0) add(p.sampler == SamplerKind::DDIM ? "Eta DDIM" : "Eta", fmt_g(p.eta));
+  add("RNG", "CPU");  // the noise is PyTorch's CPU generator, as A1111's RNG: CPU setting
+  return format_infotext(info);
 }
 
 void SdPipeline::check_params(const GenerateParams& p) const {

@@ -13,12 +13,14 @@
 #pragma once
 #include <cstdint>
 #include <memory>
+#include <mutex>
 
 #include "runtime/diffusion/memory_budget.h"
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "runtime/diffusion/memory_budget.h"
 #include "runtime/gpu/dtype.h"
 #include "runtime/io/image_io.h"
 #include "runtime/model/model_config.h"
@@ -242,6 +244,8 @@ class SdPipeline {
   std::unique_ptr<Nets> nets_;
   DType dtype_ = DType::F32;
   std::string model_name_;
+  mutable std::once_flag model_hash_once_;  // the file's hash, computed on first use
+  mutable std::string model_hash_;
 };
 
 // The clean latent a noise prediction implies: x0 = x_in sqrt(1 + sigma^2) - sigma eps, for the

@@ -5,6 +5,8 @@
 // condition of diffusers' LCMScheduler).
 #include "runtime/diffusion/samplers.h"
 
+#include <cctype>
+
 #include <algorithm>
 #include <cmath>
 
@@ -278,13 +280,42 @@ class DpmPP2MSampler : public SigmaSampler {
 
 }  // namespace
 
+static std::string lower(std::string s) {
+  for (char& c : s) c = (char)std::tolower((unsigned char)c);
+  return s;
+}
+
 SamplerKind parse_sampler(const std::string& name) {
-  for (const auto& n : kNames)
-    if (name == n.cli) return n.kind;
+  const std::string n = lower(name);
+  for (const auto& k : kNames)
+    if (n == k.cli || n == lower(k.a1111)) return k.kind;
+  // Other tools' spellings: A1111's API aliases (k_*), diffusers/ComfyUI names.
+  static const std::pair<const char*, SamplerKind> kAliases[] = {
+      {"k_euler_a", SamplerKind::EulerAncestral},      {"euler_ancestral", SamplerKind::EulerAncestral},
+      {"k_euler", SamplerKind::Euler},                 {"k_dpmpp_2m", SamplerKind::DpmPP2M},
+      {"dpmpp_2m", SamplerKind::DpmPP2M},              {"k_dpmpp_2m_ka", SamplerKind::DpmPP2MKarras},
+      {"dpmpp_2m_karras", SamplerKind::DpmPP2MKarras}, {"dpm++ 2m karras", SamplerKind::DpmPP2MKarras}};
+  for (const auto& [alias, kind] : kAliases)
+    if (n == alias) return kind;
   std::string valid;
-  for (const auto& n : kNames) valid += std::string(valid.empty() ? "" : ", ") + n.cli;
+  for (const auto& k : kNames) valid += std::string(valid.empty() ? "" : ", ") + k.cli + " (\"" + k.a1111 + "\")";
   fail("unknown sampler '" + name + "' (valid: " + valid + ")");
 }
+
+SamplerKind apply_scheduler(SamplerKind kind, const std::string& scheduler) {
+  const std::string s = lower(scheduler);
+  if (s.empty() || s == "automatic" || s == "default") return kind;
+  if (s == "karras") {
+    if (kind == SamplerKind::DpmPP2M || kind == SamplerKind::DpmPP2MKarras) return SamplerKind::DpmPP2MKarras;
+    fail(std::string("--scheduler karras is implemented for dpm++2m only, not for ") + sampler_cli_name(kind) +
+         " (use --sampler dpm++2m --scheduler karras, or drop --scheduler)");
+  }
+  if (s == "discrete" || s == "normal" || s == "uniform")
+    return kind == SamplerKind::DpmPP2MKarras ? SamplerKind::DpmPP2M : kind;
+  fail("--scheduler '" + scheduler + "' is not implemented (vksd has: discrete, the model's own timesteps, the " +
+       "default; karras, for dpm++2m)");
+}
+
 const char* sampler_cli_name(SamplerKind k) {
   for (const auto& n : kNames)
     if (n.kind == k) return n.cli;

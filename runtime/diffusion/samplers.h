@@ -23,9 +23,15 @@ using Latent = std::vector<double>;
 
 enum class SamplerKind { DDIM, DDPM, Euler, EulerAncestral, DpmPP2M, DpmPP2MKarras, LCM };
 
-// "ddim", "ddpm", "euler", "euler_a", "dpm++2m", "dpm++2m_karras", "lcm" (Error otherwise,
+// "ddim", "ddpm", "euler", "euler_a", "dpm++2m", "dpm++2m_karras", "lcm", A1111's names
+// ("Euler a", "DPM++ 2M Karras", ...; any case) and their k_* API aliases (Error otherwise,
 // listing the valid names).
 SamplerKind parse_sampler(const std::string& name);
+// A scheduler (noise-level spacing) chosen apart from the sampler, as A1111 1.9+ and
+// stable-diffusion.cpp do: ""/"automatic" keeps `kind`; "karras" turns dpm++2m into
+// dpm++2m_karras; "discrete"/"normal" the reverse. Other names (exponential, ays, ...) and karras
+// with another sampler are an Error that says what exists.
+SamplerKind apply_scheduler(SamplerKind kind, const std::string& scheduler);
 const char* sampler_cli_name(SamplerKind k);
 const char* sampler_a1111_name(SamplerKind k);  // as A1111 writes it in PNG parameters
 std::vector<std::string> sampler_cli_names();

@@ -1,6 +1,6 @@
-// Images in and out: PNG/JPEG/... reading (stb_image), PNG writing with text metadata (our own
-// small encoder over zlib, so that the generation parameters travel in a tEXt chunk the way
-// AUTOMATIC1111 stores them), atomic file replacement, and the mapping between 8-bit pixels
+// Images in and out: PNG/JPEG/... reading (stb_image), PNG writing with text metadata (libpng;
+// the generation parameters travel in an iTXt chunk the way AUTOMATIC1111 stores them), atomic
+// file replacement, and the mapping between 8-bit pixels
 // and the [-1, 1] float images the VAE works with.
 #pragma once
 #include <cstdint>
@@ -20,7 +20,7 @@ struct Image {
   const uint8_t* at(int x, int y) const { return pixels.data() + ((size_t)y * width + x) * channels; }
 };
 
-using TextChunks = std::vector<std::pair<std::string, std::string>>;  // keyword, text (Latin-1)
+using TextChunks = std::vector<std::pair<std::string, std::string>>;  // keyword (Latin-1), text (UTF-8)
 
 // Read any format stb_image knows, converted to `channels` (1, 3 or 4). A missing or
 // undecodable file is an Error naming the path and the reason.
@@ -32,11 +32,11 @@ constexpr int kMaxImageSide = 16384;
 Image read_image(const std::string& path, int channels = 3);
 // The same from bytes in memory (`name` for messages): what the fuzz harness drives.
 Image decode_image(const std::string& bytes, const std::string& name, int channels = 3);
-// PNG bytes with tEXt chunks (keyword 1-79 Latin-1 chars, text without NUL).
+// PNG bytes with uncompressed iTXt chunks (keyword 1-79 Latin-1 chars, UTF-8 text without NUL).
 std::vector<uint8_t> encode_png(const Image& img, const TextChunks& text = {});
 // encode_png, then write_file_atomic.
 void write_png(const std::string& path, const Image& img, const TextChunks& text = {});
-// The tEXt (and zTXt/iTXt keyword-text) chunks of a PNG file, in file order.
+// The tEXt, zTXt and iTXt chunks of a PNG file (keyword, text), in file order.
 TextChunks read_png_text(const std::string& path);
 
 // Write to an unnamed temp file in the folder (O_TMPFILE; "<path>.tmp-<pid>" where unsupported),
