@@ -320,8 +320,7 @@ int cmd_generate(int argc, char** argv) {
   check_args(a);
 
   // Files, before the (slow) model load.
-  std::string model = a.model.empty() ? vksd::default_model_path() : a.model;
-  if (!fs::exists(model)) fail("model not found: " + model);
+  const std::string model = vksd::resolve_model_path(a.model);
   if (!a.config.empty() && !fs::exists(a.config)) fail("--config file not found: " + a.config);
   vksd::GenerateParams p;
   if (!a.init_img.empty()) {

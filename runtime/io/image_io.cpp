@@ -39,6 +39,17 @@ Image read_image(const std::string& path, int channels) {
   return img;
 }
 
+Image decode_image(const uint8_t* data, size_t size, int channels, const std::string& what) {
+  if (channels != 1 && channels != 3 && channels != 4) fail("decode_image: channels must be 1, 3 or 4");
+  int w = 0, h = 0, n = 0;
+  unsigned char* px = size <= (size_t)INT32_MAX ? stbi_load_from_memory(data, (int)size, &w, &h, &n, channels) : nullptr;
+  if (!px) fail("cannot decode " + what + ": " + (stbi_failure_reason() ? stbi_failure_reason() : "unknown format"));
+  Image img(w, h, channels);
+  img.pixels.assign(px, px + (size_t)w * h * channels);
+  stbi_image_free(px);
+  return img;
+}
+
 // ---- PNG encoder ----------------------------------------------------------------------------
 
 static void put_u32(std::vector<uint8_t>& out, uint32_t v) {

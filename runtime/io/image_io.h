@@ -25,6 +25,8 @@ using TextChunks = std::vector<std::pair<std::string, std::string>>;  // keyword
 // Read any format stb_image knows, converted to `channels` (1, 3 or 4). A missing or
 // undecodable file is an Error naming the path and the reason.
 Image read_image(const std::string& path, int channels = 3);
+// The same from encoded bytes in memory (an uploaded image); `what` names it in errors.
+Image decode_image(const uint8_t* data, size_t size, int channels, const std::string& what);
 // PNG bytes with tEXt chunks (keyword 1-79 Latin-1 chars, text without NUL).
 std::vector<uint8_t> encode_png(const Image& img, const TextChunks& text = {});
 // encode_png, then write_file_atomic.

@@ -48,11 +48,20 @@ std::string default_model_path() {
   std::error_code ec;
   fs::path exe = fs::read_symlink("/proc/self/exe", ec);
   if (!ec && !exe.empty())
-    for (const fs::path& base : {exe.parent_path(), exe.parent_path().parent_path()}) {
+    // and <prefix>/share/vksd/weights/demo for an installed <prefix>/bin/vksd (cmake --install).
+    for (const fs::path& base : {exe.parent_path(), exe.parent_path().parent_path(),
+                                 exe.parent_path().parent_path() / "share" / "vksd"}) {
       const std::string d = (base / kDemoModelDir).lexically_normal().string();
       if (std::find(dirs.begin(), dirs.end(), d) == dirs.end()) dirs.push_back(d);
     }
   return default_model_path(std::getenv("VKSD_MODEL"), dirs);
+}
+
+std::string resolve_model_path(const std::string& given) {
+  const std::string model = given.empty() ? default_model_path() : given;
+  std::error_code ec;
+  if (!fs::exists(model, ec)) fail("model not found: " + model);
+  return model;
 }
 
 }  // namespace vksd
