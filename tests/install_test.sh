@@ -38,7 +38,7 @@ g++ -std=c++20 -O1 "$SRC/tests/install_consumer/main.cpp" -o "$TMP/pc_consumer" 
 echo "ok   pkg-config consumer built and generated"
 
 # 3. The same image as the command-line tool makes.
-"$BUILD/vksd" generate -p "red apple" --steps 6 --sampler ddim --cfg-scale 5 --seed 42 -o "$TMP/cli.png" 2>/dev/null
+"$BUILD/vksd" generate -p "red apple" --steps 6 --sampler euler --cfg-scale 5 --seed 42 -o "$TMP/cli.png" 2>/dev/null
 python3 "$SRC/tests/png_read.py" "$TMP/cmake.png" "$TMP/cli.png"
 python3 "$SRC/tests/png_read.py" "$TMP/pc.png" "$TMP/cli.png"
 echo "all install checks passed"

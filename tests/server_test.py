@@ -114,7 +114,7 @@ def main():
     check(st == 200 and len(r["images"]) == 2, "txt2img: 200 with batch_size images (%s)" % st)
     info = json.loads(r["info"])
     check(info["all_seeds"] == [42, 43] and info["seed"] == 42 and info["sampler_name"] == "DDIM", "info: seeds and sampler")
-    check(r["parameters"]["prompt"] == "red apple" and r["parameters"]["steps"] == 8, "parameters echo the request")
+    check(r["parameters"]["prompt"] == "red apple" and r["parameters"]["steps"] == 3, "parameters echo the request")
     # One CLI run with --batch-count 2 writes cli_0.png (seed 42) and cli_1.png (seed 43).
     subprocess.run([VKSD, "generate", "-p", "red apple", "-n", "blurry", "--steps", "3", "--sampler", "ddim",
                     "--cfg-scale", "5", "--seed", "42", "-W", "64", "-H", "64", "--batch-count", "2",

@@ -29,7 +29,7 @@ int main(int argc, char** argv) {
     vksd::GenerateParams p;
     p.prompt = "red apple";
     p.steps = 6;
-    p.sampler = vksd::parse_sampler("ddim");
+    p.sampler = vksd::parse_sampler("euler");
     p.cfg_scale = 5;
     p.seed = 42;
     p.width = p.height = pipe.config().sample_size;
