@@ -106,6 +106,13 @@ ImageRequest parse_image_request(const json& body, bool img2img, const SdPipelin
   // A1111 also takes the older sampler_index with the same names.
   const char* sampler_field = field(body, "sampler_name") ? "sampler_name" : "sampler_index";
   p.sampler = parse_sampler_name(get_string(body, sampler_field, "euler_a"), sampler_field);
+  // A1111 1.6+ names the noise schedule apart: "DPM++ 2M" + scheduler "Karras" is vksd's
+  // dpm++2m_karras. vksd's other samplers have one schedule each.
+  const std::string scheduler = lower(get_string(body, "scheduler", "automatic"));
+  if (scheduler == "karras" && p.sampler == SamplerKind::DpmPP2M) p.sampler = SamplerKind::DpmPP2MKarras;
+  else if (scheduler != "automatic" && !(scheduler == "karras" && p.sampler == SamplerKind::DpmPP2MKarras))
+    throw RequestError("scheduler", "scheduler \"" + get_string(body, "scheduler", "") + "\" is not available for " +
+                                        sampler_a1111_name(p.sampler) + "; vksd has \"Automatic\", and \"Karras\" with DPM++ 2M");
   p.eta = get_num(body, "eta", -1, -1, 10);
   if (p.eta < 0) p.eta = -1;  // negative: the sampler's default
   const long long seed = get_int(body, "seed", -1, -1, kMaxSeed);

@@ -29,7 +29,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from png_read import read_png  # noqa: E402
 
 VKSD = os.path.abspath(sys.argv[1])
-WORK = sys.argv[2] if len(sys.argv) > 2 else tempfile.mkdtemp(prefix="vksd_server_test_")
+WORK = os.path.abspath(sys.argv[2] if len(sys.argv) > 2 else tempfile.mkdtemp(prefix="vksd_server_test_"))
 os.makedirs(WORK, exist_ok=True)
 failures = []
 
@@ -152,7 +152,8 @@ def main():
     for body, field in [({"steps": "many"}, "steps"), ({"steps": 0}, "steps"), ({"steps": 2.5}, "steps"),
                         ({"width": 65}, "width"), ({"height": -64}, "height"), ({"cfg_scale": "x"}, "cfg_scale"),
                         ({"sampler_name": "Nope"}, "sampler_name"), ({"prompt": 5}, "prompt"), ({"seed": "x"}, "seed"),
-                        ({"batch_size": 0}, "batch_size"), ({"n_iter": True}, "n_iter")]:
+                        ({"batch_size": 0}, "batch_size"), ({"n_iter": True}, "n_iter"),
+                        ({"sampler_name": "Euler", "scheduler": "Karras"}, "scheduler")]:
         st, e = call("POST", "/sdapi/v1/txt2img", body)
         check(st == 422 and e.get("field") == field and field in e.get("detail", ""), "txt2img %s -> 422 naming %s (%s %s)" % (body, field, st, e))
     for body, field in [({"prompt": "x"}, "init_images"), ({"init_images": ["!!notbase64"]}, "init_images"),
@@ -230,6 +231,20 @@ def main():
     ok = [b["r"] for _, b in threads if b["r"][0] == 200]
     seeds = sorted(json.loads(r[1]["info"])["seed"] for r in ok)
     check(len(ok) == 2 and all(len(r[1]["images"]) == 1 for r in ok), "the 2 queued requests were served after the running one (%s)" % seeds)
+
+    # ---- options: switching the model (the demo model again, under another path) ----
+    st, e = call("POST", "/sdapi/v1/options", {"sd_model_checkpoint": "/no/such/model.safetensors"})
+    check(st == 422 and e.get("field") == "sd_model_checkpoint", "options: a model that does not exist -> 422")
+    st, _ = call("POST", "/sdapi/v1/options", {"sd_model_checkpoint": models[0]["title"]})
+    check(st == 200, "options: the loaded model's title is accepted as is")
+    demo_dir = os.path.dirname(models[0]["filename"])
+    link = os.path.join(WORK, "other_model")
+    if os.path.lexists(link):
+        os.remove(link)
+    os.symlink(demo_dir, link)
+    st, _ = call("POST", "/sdapi/v1/options", {"sd_model_checkpoint": os.path.join(link, "model.safetensors")})
+    _, now = call("GET", "/sdapi/v1/sd-models")
+    check(st == 200 and now[0]["filename"] == os.path.join(link, "model.safetensors"), "options: sd_model_checkpoint loads another checkpoint (%s)" % now)
 
     # ---- options: clip skip is used by later requests ----
     st, _ = call("POST", "/sdapi/v1/options", {"CLIP_stop_at_last_layers": 2, "unknown_option": 1})
