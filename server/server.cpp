@@ -203,26 +203,30 @@ struct Server::Impl {
     std::vector<GenerateResult> results;
     std::string failure;
     bool interrupted = false;
-    for (int i = 0; i < r.images(); ++i) {
-      GenerateParams p = r.params;
-      p.seed = r.params.seed + (uint64_t)i;
-      {
-        // Started under the lock, so that an interrupt either sees this job or stops the loop.
-        std::lock_guard<std::mutex> lk(mu);
-        if (run.interrupted) break;
-        run.job_no = i;
-        m->job->start(p);
+    try {
+      for (int i = 0; i < r.images(); ++i) {
+        GenerateParams p = r.params;
+        p.seed = r.params.seed + (uint64_t)i;
+        {
+          // Started under the lock, so that an interrupt either sees this job or stops the loop.
+          std::lock_guard<std::mutex> lk(mu);
+          if (run.interrupted) break;
+          run.job_no = i;
+          m->job->start(p);
+        }
+        m->job->wait();
+        const JobState s = m->job->state();
+        if (s == JobState::Done) {
+          results.push_back(*m->job->result());
+        } else if (s == JobState::Failed) {
+          failure = m->job->progress().error;
+          break;
+        } else {
+          break;  // cancelled by /interrupt
+        }
       }
-      m->job->wait();
-      const JobState s = m->job->state();
-      if (s == JobState::Done) {
-        results.push_back(*m->job->result());
-      } else if (s == JobState::Failed) {
-        failure = m->job->progress().error;
-        break;
-      } else {
-        break;  // cancelled by /interrupt
-      }
+    } catch (const std::exception& e) {  // start() refused: reported like a failed job
+      failure = e.what();
     }
     {
       std::lock_guard<std::mutex> lk(mu);

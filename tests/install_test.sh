@@ -37,7 +37,20 @@ g++ -std=c++20 -O1 "$SRC/tests/install_consumer/main.cpp" -o "$TMP/pc_consumer" 
 "$TMP/pc_consumer" "$TMP/pc.png" | tail -1
 echo "ok   pkg-config consumer built and generated"
 
-# 3. The same image as the command-line tool makes.
+# 3. The installed vksd uses the installed demo model (not the source tree's): `vksd serve` says
+#    which file it loaded in /sdapi/v1/sd-models.
+"$PREFIX/bin/vksd" serve --port 0 >"$TMP/serve.log" 2>&1 &
+SERVE_PID=$!
+for _ in $(seq 600); do grep -q "listening on" "$TMP/serve.log" && break; sleep 0.5; done
+PORT=$(sed -n 's|.*listening on http://127.0.0.1:\([0-9]*\).*|\1|p' "$TMP/serve.log")
+MODELS=$(curl -s "http://127.0.0.1:$PORT/sdapi/v1/sd-models" || true)
+kill "$SERVE_PID"; wait "$SERVE_PID" || true
+case "$MODELS" in
+  *"\"filename\":\"$PREFIX/share/vksd/weights/demo/model.safetensors\""*) echo "ok   the installed vksd loads the installed demo model" ;;
+  *) echo "FAIL: the installed vksd serve did not load $PREFIX/share/vksd/weights/demo: $MODELS"; cat "$TMP/serve.log"; exit 1 ;;
+esac
+
+# 4. The same image as the command-line tool makes.
 "$BUILD/vksd" generate -p "red apple" --steps 6 --sampler euler --cfg-scale 5 --seed 42 -o "$TMP/cli.png" 2>/dev/null
 python3 "$SRC/tests/png_read.py" "$TMP/cmake.png" "$TMP/cli.png"
 python3 "$SRC/tests/png_read.py" "$TMP/pc.png" "$TMP/cli.png"
