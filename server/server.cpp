@@ -94,6 +94,7 @@ struct Server::Impl {
   std::shared_ptr<Model> model;
   Run run;
   RequestDefaults defaults;
+  bool stopping = false;  // stop(): no new job starts
 
   Impl(Context& c, const ServerOptions& o) : ctx(c), opts(o), queue(o.queue_limit) {
     model = std::make_shared<Model>(ctx, opts.pipeline);
@@ -192,6 +193,13 @@ struct Server::Impl {
                                    " requests are already waiting; try again later");
       return;
     }
+    {
+      std::lock_guard<std::mutex> lk(mu);
+      if (stopping) {
+        send_error(res, 503, "", "the server is shutting down");
+        return;
+      }
+    }
     if (auto now = current_model(); now != m) {  // POST /options switched the model while we waited
       m = now;
       r = parse_image_request(body, img2img, *m->pipe, defaults_now());
@@ -289,13 +297,32 @@ struct Server::Impl {
     send_json(res, 200, out);
   }
 
-  void interrupt(httplib::Response& res) {
-    std::lock_guard<std::mutex> lk(mu);
+  // Cancels the request on the device at its next step; no effect between its images (the
+  // flag stops the next one from starting).
+  void interrupt_locked() {
     if (run.active) {
       run.interrupted = true;
-      run.model->job->cancel();  // stops at the next step; no effect between images
+      run.model->job->cancel();
+    }
+  }
+
+  void interrupt(httplib::Response& res) {
+    {
+      std::lock_guard<std::mutex> lk(mu);
+      interrupt_locked();
     }
     send_json(res, 200, json::object());
+  }
+
+  // Stopping waits for the HTTP threads, so nothing may keep them long: the running job is
+  // interrupted and requests still in line get 503 instead of their turn.
+  void stop() {
+    {
+      std::lock_guard<std::mutex> lk(mu);
+      stopping = true;
+      interrupt_locked();
+    }
+    http.stop();
   }
 
   void set_options(const httplib::Request& req, httplib::Response& res) {
@@ -357,7 +384,7 @@ int Server::bind() {
 }
 
 void Server::run() { impl_->http.listen_after_bind(); }
-void Server::stop() { impl_->http.stop(); }
+void Server::stop() { impl_->stop(); }
 std::string Server::model_name() const { return impl_->current_model()->pipe->model_name(); }
 
 }  // namespace vksd::server

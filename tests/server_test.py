@@ -89,7 +89,13 @@ def wait_running(min_step=1, timeout=300):
 
 def in_thread(fn, *args):
     box = {}
-    t = threading.Thread(target=lambda: box.update(r=fn(*args)))
+
+    def target():
+        try:
+            box["r"] = fn(*args)
+        except OSError as e:  # the connection itself failed
+            box["r"] = ("connection error", str(e))
+    t = threading.Thread(target=target)
     t.start()
     return t, box
 
@@ -251,6 +257,22 @@ def main():
     st2, r = call("POST", "/sdapi/v1/txt2img", {"prompt": "red apple", "steps": 1, "seed": 5})
     check(st == 200 and st2 == 200 and json.loads(r["info"])["clip_skip"] == 2 and "Clip skip: 2" in json.loads(r["info"])["infotexts"][0],
           "POST options CLIP_stop_at_last_layers applies to the next txt2img")
+
+    # ---- SIGTERM during a job: it is interrupted, a request in line gets 503, the server exits ----
+    t_long, box_long = in_thread(call, "POST", "/sdapi/v1/txt2img", {"prompt": "car", "steps": 1000, "sampler_name": "Euler"})
+    wait_running(1)
+    t_q, box_q = in_thread(call, "POST", "/sdapi/v1/txt2img", {"prompt": "house", "steps": 2})
+    time.sleep(1)  # let it get in line
+    t0 = time.time()
+    servers[0][0].terminate()
+    code = servers[0][0].wait(timeout=300)
+    t_long.join()
+    t_q.join()
+    check(code == 0 and time.time() - t0 < 120, "SIGTERM mid-job: the server exits (code %s) in %.1f s" % (code, time.time() - t0))
+    st, r = box_long["r"]
+    check(st == 200 and json.loads(r["info"])["interrupted"] is True and r["images"] == [],
+          "SIGTERM mid-job: the running request is answered, interrupted (%s)" % st)
+    check(box_q["r"][0] == 503, "SIGTERM mid-job: the request in line gets 503 (%s)" % (box_q["r"],))
 
     # ---- --api-key ----
     BASE = start_server("--api-key", "s3cret")
