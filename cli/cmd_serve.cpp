@@ -9,9 +9,7 @@
 
 #include "cli/args.h"
 #include "cli/command.h"
-#include "runtime/error.h"
-#include "runtime/gpu/context.h"
-#include "runtime/model/demo_model.h"
+#include "runtime/vksd.h"
 #include "server/server.h"
 
 using vksd::fail;

@@ -5,7 +5,8 @@
 //   vksd::PipelineOptions po;
 //   po.model_path = vksd::resolve_model_path("");          // "" = $VKSD_MODEL, else the demo model
 //   vksd::SdPipeline pipe(ctx, po);                          // open a model (weights to the GPU)
-//   vksd::GenerateParams p;                                  // prompt, size, steps, sampler, seed, ...
+//   vksd::GenerateParams p;                                  // prompt, size, steps, sampler, seed
+//                                                            // (random_seed() for a random one), ...
 //   p.prompt = "red apple";
 //   p.width = p.height = pipe.config().sample_size;
 //   vksd::GenerateResult r = pipe.generate(p, &observer);    // blocks; observer optional
@@ -18,12 +19,15 @@
 // `vksd view` and `vksd serve` do. Every failure is a vksd::Error (error.h) with a message
 // that names the problem.
 //
+// `vksd serve` (server/) uses nothing but this header.
+//
 // Models: an installed vksd finds its demo model in <prefix>/share/vksd/weights/demo (the CMake
 // package also names it: vksd_DEMO_MODEL); shaders are compiled into the library.
 #pragma once
 
 #include "runtime/diffusion/generation_job.h"
 #include "runtime/diffusion/pipeline.h"
+#include "runtime/diffusion/rng.h"
 #include "runtime/error.h"
 #include "runtime/gpu/context.h"
 #include "runtime/io/image_io.h"

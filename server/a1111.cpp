@@ -5,8 +5,7 @@
 #include <cmath>
 #include <ctime>
 
-#include "runtime/error.h"
-#include "runtime/diffusion/rng.h"
+#include "runtime/vksd.h"
 #include "server/base64.h"
 
 using nlohmann::json;

@@ -12,7 +12,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "runtime/diffusion/pipeline.h"
+#include "runtime/vksd.h"
 
 namespace vksd::server {
 

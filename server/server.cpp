@@ -8,10 +8,7 @@
 #include <mutex>
 #include <nlohmann/json.hpp>
 
-#include "runtime/diffusion/generation_job.h"
-#include "runtime/error.h"
-#include "runtime/gpu/context.h"
-#include "runtime/io/image_io.h"
+#include "runtime/vksd.h"
 #include "server/a1111.h"
 #include "server/base64.h"
 #include "server/device_queue.h"

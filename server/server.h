@@ -10,11 +10,7 @@
 #include <memory>
 #include <string>
 
-#include "runtime/diffusion/pipeline.h"
-
-namespace vksd {
-class Context;
-}
+#include "runtime/vksd.h"
 
 namespace vksd::server {
 
