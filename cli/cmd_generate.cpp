@@ -342,7 +342,7 @@ int cmd_generate(int argc_in, char** argv_in) {
   vksd::cli::check_prompt_syntax(a.prompt, a.negative, a.strict, a.json);
 
   // Files, before the (slow) model load.
-  std::string model = a.model.empty() ? vksd::default_model_path() : a.model;
+  const std::string model = vksd::resolve_model_path(a.model);
   if (!a.prediction.empty() && a.prediction != "eps" && a.prediction != "v" && a.prediction != "epsilon" &&
       a.prediction != "v_prediction")
     fail("--prediction wants eps or v, got '" + a.prediction + "'");

@@ -85,6 +85,10 @@ Image read_image(const std::string& path, int channels) {
   return decode_image(read_regular_file(path, "image"), path, channels);
 }
 
+Image decode_image(const uint8_t* data, size_t size, int channels, const std::string& what) {
+  return decode_image(std::string(reinterpret_cast<const char*>(data), size), what, channels);
+}
+
 // ---- PNG through libpng ------------------------------------------------------------------------
 
 namespace {

@@ -32,6 +32,8 @@ constexpr int kMaxImageSide = 16384;
 Image read_image(const std::string& path, int channels = 3);
 // The same from bytes in memory (`name` for messages): what the fuzz harness drives.
 Image decode_image(const std::string& bytes, const std::string& name, int channels = 3);
+// The same for a buffer (an uploaded image); `what` names it in errors.
+Image decode_image(const uint8_t* data, size_t size, int channels, const std::string& what);
 // PNG bytes with uncompressed iTXt chunks (keyword 1-79 Latin-1 chars, UTF-8 text without NUL).
 std::vector<uint8_t> encode_png(const Image& img, const TextChunks& text = {});
 // encode_png, then write_file_atomic.
