@@ -7,6 +7,7 @@
 #include <string>
 
 #include "cli/command.h"
+#include "cli/lora_info.h"
 #include "runtime/model/checkpoint.h"
 #include "runtime/gpu/memory.h"
 #include "runtime/model/sd1_layout.h"
@@ -37,7 +38,8 @@ uint64_t device_bytes(const std::vector<TensorSpec>& specs, DType dt) {
 int usage(FILE* f) {
   std::fprintf(f,
                "usage: vksd info MODEL [--config FILE]\n"
-               "  MODEL   an SD 1.x .safetensors file (original layout) or a diffusers folder\n"
+               "  MODEL   an SD 1.x .safetensors file (original layout) or a diffusers folder,\n"
+               "          or a LoRA .safetensors file (its format, rank, alpha and layers)\n"
                "  --config FILE   vksd model config JSON (docs/model-config.md); default: MODEL's\n"
                "                  <name>.vksd.json or <name>.json beside a single file, vksd.json in a folder\n");
   return f == stdout ? 0 : 1;
@@ -64,6 +66,7 @@ int cmd_info(int argc, char** argv) {
     }
   }
   if (model.empty()) return usage(stderr);
+  if (vksd::cli::print_lora_info(model)) return 0;
 
   Checkpoint ck = Checkpoint::open(model, config);
   const ModelConfig& c = ck.config();

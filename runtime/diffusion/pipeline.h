@@ -12,6 +12,7 @@
 // step dump (--save-steps) or the viewer needs.
 #pragma once
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -19,6 +20,7 @@
 
 #include "runtime/gpu/dtype.h"
 #include "runtime/io/image_io.h"
+#include "runtime/model/lora.h"
 #include "runtime/model/model_config.h"
 #include "runtime/diffusion/samplers.h"
 
@@ -45,6 +47,8 @@ struct PipelineOptions {
   enum class VaeTiling { Off, On, Auto };
   VaeTiling vae_tiling = VaeTiling::Auto;
   int vae_tile = 64, vae_tile_overlap = 16;  // latent pixels
+  // Where a prompt's <lora:NAME:WEIGHT> finds NAME.safetensors ("" = prompt LoRAs are an error).
+  std::string lora_dir;
 };
 
 struct GenerateParams {
@@ -75,6 +79,9 @@ struct GenerateParams {
   // alone; the numbers are unchanged) and rebuilt when this changes. Off: no query pool, no
   // extra barrier, nothing read back.
   bool profile = false;
+  // LoRAs to merge into the UNet and text encoder (runtime/model/lora.h), applied before the
+  // prompt's own <lora:NAME:WEIGHT> tags (which are removed from the text the encoder sees).
+  std::vector<LoraRef> loras;
 };
 
 // Where the prompt's tokens go: one cross-attention layer's (or a mean of several layers')
@@ -206,6 +213,16 @@ class SdPipeline {
   // Release every resident network (weights and graphs); they reload on demand.
   void release_all();
 
+  // The LoRAs generate(p) applies: p.loras, then the prompt's <lora:NAME:WEIGHT> tags as
+  // PipelineOptions::lora_dir/NAME.safetensors. A malformed tag or a missing file is an Error.
+  std::vector<LoraRef> resolve_loras(const GenerateParams& p) const;
+  // Make `loras` the merged set (generate() calls it; tests and tools may too). Each file is
+  // read and matched to the model once (cached by path). Resident weights change only where
+  // the set changes what they hold: those tensors are read again from the checkpoint file and
+  // the new deltas added (the base is restored exactly, never by subtraction); networks loaded
+  // later get the set as they load.
+  void set_loras(const std::vector<LoraRef>& loras);
+
  private:
   struct Nets;
   void stage(Observer* o, const char* name) const;
@@ -216,6 +233,8 @@ class SdPipeline {
   std::unique_ptr<Tokenizer> tok_;
   std::unique_ptr<NoiseSchedule> schedule_;
   std::unique_ptr<Nets> nets_;
+  std::map<std::string, std::shared_ptr<const BoundLora>> lora_cache_;  // by path
+  std::vector<ActiveLora> loras_;                                        // the merged set
   DType dtype_ = DType::F32;
   std::string model_name_;
 };
