@@ -70,6 +70,12 @@ const std::vector<Layer> kLayers = {
      "unet.up_blocks.0.resnets.2.conv1", U + "output_blocks.2.0.in_layers.2", 2, -1, true},
     {"lora_unet_up_blocks_0_resnets_2_time_emb_proj",
      "unet.up_blocks.0.resnets.2.time_emb_proj", U + "output_blocks.2.0.emb_layers.1", 4, 4.0},
+    {"lora_unet_up_blocks_0_resnets_2_conv_shortcut",  // 1x1 conv, in != out
+     "unet.up_blocks.0.resnets.2.conv_shortcut", U + "output_blocks.2.0.skip_connection", 4, 2.0},
+    {"lora_unet_down_blocks_0_downsamplers_0_conv",  // LoCon 3x3, stride 2
+     "unet.down_blocks.0.downsamplers.0.conv", U + "input_blocks.3.0.op", 2, 1.0, true},
+    {"lora_unet_up_blocks_0_upsamplers_0_conv",  // LoCon 3x3 after an attention: output_blocks.N.2
+     "unet.up_blocks.0.upsamplers.0.conv", U + "output_blocks.2.2.conv", 4, 8.0, true},
     {"lora_te_text_model_encoder_layers_0_self_attn_q_proj",
      "text_encoder.text_model.encoder.layers.0.self_attn.q_proj", T + "encoder.layers.0.self_attn.q_proj", 4, 2.0},
     {"lora_te_text_model_encoder_layers_1_mlp_fc1",
@@ -382,7 +388,7 @@ TEST_CASE("lora: unmatched keys, other model families and misshaped tensors are 
   // A layer the tiny UNet does not have (depth 1: no transformer_blocks.1).
   const std::string deep = "lora_unet_down_blocks_0_attentions_0_transformer_blocks_1_attn1_to_q";
   refuse({{deep + ".lora_down.weight", {4, 32}}, {deep + ".lora_up.weight", {32, 4}}},
-         "1 of 11 LoRA layers match no layer of this model");
+         "1 of 14 LoRA layers match no layer of this model");
   refuse({{deep + ".lora_down.weight", {4, 32}}, {deep + ".lora_up.weight", {32, 4}}}, deep);
   // SDXL: two text encoders.
   refuse({{"lora_te2_text_model_encoder_layers_0_self_attn_q_proj.lora_down.weight", {4, 64}}}, "SDXL");
@@ -442,7 +448,7 @@ TEST_CASE("lora: vksd generate --lora FILE:W == <lora:NAME:W> with --lora-dir, P
   INFO(info.out);
   CHECK(info.code == 0);
   CHECK(info.out.find("format     kohya LoRA") != std::string::npos);
-  CHECK(info.out.find("layers     10: 8 UNet, 2 text encoder; 2 conv layers") != std::string::npos);
+  CHECK(info.out.find("layers     13: 11 UNet, 2 text encoder; 4 conv layers") != std::string::npos);
   CHECK(info.out.find("rank       2 .. 8") != std::string::npos);
   CHECK(info.out.find("alpha      1 .. 8 (3 layers store none: alpha = rank)") != std::string::npos);
 }
