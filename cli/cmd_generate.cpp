@@ -74,6 +74,11 @@ void usage() {
       "                          model's sample_size (512 for SD 1.x, 64 for the demo model)\n"
       "  -H, --height N          image height, likewise; SD 1.x was trained at 512x512 and repeats\n"
       "                          subjects at much larger sizes\n"
+      "  --lora FILE:WEIGHT      merge a LoRA (.safetensors, kohya or diffusers/PEFT keys, LoCon conv\n"
+      "                          layers too) into the UNet and text encoder with this weight\n"
+      "                          (e.g. 0.8; \":WEIGHT\" may be left out for 1); repeatable\n"
+      "      --lora-dir DIR      where <lora:NAME:WEIGHT> in the prompt finds NAME.safetensors\n"
+      "                          (A1111 syntax; the tag is removed from the text CLIP sees)\n"
       "\n"
       "how to draw it:\n"
       "      --steps N           denoising steps (default 20). More steps refine detail, with\n"
@@ -165,6 +170,8 @@ struct Args {
   uint64_t memory_budget_mb = 0;  // 0 = VKSD_MEMORY_BUDGET_MB, else the device's memory
   int save_steps_every = 1, preview_interval = 1;
   std::string preview, resize_mode = "just-resize";
+  std::vector<std::string> loras;  // --lora FILE[:WEIGHT], as given
+  std::string lora_dir;
 };
 
 Args parse(int argc, char** argv, bool& help) {
@@ -210,6 +217,8 @@ Args parse(int argc, char** argv, bool& help) {
     else if (is(nullptr, "--memory-budget")) a.memory_budget_mb = (uint64_t)f.int_in(1, 1ll << 30);
     else if (f.is_switch("--strict")) a.strict = true;
     else if (f.is_switch("--verbose") || f.is_switch("-v")) a.verbose = true;
+    else if (is(nullptr, "--lora")) a.loras.push_back(f.val());
+    else if (is(nullptr, "--lora-dir")) a.lora_dir = f.val();
     else fail("unknown option '" + f.arg() + "' (see vksd generate --help)");
   }
   return a;
@@ -238,6 +247,22 @@ void check_args(const Args& a) {
   vksd::apply_scheduler(vksd::parse_sampler(a.sampler), a.scheduler);  // unknown names list the valid ones
   vksd::parse_timestep_spacing(a.spacing);
   if (fs::path(a.output).extension() != ".png") fail("--output must name a .png file (got '" + a.output + "')");
+}
+
+// --lora FILE:WEIGHT (the weight after the last ':' when it is a number, else 1).
+std::vector<vksd::LoraRef> lora_refs(const Args& a) {
+  std::vector<vksd::LoraRef> r;
+  for (const std::string& v : a.loras) {
+    vksd::LoraRef l{v, 1.0};
+    const size_t c = v.rfind(':');
+    if (c != std::string::npos && !fs::exists(v)) {
+      l.path = v.substr(0, c);
+      l.weight = vksd::cli::parse_num("--lora " + v + ": the weight", v.substr(c + 1));
+    }
+    if (!fs::is_regular_file(l.path)) fail("--lora: file not found: " + l.path);
+    r.push_back(l);
+  }
+  return r;
 }
 
 std::string output_path(const Args& a, int index) {
@@ -371,6 +396,8 @@ int cmd_generate(int argc_in, char** argv_in) {
   p.spacing = vksd::parse_timestep_spacing(a.spacing);
   p.clip_skip = a.clip_skip;
   p.strength = a.strength;
+  p.loras = lora_refs(a);
+  if (!a.lora_dir.empty() && !fs::is_directory(a.lora_dir)) fail("--lora-dir is not a folder: " + a.lora_dir);
   const uint64_t seed0 = a.seed < 0 ? vksd::random_seed() : (uint64_t)a.seed;
 
   vksd::ContextOptions co = vksd::ContextOptions::from_env();
@@ -387,6 +414,7 @@ int cmd_generate(int argc_in, char** argv_in) {
   po.vae_tile = a.vae_tile;
   po.memory_budget_mb = a.memory_budget_mb;
   po.vae_tile_overlap = a.vae_tile / 4;
+  po.lora_dir = a.lora_dir;
   auto t0 = std::chrono::steady_clock::now();
   vksd::SdPipeline pipe(ctx, po);
   if (!p.init_image) {

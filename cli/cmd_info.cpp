@@ -7,6 +7,7 @@
 #include <string>
 
 #include "cli/command.h"
+#include "cli/lora_info.h"
 #include "runtime/model/demo_model.h"
 #include "runtime/model/checkpoint.h"
 #include "runtime/model/model_family.h"
@@ -40,7 +41,8 @@ int usage(FILE* f) {
   std::fprintf(f,
                "usage: vksd info [MODEL] [--config FILE] [--prediction eps|v]\n"
                "  MODEL   an SD 1.x / 2.x .safetensors file (original layout), a diffusers folder or a\n"
-               "          folder holding model.safetensors (default: $VKSD_MODEL, else the demo model)\n"
+               "          folder holding model.safetensors (default: $VKSD_MODEL, else the demo model),\n"
+               "          or a LoRA .safetensors file (its format, rank, alpha and layers)\n"
                "  --config FILE   vksd model config JSON (docs/model-config.md); default: MODEL's\n"
                "                  <name>.vksd.json or <name>.json beside a single file, vksd.json in a folder\n");
   return f == stdout ? 0 : 1;
@@ -76,6 +78,7 @@ int cmd_info(int argc, char** argv) {
   // model.safetensors (weights/demo) means that file.
   if (model.empty()) model = vksd::default_model_path();
   else if (std::string inner = vksd::model_in_folder(model); !inner.empty()) model = inner;
+  if (vksd::cli::print_lora_info(model)) return 0;
 
   Checkpoint ck = Checkpoint::open(model, config);
   if (!prediction.empty()) ck.set_prediction_type(prediction, "--prediction " + prediction);

@@ -16,7 +16,9 @@
 #include <map>
 
 #include "runtime/model/checkpoint.h"
+#include "runtime/model/lora.h"
 #include "runtime/model/model_family.h"
+#include "runtime/model/safetensors_writer.h"
 #include "runtime/error.h"
 #include "runtime/io/json.h"
 #include "runtime/gpu/memory.h"
@@ -994,4 +996,97 @@ TEST_CASE("checkpoint: sample_size must be a multiple of the model's downsamplin
   // VAE x8 times UNet x8 = 64.
   std::string e = error_of([&] { Checkpoint::open_with_config_text(d / "sd15.safetensors", R"({"sample_size": 520})"); });
   CHECK(contains(e, "sample_size 520 is not a multiple of 64"));
+}
+
+// ---- LoRA keys (runtime/model/lora.h) ----------------------------------------------------------
+
+namespace {
+
+// A rank-1 LoRA for EVERY linear / conv weight of the UNet and the text encoder's layers, named
+// from the original names through this file's independent ReverseMap: kohya keys with the
+// diffusers module path ('.' -> '_'), kohya keys with the LDM path, and PEFT keys. Binding it to
+// `ck` must send each layer to exactly the weight it was named after.
+void check_lora_reaches_every_weight(const Checkpoint& ck, const ReverseMap& rm, const std::string& dir) {
+  struct Want {
+    std::string key, target;
+    Shape down, up;
+  };
+  std::vector<Want> want;
+  auto flat = [](std::string x) {
+    std::replace(x.begin(), x.end(), '.', '_');
+    return x;
+  };
+  auto drop_weight = [](const std::string& x) { return x.substr(0, x.size() - std::strlen(".weight")); };
+  for (const auto& n : ck.tensor_names()) {
+    const Shape& s = ck.shape(n);
+    if ((s.size() != 2 && s.size() != 4) || n.size() < 7 || n.compare(n.size() - 7, 7, ".weight") != 0) continue;
+    const Shape down = s.size() == 4 ? Shape{1, s[1], s[2], s[3]} : Shape{1, s[1]};
+    const Shape up = s.size() == 4 ? Shape{s[0], 1, 1, 1} : Shape{s[0], 1};
+    if (n.rfind(kUNetPrefix, 0) == 0) {
+      const std::string ldm = drop_weight(n.substr(std::strlen(kUNetPrefix)));
+      const std::string hf = drop_weight(rm.unet(n.substr(std::strlen(kUNetPrefix))));
+      want.push_back({"lora_unet_" + flat(hf), n, down, up});
+      want.push_back({"lora_unet_" + flat(ldm), n, down, up});
+      want.push_back({"unet." + hf, n, down, up});
+    } else if (n.rfind(kClipPrefix, 0) == 0 && n.find(".encoder.layers.") != std::string::npos) {
+      const std::string hf = "text_model." + drop_weight(n.substr(std::strlen(kClipPrefix)));
+      want.push_back({"lora_te_" + flat(hf), n, down, up});
+      want.push_back({"text_encoder." + hf, n, down, up});
+    }
+  }
+  REQUIRE(want.size() > 100);
+  for (int part = 0; part < 3; ++part) {  // kohya diffusers paths | kohya LDM paths + text | PEFT
+    std::vector<StOutTensor> ts;
+    std::map<std::string, std::string> expect;  // key -> target
+    for (const Want& w : want) {
+      const bool kohya = w.key.rfind("lora_", 0) == 0;
+      const bool ldm_name = w.key.find("lora_unet_") == 0 && w.key.find("blocks_") != std::string::npos &&
+                            (w.key.find("input_blocks_") != std::string::npos || w.key.find("output_blocks_") != std::string::npos ||
+                             w.key.find("middle_block_") != std::string::npos);
+      const int which = !kohya ? 2 : (w.key.rfind("lora_te_", 0) == 0 || ldm_name) ? 1 : 0;
+      if (which != part) continue;
+      if (expect.count(w.key)) continue;  // names without blocks (conv_in, out_2, time_embed_0) appear once per form
+      expect[w.key] = w.target;
+      ts.push_back({w.key + (kohya ? ".lora_down.weight" : ".lora_A.weight"), DType::F32, w.down});
+      ts.push_back({w.key + (kohya ? ".lora_up.weight" : ".lora_B.weight"), DType::F32, w.up});
+    }
+    CAPTURE(part);
+    const std::string path = dir + "/lora" + std::to_string(part) + ".safetensors";
+    write_safetensors(path, ts, [](size_t, std::vector<float>& out) { std::fill(out.begin(), out.end(), 0.f); });
+    BoundLora b(std::make_shared<LoraFile>(path), ck);
+    size_t layers = 0;
+    for (const auto& [target, ls] : b.targets())
+      for (const LoraLayer* l : ls) {
+        ++layers;
+        INFO(l->key);
+        CHECK(expect.at(l->key) == target);
+      }
+    CHECK(layers == expect.size());
+  }
+}
+
+}  // namespace
+
+TEST_CASE("lora: every SD 1.5 UNet and text-encoder weight is reached by its kohya (diffusers and LDM path) and PEFT names") {
+  TempDir d;
+  const ModelConfig sd15;
+  const std::string p = d / "sd15.safetensors";
+  write_sparse(p, sd1_layout(sd15), "F16");
+  const Checkpoint ck = Checkpoint::open(p);
+  const ReverseMap rm(4, 2, {true, true, true, false}, 4, false);
+  check_lora_reaches_every_weight(ck, rm, d.path.string());
+}
+
+TEST_CASE("lora: the same LoRA keys reach the same weights of a diffusers folder as of the single file") {
+  REQUIRE_SHARED();
+  TempDir d;
+  std::map<std::string, std::vector<float>> expected;
+  build_diffusers((d.path / "folder").string(), false, false, &expected);
+  const Checkpoint folder = Checkpoint::open((d.path / "folder").string());
+  const Checkpoint single = Checkpoint::open_with_config_text(tiny_model(), kTinyHeads);
+  const ModelConfig& c = single.config();
+  const ReverseMap rm((int)c.unet.channel_mult.size(), c.unet.num_res_blocks, c.unet.attention_levels,
+                      (int)c.vae.ch_mult.size(), false);
+  check_lora_reaches_every_weight(folder, rm, d.path.string());
+  check_lora_reaches_every_weight(single, rm, d.path.string());
 }

@@ -4,6 +4,8 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
+#include <set>
 
 #include "runtime/model/checkpoint.h"
 #include "runtime/gpu/context.h"
@@ -15,6 +17,7 @@
 #include "runtime/nn/unet.h"
 #include "runtime/nn/vae.h"
 #include "runtime/nn/vae_tiled.h"
+#include "runtime/text/lora_tags.h"
 #include "runtime/text/prompt.h"
 #include "runtime/diffusion/rng.h"
 #include "runtime/diffusion/schedule.h"
@@ -29,9 +32,17 @@ static double ms_since(Clock::time_point t0) {
   return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
 }
 
+// The LoRA state of one resident weight store: which files (with weights) are merged into it
+// and which of its tensors differ from the checkpoint because of them.
+struct LoraMerged {
+  std::vector<LoraRef> applied;
+  std::set<std::string> tensors;
+};
+
 // The networks and their weights; each piece is created on first use and dropped by release.
 struct SdPipeline::Nets {
   std::unique_ptr<WeightStore> clip_w, unet_w, vae_w;
+  LoraMerged clip_lora, unet_lora;
   std::unique_ptr<nn::TextEncoder> text;
   std::unique_ptr<nn::UNet> unet;
   int unet_batch = 0, unet_h = 0, unet_w_ = 0, unet_ctx = 0;
@@ -43,8 +54,8 @@ struct SdPipeline::Nets {
   std::unique_ptr<nn::TiledVaeEncoder> enc;
   int enc_h = 0, enc_w = 0;
 
-  void release_text() { text.reset(), clip_w.reset(); }
-  void release_unet() { unet.reset(), unet_w.reset(), unet_batch = 0; }
+  void release_text() { text.reset(), clip_w.reset(), clip_lora = {}; }
+  void release_unet() { unet.reset(), unet_w.reset(), unet_batch = 0, unet_lora = {}; }
   void release_vae() { dec.reset(), enc.reset(), vae_w.reset(), dec_h = enc_h = 0; }
 };
 
@@ -71,6 +82,83 @@ SdPipeline::SdPipeline(Context& ctx, const PipelineOptions& opts) : ctx_(ctx), o
 
 SdPipeline::~SdPipeline() = default;
 
+// ---- LoRA -----------------------------------------------------------------------------------
+
+// The files of `loras` that change tensors under `prefix`, with their weights.
+static std::vector<LoraRef> loras_touching(const std::vector<ActiveLora>& loras, const std::string& prefix) {
+  std::vector<LoraRef> r;
+  for (const ActiveLora& a : loras)
+    if (a.lora->touches(prefix)) r.push_back({a.lora->file().path(), a.weight});
+  return r;
+}
+
+// Upload one network's weights with the merged LoRA set.
+static std::unique_ptr<WeightStore> load_merged(Context& ctx, const Checkpoint& ck, const std::string& prefix, DType dtype,
+                                                const std::vector<ActiveLora>& loras, LoraMerged& state) {
+  auto ws = load_weights(ctx, ck, prefix, dtype, [&](const std::string& name, const Shape& shape, std::vector<float>& data) {
+    apply_loras(loras, name, shape, data);
+  });
+  state.applied = loras_touching(loras, prefix);
+  state.tensors = lora_targets(loras, prefix);
+  return ws;
+}
+
+// A resident store brought to the new set: every tensor the old or the new set changes is read
+// again from the checkpoint (the exact base) and gets the new deltas.
+static void remerge(const Checkpoint& ck, const std::string& prefix, WeightStore& ws, const std::vector<ActiveLora>& loras,
+                    LoraMerged& state) {
+  std::vector<LoraRef> applied = loras_touching(loras, prefix);
+  if (applied == state.applied) return;
+  std::set<std::string> now = lora_targets(loras, prefix);
+  std::set<std::string> todo = state.tensors;
+  todo.insert(now.begin(), now.end());
+  for (const std::string& name : todo) {
+    std::vector<float> data = ck.read_f32(name);
+    apply_loras(loras, name, ck.shape(name), data);
+    ws.replace(name, data.data());
+  }
+  state.applied = std::move(applied);
+  state.tensors = std::move(now);
+}
+
+std::vector<LoraRef> SdPipeline::resolve_loras(const GenerateParams& p) const {
+  namespace fs = std::filesystem;
+  std::vector<LoraRef> r;
+  for (const LoraRef& l : p.loras) {
+    if (!fs::is_regular_file(l.path)) fail("LoRA file not found: " + l.path);
+    if (!std::isfinite(l.weight)) fail("LoRA " + l.path + ": the weight must be a finite number");
+    r.push_back(l);
+  }
+  for (const LoraTag& t : extract_lora_tags(p.prompt).loras) {
+    if (opts_.lora_dir.empty())
+      fail("prompt: <lora:" + t.name + "> needs a LoRA folder to find " + t.name + ".safetensors in (--lora-dir)");
+    fs::path f = fs::path(opts_.lora_dir) / t.name;
+    if (f.extension() != ".safetensors") f += ".safetensors";
+    if (!fs::is_regular_file(f)) fail("prompt: <lora:" + t.name + "> : no " + f.filename().string() + " in " + opts_.lora_dir);
+    r.push_back({f.string(), t.weight});
+  }
+  return r;
+}
+
+void SdPipeline::set_loras(const std::vector<LoraRef>& loras) {
+  std::vector<ActiveLora> active;
+  for (const LoraRef& l : loras) {
+    auto& bound = lora_cache_[l.path];
+    if (!bound) {
+      try {
+        bound = std::make_shared<BoundLora>(std::make_shared<LoraFile>(l.path), *ckpt_);
+      } catch (...) {
+        lora_cache_.erase(l.path);
+        throw;
+      }
+    }
+    active.push_back({bound, l.weight});
+  }
+  loras_ = std::move(active);
+  if (nets_->clip_w) remerge(*ckpt_, kClipPrefix, *nets_->clip_w, loras_, nets_->clip_lora);
+  if (nets_->unet_w) remerge(*ckpt_, kUNetPrefix, *nets_->unet_w, loras_, nets_->unet_lora);
+}
+
 const ModelConfig& SdPipeline::config() const { return ckpt_->config(); }
 
 std::unique_ptr<Sampler> SdPipeline::make_sampler(const GenerateParams& p) const {
@@ -85,10 +173,10 @@ std::unique_ptr<Sampler> SdPipeline::make_sampler(const GenerateParams& p) const
 
 const Tokenizer& SdPipeline::tokenizer() const { return *tok_; }
 
-WeightedPrompt SdPipeline::tokenize(const std::string& prompt, int pad_chunks) const {
+WeightedPrompt SdPipeline::tokenize(const std::string& prompt_with_loras, int pad_chunks) const {
   ChunkOptions o;
   o.pad_id = config().clip.pad_token;  // SD 1.x: the end token; SD 2.x (OpenCLIP): 0
-  auto wp = tokenize_weighted(*tok_, prompt, o);
+  auto wp = tokenize_weighted(*tok_, extract_lora_tags(prompt_with_loras).text, o);
   if (pad_chunks > wp.chunk_count) pad_to_chunks(wp, pad_chunks, *tok_, o.pad_id);
   return wp;
 }
@@ -134,6 +222,17 @@ std::string SdPipeline::parameters_text(const GenerateParams& p) const {
   // A1111 keeps DDIM's eta apart from the ancestral samplers' eta.
   if (p.eta >= 0) add(p.sampler == SamplerKind::DDIM ? "Eta DDIM" : "Eta", fmt_g(p.eta));
   add("RNG", "CPU");  // the noise is PyTorch's CPU generator, as A1111's RNG: CPU setting
+  // As A1111: "Lora hashes" lists each LoRA's name and short hash (":" and "," removed from
+  // names); format_infotext quotes it, since the value holds ": " and ", ".
+  std::string hashes;
+  for (const LoraRef& l : resolve_loras(p)) {
+    std::string name = std::filesystem::path(l.path).stem().string();
+    std::erase(name, ':'), std::erase(name, ',');
+    auto it = lora_cache_.find(l.path);
+    hashes += (hashes.empty() ? "" : ", ") + name + ": " +
+              (it != lora_cache_.end() ? it->second->file().short_hash() : lora_short_hash(l.path));
+  }
+  if (!hashes.empty()) add("Lora hashes", hashes);
   return format_infotext(info);
 }
 
@@ -143,6 +242,7 @@ void SdPipeline::check_params(const GenerateParams& p) const {
     fail("width and height must be positive multiples of " + std::to_string(m) + " for this model (got " +
          std::to_string(p.width) + "x" + std::to_string(p.height) + ")");
   if (p.steps < 1) fail("steps must be >= 1 (got " + std::to_string(p.steps) + ")");
+  resolve_loras(p);  // tag syntax, files present
   if (!(p.cfg_scale >= 0) || !std::isfinite(p.cfg_scale)) fail("cfg scale must be >= 0 (got " + fmt_g(p.cfg_scale) + ")");
   for (const std::string* s : {&p.prompt, &p.negative_prompt})
     if (s->size() > kMaxPromptBytes)
@@ -193,7 +293,7 @@ std::vector<float> SdPipeline::encode_prompt(const std::string& prompt, int clip
   const auto& cc = config().clip;
   const WeightedPrompt wp = tokenize(prompt, pad_chunks);
   if (!nets_->text) {
-    if (!nets_->clip_w) nets_->clip_w = load_weights(ctx_, *ckpt_, kClipPrefix, dtype_);
+    if (!nets_->clip_w) nets_->clip_w = load_merged(ctx_, *ckpt_, kClipPrefix, dtype_, loras_, nets_->clip_lora);
     nets_->text = std::make_unique<nn::TextEncoder>(ctx_, *nets_->clip_w, cc, 1);
   }
   const size_t L = WeightedPrompt::kChunkLength, D = (size_t)cc.width;
@@ -283,6 +383,8 @@ GenerateResult SdPipeline::generate(const GenerateParams& p, Observer* obs) {
   require_memory_budget(memory_estimate(p), memory_budget_bytes(ctx_, opts_.memory_budget_mb), opts_.lowvram,
                         vae_tiled(p.width, p.height));
   const auto t_start = Clock::now();
+  set_loras(resolve_loras(p));
+  const std::string prompt = extract_lora_tags(p.prompt).text;
   const ModelConfig& cfg = config();
   const int f = cfg.vae.downsample_factor();
   const int lh = p.height / f, lw = p.width / f, lc = cfg.vae.embed_dim;
@@ -297,7 +399,7 @@ GenerateResult SdPipeline::generate(const GenerateParams& p, Observer* obs) {
   auto t0 = Clock::now();
   std::vector<float> cond, uncond;
   {
-    const int cc = tokenize_weighted(*tok_, p.prompt).chunk_count;
+    const int cc = tokenize_weighted(*tok_, prompt).chunk_count;
     const int uc = cfg_on ? tokenize_weighted(*tok_, p.negative_prompt).chunk_count : 0;
     const int chunks = std::max(cc, uc);
     // Longer than one 75-token window: say so (nothing is cut; the chunks are concatenated).
@@ -306,7 +408,7 @@ GenerateResult SdPipeline::generate(const GenerateParams& p, Observer* obs) {
                                " chunks of 75 tokens, concatenated (as AUTOMATIC1111 does)";
       stage(obs, note.c_str());
     }
-    cond = encode_prompt(p.prompt, p.clip_skip, chunks);
+    cond = encode_prompt(prompt, p.clip_skip, chunks);
     require_finite(cond, "the text embeddings of the prompt");
     if (cfg_on) uncond = encode_prompt(p.negative_prompt, p.clip_skip, chunks);
     if (cfg_on) require_finite(uncond, "the text embeddings of the negative prompt");
@@ -314,7 +416,7 @@ GenerateResult SdPipeline::generate(const GenerateParams& p, Observer* obs) {
   if (opts_.lowvram) nets_->release_text();
   res.text_ms = ms_since(t0);
   if (obs) {
-    const WeightedPrompt wc = tokenize(p.prompt, (int)(cond.size() / ((size_t)cfg.clip.width * WeightedPrompt::kChunkLength)));
+    const WeightedPrompt wc = tokenize(prompt, (int)(cond.size() / ((size_t)cfg.clip.width * WeightedPrompt::kChunkLength)));
     const WeightedPrompt wu = cfg_on ? tokenize(p.negative_prompt, wc.chunk_count) : WeightedPrompt{};
     TextEvent te;
     te.prompt = &wc;
@@ -389,7 +491,7 @@ GenerateResult SdPipeline::generate(const GenerateParams& p, Observer* obs) {
   if (!N.unet || N.unet_batch != batch || N.unet_h != lh || N.unet_w_ != lw || N.unet_ctx != ctx_len ||
       N.unet_maps != p.attention_maps || N.unet_profile != p.profile) {
     N.unet.reset();
-    if (!N.unet_w) N.unet_w = load_weights(ctx_, *ckpt_, kUNetPrefix, dtype_);
+    if (!N.unet_w) N.unet_w = load_merged(ctx_, *ckpt_, kUNetPrefix, dtype_, loras_, N.unet_lora);
     nn::NetOptions uo;
     uo.attention_maps = p.attention_maps;
     uo.profile = p.profile;

@@ -12,6 +12,7 @@
 // step dump (--save-steps) or the viewer needs.
 #pragma once
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <mutex>
 
@@ -23,6 +24,7 @@
 #include "runtime/diffusion/memory_budget.h"
 #include "runtime/gpu/dtype.h"
 #include "runtime/io/image_io.h"
+#include "runtime/model/lora.h"
 #include "runtime/model/model_config.h"
 #include "runtime/diffusion/samplers.h"
 
@@ -55,6 +57,8 @@ struct PipelineOptions {
   // Device memory a run may use, MiB; 0 = $VKSD_MEMORY_BUDGET_MB, else the device's largest
   // device-local heap. A run estimated above it is refused before anything is uploaded.
   uint64_t memory_budget_mb = 0;
+  // Where a prompt's <lora:NAME:WEIGHT> finds NAME.safetensors ("" = prompt LoRAs are an error).
+  std::string lora_dir;
 };
 
 // Refused up front by check_params: values no real use needs, which overflow to NaN/inf.
@@ -93,6 +97,9 @@ struct GenerateParams {
   // alone; the numbers are unchanged) and rebuilt when this changes. Off: no query pool, no
   // extra barrier, nothing read back.
   bool profile = false;
+  // LoRAs to merge into the UNet and text encoder (runtime/model/lora.h), applied before the
+  // prompt's own <lora:NAME:WEIGHT> tags (which are removed from the text the encoder sees).
+  std::vector<LoraRef> loras;
 };
 
 // Where the prompt's tokens go: one cross-attention layer's (or a mean of several layers')
@@ -232,6 +239,16 @@ class SdPipeline {
   // Release every resident network (weights and graphs); they reload on demand.
   void release_all();
 
+  // The LoRAs generate(p) applies: p.loras, then the prompt's <lora:NAME:WEIGHT> tags as
+  // PipelineOptions::lora_dir/NAME.safetensors. A malformed tag or a missing file is an Error.
+  std::vector<LoraRef> resolve_loras(const GenerateParams& p) const;
+  // Make `loras` the merged set (generate() calls it; tests and tools may too). Each file is
+  // read and matched to the model once (cached by path). Resident weights change only where
+  // the set changes what they hold: those tensors are read again from the checkpoint file and
+  // the new deltas added (the base is restored exactly, never by subtraction); networks loaded
+  // later get the set as they load.
+  void set_loras(const std::vector<LoraRef>& loras);
+
  private:
   struct Nets;
   void stage(Observer* o, const char* name) const;
@@ -242,6 +259,8 @@ class SdPipeline {
   std::unique_ptr<Tokenizer> tok_;
   std::unique_ptr<NoiseSchedule> schedule_;
   std::unique_ptr<Nets> nets_;
+  std::map<std::string, std::shared_ptr<const BoundLora>> lora_cache_;  // by path
+  std::vector<ActiveLora> loras_;                                        // the merged set
   DType dtype_ = DType::F32;
   std::string model_name_;
   mutable std::once_flag model_hash_once_;  // the file's hash, computed on first use

@@ -718,7 +718,8 @@ void apply_model_config_json(ModelConfig& cfg, const Json& j, const std::string&
 
 // ---- upload ----------------------------------------------------------------------------------
 
-std::unique_ptr<WeightStore> load_weights(Context& ctx, const Checkpoint& ckpt, const std::string& prefix, DType storage) {
+std::unique_ptr<WeightStore> load_weights(Context& ctx, const Checkpoint& ckpt, const std::string& prefix, DType storage,
+                                          const WeightPatch& patch) {
   std::vector<std::string> names = ckpt.tensor_names(prefix);
   if (names.empty()) fail(ckpt.path() + ": no network tensors start with '" + prefix + "'");
   // Each tensor is placed at the next kTensorAlignment boundary (Arena::alloc).
@@ -729,6 +730,7 @@ std::unique_ptr<WeightStore> load_weights(Context& ctx, const Checkpoint& ckpt, 
   std::vector<float> buf;
   for (const auto& n : names) {
     buf = ckpt.read_f32(n);
+    if (patch) patch(n, ckpt.shape(n), buf);
     ws->add(n, ckpt.shape(n), buf.data());
   }
   return ws;

@@ -19,6 +19,7 @@
 // JSON (docs/model-config.md) found next to the checkpoint as <name>.json / <name>.vksd.json or
 // given explicitly.
 #pragma once
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -115,8 +116,10 @@ void apply_model_config_json(ModelConfig& cfg, const Json& j, const std::string&
                              std::vector<std::string>* ignored = nullptr, const std::string& base_dir = "");
 
 // Upload the network weights starting with `prefix` (e.g. kUNetPrefix; "" = all) into a new
-// WeightStore, converted to `storage`. Names stay the full original names.
+// WeightStore, converted to `storage`. Names stay the full original names. `patch`, when given,
+// may change each tensor's host data (name, shape, data) before it is uploaded (LoRA merging).
+using WeightPatch = std::function<void(const std::string&, const Shape&, std::vector<float>&)>;
 std::unique_ptr<WeightStore> load_weights(Context& ctx, const Checkpoint& ckpt, const std::string& prefix,
-                                          DType storage);
+                                          DType storage, const WeightPatch& patch = {});
 
 }  // namespace vksd
