@@ -235,22 +235,22 @@ TEST_CASE("full size: SD 1.5 CLIP text encoder (768 wide, 12 heads, 12 layers)")
   CHECK(test::ctx().validation_messages() == 0);
 }
 
-TEST_CASE("full size: SD 1.5 UNet at an 8x8 latent, every block (head_dim 40/80/160, 2560-ch concat)") {
+// A full-size UNet with random fp16 weights at an 8x8 latent, fp32 activations, against the
+// CPU reference block by block; returns the uploaded weights (for memory figures).
+static std::unique_ptr<WeightStore> check_unet_every_block(const ModelConfig& cfg, uint64_t seed, float t, const char* label) {
   auto t0 = std::chrono::steady_clock::now();
-  const ModelConfig cfg;
   RandomWeights rw(unet_layout(cfg.unet), DType::F16);
   auto ws = rw.upload(test::ctx(), kUNetPrefix);
   const double t_upload = seconds_since(t0);
   const int h = 8, w = 8;
-  auto x = randu((size_t)4 * h * w, 1, std::sqrt(3.0));
-  auto ctx = randu((size_t)77 * cfg.unet.context_dim, 2, std::sqrt(3.0));
-  const float t = 777.25f;
+  auto x = randu((size_t)4 * h * w, seed, std::sqrt(3.0));
+  auto ctx = randu((size_t)77 * cfg.unet.context_dim, seed + 1, std::sqrt(3.0));
   nn::NetOptions opts;
   opts.activations = DType::F32;
   opts.keep_blocks = true;
   nn::UNet unet(test::ctx(), *ws, cfg.unet, 1, h, w, 77, opts);
   unet.set_context(ctx);
-  auto eps = unet.forward(x, {t});
+  auto out = unet.forward(x, {t});
   const double t_dev = seconds_since(t0);
 
   cpuref::Image xi(1, 4, h, w);
@@ -259,11 +259,17 @@ TEST_CASE("full size: SD 1.5 UNet at an 8x8 latent, every block (head_dim 40/80/
   c.d.assign(ctx.begin(), ctx.end());
   std::map<std::string, cpuref::Image> blocks;
   cpuref::Image ref = cpuref::unet(std::cref(rw), cfg.unet, xi, {(double)t}, c, &blocks);
-  for (auto& [name, img] : blocks) check_close("unet " + name, unet.block_output(name), img.d);
-  check_close("unet eps", eps, ref.d);
-  MESSAGE("unet: weights " << mib(ws->bytes()) << " (fp16), activations at 8x8 " << mib(unet.peak_bytes())
-                           << "; upload " << t_upload << " s, device total " << t_dev << " s, with reference "
-                           << seconds_since(t0) << " s");
+  for (auto& [name, img] : blocks) check_close(std::string(label) + " " + name, unet.block_output(name), img.d);
+  check_close(std::string(label) + " out", out, ref.d);
+  MESSAGE(label << ": weights " << mib(ws->bytes()) << " (fp16), activations at 8x8 " << mib(unet.peak_bytes())
+                << "; upload " << t_upload << " s, device total " << t_dev << " s, with reference "
+                << seconds_since(t0) << " s");
+  return ws;
+}
+
+TEST_CASE("full size: SD 1.5 UNet at an 8x8 latent, every block (head_dim 40/80/160, 2560-ch concat)") {
+  const ModelConfig cfg;
+  auto ws = check_unet_every_block(cfg, 1, 777.25f, "sd1.5 unet");
 
   // Memory of the real thing: 64x64 latent (512x512 image), fp16 activations, batch 1 and 2
   // (classifier-free guidance runs both halves in one batch). Built and compiled, not run.
@@ -370,33 +376,9 @@ TEST_CASE("full size: SD 2.x OpenCLIP ViT-H text encoder (1024 wide, 16 heads, G
 }
 
 TEST_CASE("full size: SD 2.x UNet at an 8x8 latent, every block (64-channel heads, linear proj, context 1024)") {
-  auto t0 = std::chrono::steady_clock::now();
   const ModelConfig cfg = sd2_full_config();
   // SD 2.x's published UNet size: 865,910,724 parameters.
   CHECK(parameter_count(unet_layout(cfg.unet)) == 865910724);
-  RandomWeights rw(unet_layout(cfg.unet), DType::F16);
-  auto ws = rw.upload(test::ctx(), kUNetPrefix);
-  const int h = 8, w = 8;
-  auto x = randu((size_t)4 * h * w, 3, std::sqrt(3.0));
-  auto ctx = randu((size_t)77 * cfg.unet.context_dim, 4, std::sqrt(3.0));
-  const float t = 333.5f;
-  nn::NetOptions opts;
-  opts.activations = DType::F32;
-  opts.keep_blocks = true;
-  nn::UNet unet(test::ctx(), *ws, cfg.unet, 1, h, w, 77, opts);
-  unet.set_context(ctx);
-  auto out = unet.forward(x, {t});
-  const double t_dev = seconds_since(t0);
-
-  cpuref::Image xi(1, 4, h, w);
-  xi.d.assign(x.begin(), x.end());
-  cpuref::Seq c(1, 77, cfg.unet.context_dim);
-  c.d.assign(ctx.begin(), ctx.end());
-  std::map<std::string, cpuref::Image> blocks;
-  cpuref::Image ref = cpuref::unet(std::cref(rw), cfg.unet, xi, {(double)t}, c, &blocks);
-  for (auto& [name, img] : blocks) check_close("unet " + name, unet.block_output(name), img.d);
-  check_close("unet out", out, ref.d);
-  MESSAGE("sd2 unet: weights " << mib(ws->bytes()) << " (fp16); device " << t_dev << " s, with reference "
-                               << seconds_since(t0) << " s");
+  check_unet_every_block(cfg, 3, 333.5f, "sd2 unet");
   CHECK(test::ctx().validation_messages() == 0);
 }
