@@ -135,7 +135,8 @@ void usage() {
       "      --preview-interval N  every N steps (default 1)\n"
       "      --step-preview M    how --save-steps renders latents: approx (default; the model's\n"
       "                          linear latent -> RGB map, instant; SD 1.x's unless the model\n"
-      "                          config has a preview section) or vae (exact, one VAE decode per step)\n"
+      "                          config has a preview section), vae (x0 exact, one VAE decode per\n"
+      "                          step) or vae-all (x_t through the VAE too)\n"
       "      --json              machine-readable progress: one JSON object per line on stdout\n"
       "  -v, --verbose           one line per step (t, sigma, time) also on a terminal, instead of the bar\n"
       "\n"
@@ -238,7 +239,8 @@ void check_args(const Args& a) {
   if (a.batch_count < 1) fail("--batch-count must be at least 1");
   if (a.clip_skip < 1) fail("--clip-skip must be at least 1 (1 = the last layer)");
   if (a.seed < -1 || a.seed > 0xffffffffffffll) fail("--seed must be -1 (random) or a non-negative integer");
-  if (a.step_preview != "approx" && a.step_preview != "vae") fail("--step-preview must be approx or vae");
+  if (a.step_preview != "approx" && a.step_preview != "vae" && a.step_preview != "vae-all")
+    fail("--step-preview must be approx, vae or vae-all");
   vksd::parse_resize_mode(a.resize_mode);
   if (a.save_steps_every < 1) fail("--save-steps-every must be at least 1");
   if (a.preview_interval < 1) fail("--preview-interval must be at least 1");
@@ -330,7 +332,8 @@ class CliObserver : public vksd::Observer {
     vksd::StepFrameOptions o;
     o.dir = a.save_steps;
     o.prefix = a.batch_count > 1 ? "img" + std::to_string(index) + "_" : "";
-    o.vae = a.step_preview == "vae";
+    o.vae = a.step_preview == "vae" || a.step_preview == "vae-all";
+    o.vae_xt = a.step_preview == "vae-all";
     o.every = a.save_steps_every;
     o.preview = a.preview;
     o.preview_interval = a.preview_interval;

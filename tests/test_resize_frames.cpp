@@ -5,6 +5,7 @@
 
 #include <unistd.h>
 
+#include <cstring>
 #include <filesystem>
 #include <string>
 
@@ -144,6 +145,23 @@ TEST_CASE("cli generate: frames, preview, img2img step numbers, resized init ima
   CHECK(fs::exists(t.path("p.png")));
   auto sheet = vksd::read_image((fs::path(steps) / "contact_sheet.png").string());
   CHECK(sheet.width == 22 + 3 * (64 + 2));  // 3 columns: steps 1, 3, 5
+
+  // vae-all: x_t through the decoder is not the 8x8-block approx preview.
+  const std::string steps3 = t.path("steps3");
+  r = run_vksd("generate -p 'a yellow face' --steps 2 --seed 3 --step-preview vae-all --save-steps " + shell_quote(steps3) +
+                   " -o " + shell_quote(t.path("v.png")),
+               kEnv);
+  REQUIRE(r.code == 0);
+  auto xt = vksd::read_image((fs::path(steps3) / "step_001_xt.png").string());
+  auto xt_approx = vksd::read_image((fs::path(steps) / "step_001_xt.png").string());  // same seed, approx
+  auto blocky = [](const vksd::Image& im) {  // every 8x8 block one colour
+    for (int y = 0; y < im.height; ++y)
+      for (int x = 0; x < im.width; ++x)
+        if (std::memcmp(im.at(x, y), im.at(x / 8 * 8, y / 8 * 8), 3) != 0) return false;
+    return true;
+  };
+  CHECK(blocky(xt_approx));
+  CHECK(!blocky(xt));
 
   // img2img from a 100x60 picture at 64x64, crop mode; a 30x30 mask, fitted the same way.
   vksd::write_png(t.path("init.png"), two_colour(100, 60));

@@ -145,9 +145,14 @@ void StepFrames::on_step(const StepEvent& e, int run_step, int run_steps) {
     write_png(o_.preview, approx(*e.denoised, 1.0));
   if (o_.dir.empty()) return;
   if (!last && (run_step - 1) % std::max(1, o_.every) != 0) return;
-  Kept k{run_step, e.t, e.sigma, {}, {}, {}};
+  Kept k{run_step, e.t, e.sigma, {}, {}, {}, {}};
   // x_t scaled back to unit variance (x = signal x0 + noise eps) so it is visible at any sigma.
-  k.xt = approx(*e.x, 1.0 / std::hypot(e.x_signal, e.x_noise));
+  const double unit = 1.0 / std::hypot(e.x_signal, e.x_noise);
+  k.xt = approx(*e.x, unit);
+  if (o_.vae_xt) {
+    k.xt_latent = *e.x;
+    for (double& v : k.xt_latent) v *= unit;
+  }
   write_png(frame_path(run_step, "xt"), k.xt);
   if (o_.vae) {
     k.x0 = *e.denoised;  // decoded after the run: the VAE is not free while sampling
@@ -169,6 +174,12 @@ void StepFrames::finish(SdPipeline& pipe) {
       auto px = pipe.decode_latent(lat, lh_, lw_);
       k.x0_img = tensor_to_image(px.data(), 3, height_, width_);
       write_png(frame_path(k.step, "x0"), k.x0_img);
+    }
+    if (o_.vae_xt) {  // what the decoder makes of the noisy latent itself
+      std::vector<float> lat(k.xt_latent.begin(), k.xt_latent.end());
+      auto px = pipe.decode_latent(lat, lh_, lw_);
+      k.xt = tensor_to_image(px.data(), 3, height_, width_);
+      write_png(frame_path(k.step, "xt"), k.xt);
     }
     xt.push_back(downscale(k.xt, tile));
     x0.push_back(downscale(k.x0_img, tile));

@@ -14,6 +14,7 @@ struct StepFrameOptions {
   std::string dir;           // --save-steps DIR ("" = no frames)
   std::string prefix;        // file name prefix ("img<k>_" in a batch)
   bool vae = false;          // --step-preview vae: x̂₀ through the VAE (after the run)
+  bool vae_xt = false;       // --step-preview vae-all: x_t through the VAE too
   int every = 1;             // --save-steps-every N: keep every N-th step (and the last)
   std::string preview;       // --preview FILE ("" = none): x̂₀ rewritten as the run goes
   int preview_interval = 1;  // --preview-interval N
@@ -32,7 +33,7 @@ class StepFrames {
   struct Kept {
     int step;
     double t, sigma;
-    std::vector<double> x0;
+    std::vector<double> x0, xt_latent;  // kept for the VAE
     Image xt, x0_img;
   };
   Image approx(const std::vector<double>& latent, double scale) const;
