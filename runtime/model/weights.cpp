@@ -19,6 +19,10 @@ void WeightStore::add(const std::string& name, const Shape& shape, const float* 
   tensors_.emplace(name, t);
 }
 
+void WeightStore::replace(const std::string& name, const float* data) {
+  upload(arena_.context(), get(name), data);
+}
+
 const DeviceTensor& WeightStore::get(const std::string& name, const Shape& expect) const {
   auto it = tensors_.find(name);
   if (it == tensors_.end()) fail("missing tensor '" + name + "' in the checkpoint");

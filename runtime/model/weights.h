@@ -23,6 +23,9 @@ class WeightStore {
 
   // Upload one tensor (host data in f32). Names must be unique.
   void add(const std::string& name, const Shape& shape, const float* data);
+  // Overwrite an uploaded tensor in place (same shape; graphs bound to it see the new values):
+  // how LoRA changes reach networks that are already built.
+  void replace(const std::string& name, const float* data);
   bool has(const std::string& name) const { return tensors_.count(name) != 0; }
   // The tensor, checked: a missing name or a shape other than `expect` (when given) is an
   // Error naming the tensor and both shapes.
