@@ -151,6 +151,18 @@ struct Server::Impl {
     http.Get("/sdapi/v1/samplers", [](const auto&, auto& r) { send_json(r, 200, samplers()); });
     http.Get("/sdapi/v1/options", [this](const auto&, auto& r) { send_json(r, 200, options()); });
     http.Post("/sdapi/v1/options", guarded([this](const auto& q, auto& r) { set_options(q, r); }));
+    // What front-ends ask for when they connect, for features vksd does not have (yet): empty
+    // lists rather than 404, so that a client does not take the server for broken.
+    http.Get("/sdapi/v1/schedulers", [](const auto&, auto& r) {
+      send_json(r, 200, json::array({{{"name", "automatic"}, {"label", "Automatic"}, {"aliases", nullptr}},
+                                     {{"name", "karras"}, {"label", "Karras"}, {"aliases", nullptr}}}));
+    });
+    for (const char* path : {"/sdapi/v1/upscalers", "/sdapi/v1/sd-vae", "/sdapi/v1/loras", "/sdapi/v1/prompt-styles",
+                             "/sdapi/v1/hypernetworks", "/sdapi/v1/face-restorers"})
+      http.Get(path, [](const auto&, auto& r) { send_json(r, 200, json::array()); });
+    http.Get("/sdapi/v1/embeddings", [](const auto&, auto& r) {
+      send_json(r, 200, {{"loaded", json::object()}, {"skipped", json::object()}});
+    });
   }
 
   static json model_entry(const Model& m) {

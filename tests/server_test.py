@@ -110,6 +110,11 @@ def main():
     st, samplers = call("GET", "/sdapi/v1/samplers")
     names = [s["name"] for s in samplers]
     check(st == 200 and "Euler a" in names and "DDIM" in names and "DPM++ 2M Karras" in names, "samplers: A1111 names " + str(names))
+    for path in ("upscalers", "sd-vae", "loras", "prompt-styles", "hypernetworks", "face-restorers"):
+        st, lst = call("GET", "/sdapi/v1/" + path)
+        check(st == 200 and lst == [], "GET /sdapi/v1/%s: an empty list (vksd has none)" % path)
+    st, sch = call("GET", "/sdapi/v1/schedulers")
+    check(st == 200 and [s["label"] for s in sch] == ["Automatic", "Karras"], "schedulers")
     st, opts = call("GET", "/sdapi/v1/options")
     check(st == 200 and opts["sd_model_checkpoint"] == models[0]["title"] and opts["CLIP_stop_at_last_layers"] == 1, "options")
 
