@@ -18,6 +18,18 @@ inline long long parse_int(const std::string& flag, const std::string& v) {
   return r;
 }
 
+// An integer within [lo, hi]: no wrap-around (4294967297 is not 1), no exponent forms (1e9),
+// and a value out of range is refused with the limit in the message.
+inline long long parse_int_in(const std::string& flag, const std::string& v, long long lo, long long hi) {
+  char* end = nullptr;
+  errno = 0;
+  long long r = std::strtoll(v.c_str(), &end, 10);
+  if (v.empty() || *end) fail(flag + " wants an integer, got '" + v + "'");
+  if (errno == ERANGE || r > hi) fail(flag + " must be at most " + std::to_string(hi) + " (got " + v + ")");
+  if (r < lo) fail(flag + " must be at least " + std::to_string(lo) + " (got " + v + ")");
+  return r;
+}
+
 inline double parse_num(const std::string& flag, const std::string& v) {
   char* end = nullptr;
   double r = std::strtod(v.c_str(), &end);
@@ -51,6 +63,7 @@ class FlagReader {
     return argv_[++i_];
   }
   long long int_val() { return parse_int(flag_, val()); }
+  long long int_in(long long lo, long long hi) { return parse_int_in(flag_, val(), lo, hi); }
   double num_val() { return parse_num(flag_, val()); }
   const std::string& flag() const { return flag_; }
   std::string arg() const { return argv_[i_]; }

@@ -1,10 +1,22 @@
 // `vksd devices`: what Vulkan devices exist and the limits that decide how vksd runs on them.
 #include <cstdio>
+#include <cstring>
 
 #include "cli/command.h"
 #include "runtime/gpu/context.h"
 
-static int cmd_devices(int, char**) {
+static int cmd_devices(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    if (!std::strcmp(argv[i], "--help") || !std::strcmp(argv[i], "-h")) {
+      std::printf(
+          "usage: vksd devices\n\nLists the Vulkan devices with the limits that decide how vksd runs on them\n"
+          "(buffer ranges, memory heaps, fp16/int8, subgroup size). Pick one for any command with\n"
+          "--device <index|name> or VKSD_DEVICE.\n");
+      return 0;
+    }
+    std::fprintf(stderr, "vksd devices: unknown option '%s' (see vksd devices --help)\n", argv[i]);
+    return 2;
+  }
   auto devs = vksd::Context::list_devices();
   if (devs.empty()) {
     std::fprintf(stderr, "vksd: no Vulkan devices found\n");

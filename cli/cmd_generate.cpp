@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <climits>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -16,6 +17,12 @@
 
 #include "cli/args.h"
 #include "cli/command.h"
+#include "cli/from_png.h"
+#include "cli/generate_checks.h"
+#include "cli/init_images.h"
+#include "cli/interrupt.h"
+#include "cli/prompt_check.h"
+#include "runtime/diffusion/step_frames.h"
 #include "runtime/gpu/context.h"
 #include "runtime/model/demo_model.h"
 #include "runtime/error.h"
@@ -27,6 +34,7 @@
 
 namespace fs = std::filesystem;
 using vksd::fail;
+using namespace vksd::cli;  // flag limits
 
 namespace {
 
@@ -40,11 +48,13 @@ void usage() {
       "(image-to-image), with --mask too it repaints only the white part (inpainting).\n"
       "\n"
       "model:\n"
-      "  -m, --model PATH        SD 1.x checkpoint: a .safetensors file (original layout, e.g.\n"
+      "  -m, --model PATH        SD 1.x / 2.x checkpoint: a .safetensors file (original layout, e.g.\n"
       "                          v1-5-pruned-emaonly.safetensors) or a diffusers folder\n"
       "                          (default: $VKSD_MODEL, else the demo model in weights/demo)\n"
       "      --config FILE       vksd model config JSON for what the weights cannot tell (head\n"
       "                          counts, schedule, v-prediction; see docs/model-config.md)\n"
+      "      --prediction eps|v  what the UNet predicts (default: the model config's, else eps);\n"
+      "                          SD 2.x 768-v single files need v (the file does not say it)\n"
       "      --vocab FILE        CLIP vocabulary bpe_simple_vocab_16e6.txt.gz or tokenizer/vocab.json\n"
       "                          (default: the model config's tokenizer.vocab, then beside the\n"
       "                          model, then $VKSD_VOCAB)\n"
@@ -52,6 +62,11 @@ void usage() {
       "what to draw:\n"
       "  -p, --prompt TEXT       what the image should show. (word) or (word:1.3) gives a word\n"
       "                          more weight, [word] less; BREAK starts a new 75-token chunk\n"
+      "      --from-png FILE     re-run an image: its A1111 'parameters' (prompt, negative prompt,\n"
+      "                          steps, sampler, CFG scale, seed, size, clip skip) are the defaults,\n"
+      "                          flags given as well override them\n"
+      "      --strict            refuse A1111 prompt syntax vksd does not implement (<lora:...>,\n"
+      "                          [a:b:0.5] prompt editing, [a|b] alternation, AND) instead of warning\n"
       "  -n, --negative-prompt TEXT\n"
       "                          what it should not show (replaces the empty prompt that guidance\n"
       "                          steers away from)\n"
@@ -80,20 +95,30 @@ void usage() {
       "                            ddim             the original SD sampler; deterministic at --eta 0\n"
       "                            ddpm             ancestral DDPM; needs many steps (100+)\n"
       "                            lcm              for Latent Consistency (LCM / LCM-LoRA) models\n"
+      "      --scheduler NAME    noise-level spacing apart from the sampler (A1111 1.9+, sd.cpp):\n"
+      "                          karras (dpm++2m only) or discrete (default). --sampler also takes\n"
+      "                          A1111's names (\"Euler a\", \"DPM++ 2M Karras\") and --sampling-method\n"
       "      --eta X             noise added per step by ddim (default 0) and euler_a (default 1)\n"
-      "      --seed N            the starting noise (default -1 = random). The same seed, prompt\n"
+      "      --timestep-spacing S\n"
+      "                          which timesteps the steps visit: leading, trailing (SD-Turbo and\n"
+      "                          other few-step models: step 1 starts from pure noise), linspace;\n"
+      "                          default: the model config's, else the sampler's own\n"
+      "  -s, --seed N            the starting noise (default -1 = random). The same seed, prompt\n"
       "                          and settings give the same image; noise is PyTorch-CPU compatible,\n"
       "                          so seeds match other tools that use CPU noise\n"
       "      --clip-skip N       use CLIP's N-th layer from the end (default 1; 2 for some anime\n"
       "                          fine-tunes)\n"
-      "      --batch-count N     make N images with seeds seed, seed+1, ... (default 1)\n"
+      "  -b, --batch-count N     make N images with seeds seed, seed+1, ... (default 1)\n"
       "\n"
       "image to image and inpainting:\n"
-      "      --init-img FILE     start from this picture (PNG/JPEG/...); its size becomes the\n"
-      "                          output size unless -W/-H are given (they must then match)\n"
+      "      --init-img FILE     start from this picture (PNG/JPEG/...); its size (down to multiples\n"
+      "                          of 8) becomes the output size unless -W/-H are given\n"
+      "      --resize-mode M     how a picture or mask of another size is fitted (A1111's modes):\n"
+      "                          just-resize (default; stretch), crop (cover, crop the overflow),\n"
+      "                          fill (fit inside, stretch the edge pixels into the bands)\n"
       "      --strength X        how much of the picture is repainted, 0..1 (default 0.75): 0 keeps\n"
       "                          it, 1 ignores it; only the last strength x steps are run\n"
-      "      --mask FILE         inpainting: white = repaint, black = keep (same size as the image).\n"
+      "      --mask FILE         inpainting: white = repaint, black = keep (fitted like the image).\n"
       "                          Inpainting models (9-channel UNet) see the mask directly; others\n"
       "                          re-impose the kept part after every step\n"
       "\n"
@@ -103,11 +128,16 @@ void usage() {
       "                          in the PNG's 'parameters' text chunk, readable by A1111's PNG info\n"
       "      --save-steps DIR    also write every step: step_NNN_x0.png (the model's guess of the\n"
       "                          final image at that step), step_NNN_xt.png (the noisy latent) and\n"
-      "                          contact_sheet.png (top row x_t, bottom row x0)\n"
+      "                          contact_sheet.png (a column per step labelled with step, t and\n"
+      "                          sigma; top row x_t, bottom row x0). Written as each step happens\n"
+      "      --save-steps-every N  keep every N-th step (and the last) in DIR and the sheet (default 1)\n"
+      "      --preview FILE      rewrite FILE (PNG) with the current x0 guess as the run goes\n"
+      "      --preview-interval N  every N steps (default 1)\n"
       "      --step-preview M    how --save-steps renders latents: approx (default; the model's\n"
       "                          linear latent -> RGB map, instant; SD 1.x's unless the model\n"
       "                          config has a preview section) or vae (exact, one VAE decode per step)\n"
       "      --json              machine-readable progress: one JSON object per line on stdout\n"
+      "  -v, --verbose           one line per step (t, sigma, time) also on a terminal, instead of the bar\n"
       "\n"
       "memory and precision:\n"
       "      --lowvram           keep only one network (text encoder, UNet, VAE) on the GPU at a time;\n"
@@ -118,6 +148,8 @@ void usage() {
       "                          size, at a small cost in exactness (no visible seams)\n"
       "      --vae-tile-size N   tile edge in latent pixels (default 64 = 512 image pixels for\n"
       "                          SD 1.x); neighbouring tiles overlap by at least N/4\n"
+      "      --memory-budget MB  refuse a run estimated to need more device memory than this (default:\n"
+      "                          $VKSD_MEMORY_BUDGET_MB, else the GPU's memory)\n"
       "      --fp32              fp32 weights and activations (default fp16 storage where supported,\n"
       "                          always fp32 arithmetic): twice the memory, reference-exact results\n"
       "\n"
@@ -126,15 +158,18 @@ void usage() {
 }
 
 struct Args {
-  std::string model, config, vocab, prompt, negative, output = "output.png", init_img, mask, save_steps;
-  std::string sampler = "euler_a", step_preview = "approx";
+  std::string model, config, vocab, prediction, prompt, negative, output = "output.png", init_img, mask, save_steps;
+  std::string sampler = "euler_a", scheduler, step_preview = "approx", spacing;
   std::optional<int> width, height;
   int steps = 20, batch_count = 1, clip_skip = 1;
   double cfg = 7.0, eta = -1, strength = 0.75;
   bool strength_given = false, prompt_given = false;
   long long seed = -1;
-  bool lowvram = false, fp32 = false, json = false, vae_tiling = false;
+  bool lowvram = false, fp32 = false, json = false, vae_tiling = false, strict = false, verbose = false;
   int vae_tile = 64;
+  uint64_t memory_budget_mb = 0;  // 0 = VKSD_MEMORY_BUDGET_MB, else the device's memory
+  int save_steps_every = 1, preview_interval = 1;
+  std::string preview, resize_mode = "just-resize";
   std::vector<std::string> loras;  // --lora FILE[:WEIGHT], as given
   std::string lora_dir;
 };
@@ -150,28 +185,38 @@ Args parse(int argc, char** argv, bool& help) {
     } else if (is("-m", "--model")) a.model = f.val();
     else if (is(nullptr, "--config")) a.config = f.val();
     else if (is(nullptr, "--vocab")) a.vocab = f.val();
+    else if (is(nullptr, "--prediction")) a.prediction = f.val();
     else if (is("-p", "--prompt")) a.prompt = f.val(), a.prompt_given = true;
     else if (is("-n", "--negative-prompt")) a.negative = f.val();
-    else if (is("-W", "--width")) a.width = (int)f.int_val();
-    else if (is("-H", "--height")) a.height = (int)f.int_val();
-    else if (is(nullptr, "--steps")) a.steps = (int)f.int_val();
+    else if (is("-W", "--width")) a.width = (int)f.int_in(INT_MIN, kMaxWidthHeight);
+    else if (is("-H", "--height")) a.height = (int)f.int_in(INT_MIN, kMaxWidthHeight);
+    else if (is(nullptr, "--steps")) a.steps = (int)f.int_in(INT_MIN, kMaxSteps);
     else if (is(nullptr, "--cfg-scale")) a.cfg = f.num_val();
-    else if (is(nullptr, "--sampler")) a.sampler = f.val();
+    else if (is(nullptr, "--sampler") || is(nullptr, "--sampling-method")) a.sampler = f.val();
+    else if (is(nullptr, "--scheduler") || is(nullptr, "--schedule")) a.scheduler = f.val();
     else if (is(nullptr, "--eta")) a.eta = f.num_val();
-    else if (is(nullptr, "--seed")) a.seed = f.int_val();
+    else if (is(nullptr, "--timestep-spacing")) a.spacing = f.val();
+    else if (is("-s", "--seed")) a.seed = f.int_val();
     else if (is("-o", "--output")) a.output = f.val();
-    else if (is(nullptr, "--batch-count")) a.batch_count = (int)f.int_val();
+    else if (is("-b", "--batch-count")) a.batch_count = (int)f.int_in(INT_MIN, kMaxBatchCount);
     else if (is(nullptr, "--init-img")) a.init_img = f.val();
     else if (is(nullptr, "--strength")) a.strength = f.num_val(), a.strength_given = true;
     else if (is(nullptr, "--mask")) a.mask = f.val();
-    else if (is(nullptr, "--clip-skip")) a.clip_skip = (int)f.int_val();
+    else if (is(nullptr, "--resize-mode")) a.resize_mode = f.val();
+    else if (is(nullptr, "--clip-skip")) a.clip_skip = (int)f.int_in(INT_MIN, kMaxClipSkip);
     else if (is(nullptr, "--save-steps")) a.save_steps = f.val();
     else if (is(nullptr, "--step-preview")) a.step_preview = f.val();
+    else if (is(nullptr, "--save-steps-every")) a.save_steps_every = (int)f.int_val();
+    else if (is(nullptr, "--preview")) a.preview = f.val();
+    else if (is(nullptr, "--preview-interval")) a.preview_interval = (int)f.int_val();
     else if (f.is_switch("--lowvram")) a.lowvram = true;
     else if (f.is_switch("--fp32")) a.fp32 = true;
     else if (f.is_switch("--vae-tiling")) a.vae_tiling = true;
-    else if (is(nullptr, "--vae-tile-size")) a.vae_tile = (int)f.int_val();
+    else if (is(nullptr, "--vae-tile-size")) a.vae_tile = (int)f.int_in(INT_MIN, kMaxVaeTile);
     else if (f.is_switch("--json")) a.json = true;
+    else if (is(nullptr, "--memory-budget")) a.memory_budget_mb = (uint64_t)f.int_in(1, 1ll << 30);
+    else if (f.is_switch("--strict")) a.strict = true;
+    else if (f.is_switch("--verbose") || f.is_switch("-v")) a.verbose = true;
     else if (is(nullptr, "--lora")) a.loras.push_back(f.val());
     else if (is(nullptr, "--lora-dir")) a.lora_dir = f.val();
     else fail("unknown option '" + f.arg() + "' (see vksd generate --help)");
@@ -194,8 +239,13 @@ void check_args(const Args& a) {
   if (a.clip_skip < 1) fail("--clip-skip must be at least 1 (1 = the last layer)");
   if (a.seed < -1 || a.seed > 0xffffffffffffll) fail("--seed must be -1 (random) or a non-negative integer");
   if (a.step_preview != "approx" && a.step_preview != "vae") fail("--step-preview must be approx or vae");
+  vksd::parse_resize_mode(a.resize_mode);
+  if (a.save_steps_every < 1) fail("--save-steps-every must be at least 1");
+  if (a.preview_interval < 1) fail("--preview-interval must be at least 1");
+  if (!a.preview.empty() && fs::path(a.preview).extension() != ".png") fail("--preview must name a .png file (got '" + a.preview + "')");
   if (a.vae_tile < 4) fail("--vae-tile-size must be at least 4 latent pixels (got " + std::to_string(a.vae_tile) + ")");
-  vksd::parse_sampler(a.sampler);  // unknown names list the valid ones
+  vksd::apply_scheduler(vksd::parse_sampler(a.sampler), a.scheduler);  // unknown names list the valid ones
+  vksd::parse_timestep_spacing(a.spacing);
   if (fs::path(a.output).extension() != ".png") fail("--output must name a .png file (got '" + a.output + "')");
 }
 
@@ -228,32 +278,21 @@ std::string fmt_time(double s) {
   return b;
 }
 
-// Box-filter downscale (contact sheet tiles).
-vksd::Image downscale(const vksd::Image& im, int factor) {
-  if (factor <= 1) return im;
-  vksd::Image out(im.width / factor, im.height / factor, im.channels);
-  for (int y = 0; y < out.height; ++y)
-    for (int x = 0; x < out.width; ++x)
-      for (int c = 0; c < im.channels; ++c) {
-        int sum = 0;
-        for (int dy = 0; dy < factor; ++dy)
-          for (int dx = 0; dx < factor; ++dx) sum += im.at(x * factor + dx, y * factor + dy)[c];
-        out.at(x, y)[c] = (uint8_t)((sum + factor * factor / 2) / (factor * factor));
-      }
-  return out;
-}
-
 // Progress, step dumps and JSON events for one image.
 class CliObserver : public vksd::Observer {
  public:
-  CliObserver(const Args& a, int image_index, int width, int height)
-      : a_(a), index_(image_index), width_(width), height_(height), tty_(isatty(fileno(stderr)) && !a.json) {}
+  CliObserver(const Args& a, int image_index, int width, int height, const vksd::LatentRgbMap& preview_map)
+      : a_(a), index_(image_index), tty_(isatty(fileno(stderr)) && !a.json),
+        frames_(frame_options(a, image_index), preview_map, width, height) {}
+
+  bool cancelled() override { return vksd::cli::interrupt_signal() != 0; }  // SIGINT/SIGTERM
 
   void on_stage(const std::string& stage) override {
     if (a_.json) {
       std::printf("{\"event\":\"stage\",\"image\":%d,\"stage\":\"%s\"}\n", index_, vksd::json_escape(stage).c_str());
       std::fflush(stdout);
-    } else if (!tty_) {
+    } else {
+      // On a terminal too: the stage lines stay above the progress bar (which ends its line).
       std::fprintf(stderr, "%s\n", stage.c_str());
     }
     if (stage == "sample") start_ = std::chrono::steady_clock::now();
@@ -269,73 +308,54 @@ class CliObserver : public vksd::Observer {
       std::printf("{\"event\":\"step\",\"image\":%d,\"step\":%d,\"steps\":%d,\"t\":%.4f,\"sigma\":%.6f,\"ms\":%.1f}\n", index_,
                   done, total, e.t, e.sigma, e.step_ms);
       std::fflush(stdout);
-    } else if (tty_) {
+    } else if (tty_ && !a_.verbose) {
       const int bar = 30, filled = total ? bar * done / total : bar;
-      std::fprintf(stderr, "\r  [%s%s] %d/%d  %.2f it/s  ETA %s   ", std::string((size_t)filled, '=').c_str(),
+      const std::string which =
+          a_.batch_count > 1 ? "image " + std::to_string(index_ + 1) + "/" + std::to_string(a_.batch_count) + " " : "";
+      std::fprintf(stderr, "\r  %s[%s%s] %d/%d  %.2f it/s  ETA %s   ", which.c_str(), std::string((size_t)filled, '=').c_str(),
                    std::string((size_t)(bar - filled), ' ').c_str(), done, total, its, fmt_time(eta).c_str());
       if (done == total) std::fprintf(stderr, "\n");
     } else {
       std::fprintf(stderr, "step %d/%d  t=%.2f sigma=%.4f  %.0f ms\n", done, total, e.t, e.sigma, e.step_ms);
     }
     std::fflush(stderr);
-    if (!a_.save_steps.empty()) keep(e);
+    frames_.on_step(e, done, total);  // written now: an interrupted run keeps its frames
   }
 
-  // After the run: write the step images and the contact sheet.
-  void save_steps(vksd::SdPipeline& pipe) {
-    if (a_.save_steps.empty() || steps_.empty()) return;
-    fs::create_directories(a_.save_steps);
-    const std::string prefix = a_.batch_count > 1 ? "img" + std::to_string(index_) + "_" : "";
-    const int f = width_ / lw_;
-    std::vector<vksd::Image> xt_tiles, x0_tiles;
-    for (auto& s : steps_) {
-      char name[32];
-      std::snprintf(name, sizeof name, "step_%03d", s.index + 1);
-      vksd::Image x0, xt;
-      // x_t scaled back to unit variance (x = signal x0 + noise eps) so it is visible at any sigma.
-      xt = vksd::upscale_nearest(vksd::latent_preview(s.x, lh_, lw_, pipe.config().preview, 1.0 / std::hypot(s.signal, s.noise)), f);
-      if (a_.step_preview == "vae") {
-        std::vector<float> lat(s.x0.begin(), s.x0.end());
-        auto px = pipe.decode_latent(lat, lh_, lw_);
-        x0 = vksd::tensor_to_image(px.data(), 3, height_, width_);
-      } else {
-        x0 = vksd::upscale_nearest(vksd::latent_preview(s.x0, lh_, lw_, pipe.config().preview), f);
-      }
-      vksd::write_png((fs::path(a_.save_steps) / (prefix + name + "_x0.png")).string(), x0);
-      vksd::write_png((fs::path(a_.save_steps) / (prefix + name + "_xt.png")).string(), xt);
-      const int tile = std::max(1, width_ / 128);  // tiles of at most ~128 px
-      xt_tiles.push_back(downscale(xt, tile));
-      x0_tiles.push_back(downscale(x0, tile));
-    }
-    std::vector<vksd::Image> all = xt_tiles;
-    all.insert(all.end(), x0_tiles.begin(), x0_tiles.end());
-    vksd::write_png((fs::path(a_.save_steps) / (prefix + "contact_sheet.png")).string(),
-                    vksd::contact_sheet(all, (int)xt_tiles.size()));
-  }
+  // After the run: the VAE step images (--step-preview vae) and the contact sheet.
+  void save_steps(vksd::SdPipeline& pipe) { frames_.finish(pipe); }
 
  private:
-  struct Kept {
-    int index;
-    std::vector<double> x, x0;
-    double signal, noise;
-  };
+  static vksd::StepFrameOptions frame_options(const Args& a, int index) {
+    vksd::StepFrameOptions o;
+    o.dir = a.save_steps;
+    o.prefix = a.batch_count > 1 ? "img" + std::to_string(index) + "_" : "";
+    o.vae = a.step_preview == "vae";
+    o.every = a.save_steps_every;
+    o.preview = a.preview;
+    o.preview_interval = a.preview_interval;
+    return o;
+  }
   int first_index(const vksd::StepEvent& e) {
     if (first_ < 0) first_ = e.index;
     return first_;
   }
-  void keep(const vksd::StepEvent& e) {
-    lh_ = e.height, lw_ = e.width;
-    steps_.push_back({e.index, *e.x, *e.denoised, e.x_signal, e.x_noise});
-  }
   const Args& a_;
-  int index_, width_, height_;
+  int index_;
   bool tty_;
-  int first_ = -1, lh_ = 0, lw_ = 0;
+  int first_ = -1;
   std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
-  std::vector<Kept> steps_;
+  vksd::StepFrames frames_;
 };
 
-int cmd_generate(int argc, char** argv) {
+int cmd_generate(int argc_in, char** argv_in) {
+  // --from-png FILE: the image's own parameters first, so that explicit flags override them.
+  std::vector<std::string> args = vksd::cli::expand_from_png(argc_in, argv_in);
+  std::vector<char*> argv_vec;
+  for (auto& s : args) argv_vec.push_back(s.data());
+  argv_vec.push_back(nullptr);
+  const int argc = (int)args.size();
+  char** argv = argv_vec.data();
   bool help = false;
   Args a = parse(argc, argv, help);
   if (help) {
@@ -343,41 +363,37 @@ int cmd_generate(int argc, char** argv) {
     return 0;
   }
   check_args(a);
+  vksd::cli::install_interrupt_handlers();
+  vksd::cli::check_prompt_syntax(a.prompt, a.negative, a.strict, a.json);
 
   // Files, before the (slow) model load.
-  std::string model = a.model.empty() ? vksd::default_model_path() : a.model;
-  if (!fs::exists(model)) fail("model not found: " + model);
-  if (!a.config.empty() && !fs::exists(a.config)) fail("--config file not found: " + a.config);
+  const std::string model = vksd::resolve_model_path(a.model);
+  if (!a.prediction.empty() && a.prediction != "eps" && a.prediction != "v" && a.prediction != "epsilon" &&
+      a.prediction != "v_prediction")
+    fail("--prediction wants eps or v, got '" + a.prediction + "'");
+  vksd::cli::GenerateFiles files{model, a.config, a.vocab, a.init_img, a.mask, {}, a.save_steps};
+  for (int i = 0; i < a.batch_count; ++i) files.outputs.push_back(output_path(a, i));
+  vksd::cli::check_input_files(files);
+  vksd::cli::check_output_files(files);
   vksd::GenerateParams p;
-  if (!a.init_img.empty()) {
-    p.init_image = vksd::read_image(a.init_img, 3);
-    if (p.init_image->width % 8 || p.init_image->height % 8)
-      fail("--init-img is " + std::to_string(p.init_image->width) + "x" + std::to_string(p.init_image->height) +
-           ": width and height must be multiples of 8");
-  }
-  // Without -W/-H: the init image's size, else the model's sample_size (known once it is open).
-  p.width = a.width.value_or(p.init_image ? p.init_image->width : 0);
-  p.height = a.height.value_or(p.init_image ? p.init_image->height : 0);
-  if (p.init_image && (p.init_image->width != p.width || p.init_image->height != p.height))
+  if (!a.init_img.empty()) p.init_image = vksd::read_image(a.init_img, 3);
+  // Without -W/-H: the init image's size (down to multiples of 8), else the model's sample_size
+  // (known once it is open). An init image or mask of another size is fitted by --resize-mode.
+  p.width = a.width.value_or(p.init_image ? p.init_image->width / 8 * 8 : 0);
+  p.height = a.height.value_or(p.init_image ? p.init_image->height / 8 * 8 : 0);
+  if (p.init_image && (p.width == 0 || p.height == 0))
     fail("--init-img is " + std::to_string(p.init_image->width) + "x" + std::to_string(p.init_image->height) +
-         " but -W/-H ask for " + std::to_string(p.width) + "x" + std::to_string(p.height) + " (omit them to use the image's size)");
-  if (!a.mask.empty()) {
-    p.mask = vksd::read_image(a.mask, 1);
-    if (p.mask->width != p.width || p.mask->height != p.height)
-      fail("--mask is " + std::to_string(p.mask->width) + "x" + std::to_string(p.mask->height) +
-           " but the image is " + std::to_string(p.width) + "x" + std::to_string(p.height) + "; they must be the same size");
-  }
-  {
-    fs::path dir = fs::path(a.output).parent_path();
-    if (!dir.empty() && !fs::is_directory(dir)) fail("output folder does not exist: " + dir.string());
-  }
+         ": too small (give -W and -H to enlarge it)");
+  if (!a.mask.empty()) p.mask = vksd::read_image(a.mask, 1);
+  vksd::cli::fit_init_images(p, vksd::parse_resize_mode(a.resize_mode), a.json);
 
   p.prompt = a.prompt;
   p.negative_prompt = a.negative;
   p.steps = a.steps;
   p.cfg_scale = a.cfg;
-  p.sampler = vksd::parse_sampler(a.sampler);
+  p.sampler = vksd::apply_scheduler(vksd::parse_sampler(a.sampler), a.scheduler);
   p.eta = a.eta;
+  p.spacing = vksd::parse_timestep_spacing(a.spacing);
   p.clip_skip = a.clip_skip;
   p.strength = a.strength;
   p.loras = lora_refs(a);
@@ -391,10 +407,12 @@ int cmd_generate(int argc, char** argv) {
   po.model_path = model;
   po.config_path = a.config;
   po.vocab_path = a.vocab;
+  po.prediction = a.prediction;
   po.fp32 = a.fp32;
   po.lowvram = a.lowvram;
   if (a.vae_tiling) po.vae_tiling = vksd::PipelineOptions::VaeTiling::On;
   po.vae_tile = a.vae_tile;
+  po.memory_budget_mb = a.memory_budget_mb;
   po.vae_tile_overlap = a.vae_tile / 4;
   po.lora_dir = a.lora_dir;
   auto t0 = std::chrono::steady_clock::now();
@@ -412,7 +430,7 @@ int cmd_generate(int argc, char** argv) {
 
   for (int i = 0; i < a.batch_count; ++i) {
     p.seed = seed0 + (uint64_t)i;
-    CliObserver obs(a, i, p.width, p.height);
+    CliObserver obs(a, i, p.width, p.height, pipe.config().preview);
     auto res = pipe.generate(p, &obs);
     const std::string path = output_path(a, i);
     vksd::write_png(path, res.image, {{"parameters", res.parameters}});

@@ -8,7 +8,9 @@
 
 #include "cli/command.h"
 #include "cli/lora_info.h"
+#include "runtime/model/demo_model.h"
 #include "runtime/model/checkpoint.h"
+#include "runtime/model/model_family.h"
 #include "runtime/gpu/memory.h"
 #include "runtime/model/sd1_layout.h"
 
@@ -37,8 +39,9 @@ uint64_t device_bytes(const std::vector<TensorSpec>& specs, DType dt) {
 
 int usage(FILE* f) {
   std::fprintf(f,
-               "usage: vksd info MODEL [--config FILE]\n"
-               "  MODEL   an SD 1.x .safetensors file (original layout) or a diffusers folder,\n"
+               "usage: vksd info [MODEL] [--config FILE] [--prediction eps|v]\n"
+               "  MODEL   an SD 1.x / 2.x .safetensors file (original layout), a diffusers folder or a\n"
+               "          folder holding model.safetensors (default: $VKSD_MODEL, else the demo model),\n"
                "          or a LoRA .safetensors file (its format, rank, alpha and layers)\n"
                "  --config FILE   vksd model config JSON (docs/model-config.md); default: MODEL's\n"
                "                  <name>.vksd.json or <name>.json beside a single file, vksd.json in a folder\n");
@@ -46,7 +49,7 @@ int usage(FILE* f) {
 }
 
 int cmd_info(int argc, char** argv) {
-  std::string model, config;
+  std::string model, config, prediction;
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--help") || !std::strcmp(argv[i], "-h")) return usage(stdout);
     if (!std::strcmp(argv[i], "--config")) {
@@ -55,6 +58,12 @@ int cmd_info(int argc, char** argv) {
         return 1;
       }
       config = argv[++i];
+    } else if (!std::strcmp(argv[i], "--prediction")) {
+      if (i + 1 >= argc) {
+        std::fprintf(stderr, "vksd info: --prediction needs eps or v\n");
+        return 1;
+      }
+      prediction = argv[++i];
     } else if (argv[i][0] == '-') {
       std::fprintf(stderr, "vksd info: unknown option '%s'\n", argv[i]);
       return usage(stderr);
@@ -65,12 +74,17 @@ int cmd_info(int argc, char** argv) {
       return usage(stderr);
     }
   }
-  if (model.empty()) return usage(stderr);
+  // No MODEL: the one generate would use (VKSD_MODEL, else the demo model); a folder holding
+  // model.safetensors (weights/demo) means that file.
+  if (model.empty()) model = vksd::default_model_path();
+  else if (std::string inner = vksd::model_in_folder(model); !inner.empty()) model = inner;
   if (vksd::cli::print_lora_info(model)) return 0;
 
   Checkpoint ck = Checkpoint::open(model, config);
+  if (!prediction.empty()) ck.set_prediction_type(prediction, "--prediction " + prediction);
   const ModelConfig& c = ck.config();
   std::printf("model      %s\n", c.name.c_str());
+  std::printf("family     %s\n", model_family_name(c.family));
   std::printf("path       %s\n", ck.path().c_str());
   std::printf("format     %s\n", checkpoint_format_name(ck.format()));
   std::printf("config     ");
@@ -88,8 +102,16 @@ int cmd_info(int argc, char** argv) {
   std::printf("  attention_levels %s, transformer_depth %d, context_dim %d, proj_in/out %s\n",
               bools(u.attention_levels).c_str(), u.transformer_depth, u.context_dim,
               u.use_linear_in_transformer ? "linear" : "conv1x1");
-  std::printf("  num_heads %d, num_head_channels %d, gn_eps %g, ln_eps %g, time_embed_dim %d\n", u.num_heads,
-              u.num_head_channels, u.gn_eps, u.ln_eps, u.time_embed_dim());
+  std::string heads;  // per attention level: count x width
+  for (size_t l = 0; l < u.channel_mult.size(); ++l) {
+    if (!u.attention_levels[l]) continue;
+    const int ch = u.model_channels * u.channel_mult[l], h = u.heads_for(ch);
+    heads += (heads.empty() ? "" : ", ") + std::to_string(h) + "x" + std::to_string(h > 0 ? ch / h : 0);
+  }
+  std::printf("  heads per attention level %s (%s), gn_eps %g, ln_eps %g, time_embed_dim %d\n", heads.c_str(),
+              u.num_head_channels > 0 ? ("num_head_channels " + std::to_string(u.num_head_channels)).c_str()
+                                      : ("num_heads " + std::to_string(u.num_heads)).c_str(),
+              u.gn_eps, u.ln_eps, u.time_embed_dim());
 
   const VaeConfig& v = c.vae;
   std::printf("\nVAE (%s)\n", kVaePrefix);
@@ -99,9 +121,12 @@ int cmd_info(int argc, char** argv) {
               v.embed_dim, v.gn_eps, v.scale_factor, v.downsample_factor());
 
   const ClipConfig& t = c.clip;
-  std::printf("\ntext encoder (%s)\n", kClipPrefix);
-  std::printf("  vocab_size %d, max_length %d, width %d, layers %d, heads %d, mlp_dim %d\n", t.vocab_size,
-              t.max_length, t.width, t.layers, t.heads, t.mlp_dim);
+  std::printf("\ntext encoder (%s)\n", c.family == ModelFamily::SD2 && ck.format() == CheckpointFormat::SingleFile
+                                              ? "cond_stage_model.model.*, OpenCLIP names"
+                                              : kClipPrefix);
+  std::printf("  %s\n", text_encoder_kind(c.family));
+  std::printf("  vocab_size %d, max_length %d, width %d, layers %d (%d used), heads %d, mlp_dim %d\n", t.vocab_size,
+              t.max_length, t.width, t.layers, t.used_layers(), t.heads, t.mlp_dim);
   std::printf("  ln_eps %g, activation %s, bos %d, eos %d, pad %d\n", t.ln_eps, t.quick_gelu ? "quick_gelu" : "gelu",
               t.bos_token, t.eos_token, t.pad_token);
   if (!ck.tokenizer_vocab().empty()) std::printf("  tokenizer %s, %s\n", ck.tokenizer_vocab().c_str(), ck.tokenizer_merges().c_str());

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "cli/command.h"
+#include "runtime/model/demo_model.h"
 #include "runtime/model/checkpoint.h"
 #include "runtime/error.h"
 #include "runtime/text/prompt.h"
@@ -24,7 +25,8 @@ void usage() {
       "  --vocab FILE   bpe_simple_vocab_16e6.txt.gz, or a tokenizer/ vocab.json (merges.txt beside)\n"
       "  --model PATH   look for the vocabulary beside this checkpoint / in this diffusers folder\n"
       "                 (default search: the model config's tokenizer.vocab, beside the model,\n"
-      "                 then $VKSD_VOCAB)\n"
+      "                 then $VKSD_VOCAB). Without --model and --vocab: the model generate would\n"
+      "                 use ($VKSD_MODEL, else the demo model)\n"
       "  --pad ID       padding id (default: EOS, as SD 1.x; OpenCLIP models pad with 0)\n"
       "  --emphasis     parse (word), [word], (word:1.3) and BREAK as A1111 does and show the\n"
       "                 weighted segments and the 77-token chunks of a long prompt\n"
@@ -110,6 +112,11 @@ int cmd_tokenize(int argc, char** argv) {
 
   // The model's config may name its vocabulary (tokenizer.vocab); reading it validates the
   // checkpoint's headers only, no weights.
+  // No --model and no --vocab: the vocabulary of the model generate would use (the demo model).
+  if (model.empty() && vocab.empty()) model = vksd::default_model_path();
+  else if (!model.empty()) {
+    if (std::string inner = vksd::model_in_folder(model); !inner.empty()) model = inner;
+  }
   std::string config_vocab;
   if (!model.empty() && vocab.empty()) config_vocab = vksd::Checkpoint::open(model).config().tokenizer_vocab;
   const std::string path = vksd::find_vocabulary(model, vocab, config_vocab);

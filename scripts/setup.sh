@@ -7,7 +7,7 @@ PKGS=(
   build-essential cmake ninja-build pkg-config
   libvulkan-dev vulkan-tools mesa-vulkan-drivers vulkan-validationlayers glslc
   libglfw3-dev libimgui-dev doctest-dev libstb-dev zlib1g-dev libutf8proc-dev
-  xvfb libgif-dev nettle-dev
+  xvfb libgif-dev libpng-dev nettle-dev libcpp-httplib-dev nlohmann-json3-dev python3
 )
 # Python tooling (reference checks, demo-model training) uses Debian's torch and numpy.
 if [ "${VKSD_WITH_PYTHON:-0}" = 1 ]; then

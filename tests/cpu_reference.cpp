@@ -294,7 +294,7 @@ Seq clip_text(const WeightFn& fn, const ClipConfig& cfg, const std::vector<int32
     for (int i = 0; i < L; ++i)
       for (int c = 0; c < D; ++c)
         x.d[((size_t)n * L + i) * D + c] = (double)tok[(size_t)ids[(size_t)n * L + i] * D + c] + pos[(size_t)i * D + c];
-  for (int l = 0; l < cfg.layers; ++l) {
+  for (int l = 0; l < cfg.used_layers(); ++l) {  // SD 2.x: the last stored layer is not used
     const Weights lw = w.sub("encoder.layers").sub(l);
     Seq h = layer_norm(lw.sub("layer_norm1"), x, cfg.ln_eps);
     Seq q = linear(lw.sub("self_attn.q_proj"), h, D), k = linear(lw.sub("self_attn.k_proj"), h, D),

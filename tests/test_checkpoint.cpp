@@ -17,6 +17,7 @@
 
 #include "runtime/model/checkpoint.h"
 #include "runtime/model/lora.h"
+#include "runtime/model/model_family.h"
 #include "runtime/model/safetensors_writer.h"
 #include "runtime/error.h"
 #include "runtime/io/json.h"
@@ -511,10 +512,11 @@ TEST_CASE("checkpoint: missing, misshapen and unexpected tensors are errors nami
     });
     CHECK(contains(e, "different numbers of ResBlocks"));
   }
-  SUBCASE("SD 2.x OpenCLIP text encoder") {
+  SUBCASE("an SD 2.x OpenCLIP text encoder beside the SD 1.x one") {
     std::string e = open_edited([](auto& ts) {
       ts.push_back(f32_tensor("cond_stage_model.model.ln_final.weight", {4}, {1, 2, 3, 4}));
     });
+    CHECK(contains(e, "two text encoders"));
     CHECK(contains(e, "OpenCLIP"));
   }
   SUBCASE("integer weights") {
@@ -641,10 +643,11 @@ struct ReverseMap {
   }
 };
 
-// Writes a diffusers folder for the tiny model; returns the original-name -> expected f32 data.
-void build_diffusers(const std::string& root, bool old_vae_attention, bool fp16_text_encoder,
-                     std::map<std::string, std::vector<float>>* expected) {
-  Checkpoint ck = Checkpoint::open_with_config_text(tiny_model(), kTinyHeads);
+// Writes the weights of `ck` as a diffusers folder's three safetensors files, the text encoder
+// cut to its first `text_layers` layers (diffusers' SD 2.x conversion drops the unused last one);
+// returns the original-name -> expected f32 data of what it wrote.
+void write_diffusers_weights(const std::string& root, const Checkpoint& ck, bool old_vae_attention, bool fp16_text_encoder,
+                             int text_layers, std::map<std::string, std::vector<float>>* expected) {
   const ModelConfig& c = ck.config();
   ReverseMap rm((int)c.unet.channel_mult.size(), c.unet.num_res_blocks, c.unet.attention_levels,
                 (int)c.vae.ch_mult.size(), old_vae_attention);
@@ -666,6 +669,8 @@ void build_diffusers(const std::string& root, bool old_vae_attention, bool fp16_
     (*expected)[n] = v;
   }
   for (const auto& n : ck.tensor_names(kClipPrefix)) {
+    const std::string layers = std::string(kClipPrefix) + "encoder.layers.";
+    if (n.rfind(layers, 0) == 0 && std::atoi(n.c_str() + layers.size()) >= text_layers) continue;
     auto v = ck.read_f32(n);
     std::string k = "text_model." + n.substr(std::strlen(kClipPrefix));
     text.push_back(fp16_text_encoder ? f16_tensor(k, ck.shape(n), v) : f32_tensor(k, ck.shape(n), v));
@@ -678,6 +683,15 @@ void build_diffusers(const std::string& root, bool old_vae_attention, bool fp16_
   write_st(root + "/unet/diffusion_pytorch_model.safetensors", unet);
   write_st(root + "/vae/diffusion_pytorch_model.safetensors", vae);
   write_st(root + (fp16_text_encoder ? "/text_encoder/model.fp16.safetensors" : "/text_encoder/model.safetensors"), text);
+  std::ofstream(root + "/tokenizer/vocab.json") << "{}";
+  std::ofstream(root + "/tokenizer/merges.txt") << "#version: 0.2\n";
+}
+
+// Writes a diffusers folder for the tiny model; returns the original-name -> expected f32 data.
+void build_diffusers(const std::string& root, bool old_vae_attention, bool fp16_text_encoder,
+                     std::map<std::string, std::vector<float>>* expected) {
+  Checkpoint ck = Checkpoint::open_with_config_text(tiny_model(), kTinyHeads);
+  write_diffusers_weights(root, ck, old_vae_attention, fp16_text_encoder, ck.config().clip.layers, expected);
   std::ofstream(root + "/unet/config.json") << R"({"_class_name": "UNet2DConditionModel", "attention_head_dim": 2,
     "block_out_channels": [32, 64], "cross_attention_dim": 64, "in_channels": 4, "out_channels": 4,
     "layers_per_block": 2, "norm_eps": 1e-05, "norm_num_groups": 32, "use_linear_projection": false})";
@@ -689,8 +703,25 @@ void build_diffusers(const std::string& root, bool old_vae_attention, bool fp16_
   std::ofstream(root + "/scheduler/scheduler_config.json") << R"({"_class_name": "PNDMScheduler", "beta_start": 0.00085,
     "beta_end": 0.012, "beta_schedule": "scaled_linear", "num_train_timesteps": 1000, "prediction_type": "epsilon"})";
   std::ofstream(root + "/model_index.json") << R"({"_class_name": "StableDiffusionPipeline"})";
-  std::ofstream(root + "/tokenizer/vocab.json") << "{}";
-  std::ofstream(root + "/tokenizer/merges.txt") << "#version: 0.2\n";
+}
+
+// The sd2-tiny single file as diffusers' conversion writes an SD 2.x folder: the OpenCLIP tower as
+// a CLIPTextModel with hidden_act gelu and without its last layer, per-level head COUNTS of a
+// constant head width, linear projections, a v-prediction scheduler.
+void build_sd2_diffusers(const std::string& root, std::map<std::string, std::vector<float>>* expected) {
+  Checkpoint ck = Checkpoint::open(test::shared_dir() + "/vectors/sd2-tiny/model.safetensors");
+  write_diffusers_weights(root, ck, false, false, ck.config().clip.used_layers(), expected);
+  std::ofstream(root + "/unet/config.json") << R"({"_class_name": "UNet2DConditionModel", "attention_head_dim": [2, 4],
+    "block_out_channels": [32, 64], "cross_attention_dim": 64, "in_channels": 4, "out_channels": 4, "sample_size": 16,
+    "layers_per_block": 2, "norm_eps": 1e-05, "norm_num_groups": 32, "use_linear_projection": true})";
+  std::ofstream(root + "/vae/config.json") << R"({"_class_name": "AutoencoderKL", "block_out_channels": [32, 64],
+    "in_channels": 3, "out_channels": 3, "latent_channels": 4, "layers_per_block": 2, "scaling_factor": 0.18215})";
+  std::ofstream(root + "/text_encoder/config.json") << R"({"architectures": ["CLIPTextModel"], "hidden_size": 64,
+    "intermediate_size": 256, "num_attention_heads": 2, "num_hidden_layers": 2, "max_position_embeddings": 77,
+    "vocab_size": 49408, "hidden_act": "gelu", "layer_norm_eps": 1e-05, "bos_token_id": 0, "eos_token_id": 2})";
+  std::ofstream(root + "/scheduler/scheduler_config.json") << R"({"_class_name": "DDIMScheduler", "beta_start": 0.00085,
+    "beta_end": 0.012, "beta_schedule": "scaled_linear", "num_train_timesteps": 1000, "prediction_type": "v_prediction"})";
+  std::ofstream(root + "/model_index.json") << R"({"_class_name": "StableDiffusionPipeline"})";
 }
 
 }  // namespace
@@ -728,6 +759,35 @@ TEST_CASE("checkpoint: a diffusers folder loads to the same tensors under origin
     CHECK(ck.tokenizer_merges() == d / "tokenizer/merges.txt");
     CHECK(ck.ignored().size() == 1);  // position_ids
   }
+}
+
+TEST_CASE("checkpoint: an SD 2.x diffusers folder (OpenCLIP as CLIPTextModel, gelu) loads as SD 2.x") {
+  REQUIRE_SHARED();
+  TempDir d;
+  std::map<std::string, std::vector<float>> expected;
+  build_sd2_diffusers(d.path.string(), &expected);
+  Checkpoint ck = Checkpoint::open(d.path.string());
+  const ModelConfig& c = ck.config();
+  CHECK(c.family == ModelFamily::SD2);
+  CHECK(ck.config_sources().front() == "SD 2.x defaults + tensor shapes");
+  CHECK(ck.tensor_names().size() == expected.size());
+  for (const auto& [n, v] : expected) {
+    CAPTURE(n);
+    REQUIRE(ck.has(n));
+    CHECK(ck.read_f32(n) == v);
+  }
+  CHECK(c.clip.layers == 2);            // stored already cut to the penultimate layer
+  CHECK(c.clip.skip_last_layers == 0);
+  CHECK_FALSE(c.clip.quick_gelu);
+  CHECK(c.clip.pad_token == 0);
+  CHECK(c.unet.num_head_channels == 16);  // [2, 4] heads over [32, 64] channels
+  CHECK(c.unet.use_linear_in_transformer);
+  CHECK(c.schedule.prediction_type == "v_prediction");
+  CHECK(c.sample_size == 32);             // unet sample_size 16 x the VAE's factor 2
+
+  // A model_index.json of another family is refused by name before any tensor is read.
+  std::ofstream(d / "model_index.json") << R"({"_class_name": "StableDiffusionXLPipeline"})";
+  CHECK(contains(error_of([&] { Checkpoint::open(d.path.string()); }), "an SDXL pipeline"));
 }
 
 TEST_CASE("checkpoint: a wrong diffusers folder fails loudly") {
@@ -870,7 +930,8 @@ TEST_CASE("checkpoint: SD 1.5 sized files infer the SD 1.5 architecture, counts 
     want.unet.in_channels = in_ch;
     auto specs = sd1_layout(want);
     specs.push_back({"model_ema.decay", {}});  // bookkeeping that real files carry
-    specs.push_back({"alphas_cumprod", {1000}});
+    // betas, not alphas_cumprod: the sparse file's zeros would be refused as a schedule, rightly.
+    specs.push_back({"betas", {1000}});
     std::string p = d / ("sd15_" + std::to_string(in_ch) + ".safetensors");
     write_sparse(p, specs, "F16");
     Checkpoint ck = Checkpoint::open(p);

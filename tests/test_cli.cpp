@@ -15,6 +15,7 @@
 #include "runtime/model/demo_model.h"
 #include "runtime/error.h"
 #include "runtime/io/image_io.h"
+#include "runtime/io/infotext.h"
 #include "tests/test_util.h"
 
 namespace fs = std::filesystem;
@@ -78,7 +79,7 @@ TEST_CASE("cli generate: bad arguments are refused with a clear message") {
   refuses(fx, "--mask m.png", "--mask needs --init-img");
 }
 
-TEST_CASE("cli generate: missing model, unreadable image, mask size mismatch") {
+TEST_CASE("cli generate: missing model, unreadable image, bad resize mode") {
   NEED_BINARY();
   Fixture fx;
   {
@@ -96,8 +97,10 @@ TEST_CASE("cli generate: missing model, unreadable image, mask size mismatch") {
   {
     vksd::write_png((fx.dir / "init.png").string(), vksd::Image(32, 32, 3));
     vksd::write_png((fx.dir / "mask.png").string(), vksd::Image(16, 32, 1));
-    refuses(fx, "--init-img " + quote((fx.dir / "init.png").string()) + " --mask " + quote((fx.dir / "mask.png").string()),
-            "--mask is 16x32 but the image is 32x32");
+    // A mask of another size is fitted (tests/test_resize_frames.cpp); a bad resize mode is refused.
+    refuses(fx, "--init-img " + quote((fx.dir / "init.png").string()) + " --mask " + quote((fx.dir / "mask.png").string()) +
+                " --resize-mode squash",
+            "unknown resize mode 'squash'");
   }
 }
 
@@ -211,7 +214,8 @@ TEST_CASE("cli generate: a tiny run writes a PNG with A1111 parameters, JSON pro
   auto text = vksd::read_png_text(fx.out());
   REQUIRE(text.size() == 1);
   CHECK(text[0].first == "parameters");
-  CHECK(text[0].second == "a cat\nSteps: 3, Sampler: Euler, CFG scale: 7.5, Seed: 42, Size: 32x32, Model: model");
+  CHECK(text[0].second == "a cat\nSteps: 3, Sampler: Euler, CFG scale: 7.5, Seed: 42, Size: 32x32, Model hash: " +
+                              vksd::sha256_file(fx.model).substr(0, 10) + ", Model: model, RNG: CPU");
   for (const char* f : {"step_001_x0.png", "step_003_xt.png", "contact_sheet.png"}) CHECK_MESSAGE(fs::exists(steps_dir / f), f);
   // Same seed, same image; batch of 2 names files by index and continues the seed.
   auto first = img.pixels;

@@ -28,6 +28,7 @@
 #include "runtime/gpu/context.h"
 #include "runtime/gpu/memory.h"
 #include "runtime/model/model_config.h"
+#include "runtime/model/model_family.h"
 #include "runtime/nn/text_encoder.h"
 #include "runtime/nn/unet.h"
 #include "runtime/nn/vae.h"
@@ -317,5 +318,85 @@ TEST_CASE("full size: SD 1.5 VAE decode 8x8 -> 64x64 and encode 32x32 -> 4x4 (51
                                                              << mib(ws16->bytes()));
   MESSAGE("vae encoder 512x512 -> 64x64, fp16: activations " << mib(e512.peak_bytes()) << " + weights "
                                                              << mib(ws16->bytes()));
+  CHECK(test::ctx().validation_messages() == 0);
+}
+
+// ---- full-size SD 2.x (2.0 / 2.1): the same builders at the OpenCLIP ViT-H and SD 2.x UNet widths -
+
+namespace {
+
+// SD 2.x as v2-inference(-v).yaml describes it: OpenCLIP ViT-H/14 text tower (1024 wide, 16
+// heads, 24 layers of which 23 are used, MLP 4096, exact GELU), UNet with context 1024, heads of
+// 64 channels (5 / 10 / 20 heads) and linear proj_in / proj_out.
+ModelConfig sd2_full_config() {
+  ModelConfig c;
+  apply_family_defaults(c, ModelFamily::SD2);
+  c.clip.width = 1024;
+  c.clip.layers = 24;
+  c.clip.mlp_dim = 4096;
+  c.clip.skip_last_layers = 1;
+  c.unet.context_dim = 1024;
+  c.unet.use_linear_in_transformer = true;
+  return c;
+}
+
+}  // namespace
+
+TEST_CASE("full size: SD 2.x OpenCLIP ViT-H text encoder (1024 wide, 16 heads, GELU, penultimate of 24 layers)") {
+  auto t0 = std::chrono::steady_clock::now();
+  const ModelConfig cfg = sd2_full_config();
+  RandomWeights rw(clip_layout(cfg.clip), DType::F32);
+  auto ws = rw.upload(test::ctx(), kClipPrefix);
+  // BOS, 40 random ids, EOS, padded with 0 as open_clip does.
+  const int L = cfg.clip.max_length, len = 40;
+  std::vector<int32_t> ids((size_t)L, cfg.clip.pad_token);
+  ids[0] = cfg.clip.bos_token;
+  for (int i = 1; i <= len; ++i) ids[(size_t)i] = (int32_t)(splitmix(7000 + i) % 49406);
+  ids[len + 1] = cfg.clip.eos_token;
+  nn::NetOptions opts;
+  opts.activations = DType::F32;
+  nn::TextEncoder te(test::ctx(), *ws, cfg.clip, 1, opts);
+  auto hidden = te.encode(ids);
+  const double t_dev = seconds_since(t0);
+  std::vector<cpuref::Seq> layers;
+  cpuref::Seq ref = cpuref::clip_text(std::cref(rw), cfg.clip, ids, 1, &layers);
+  REQUIRE(layers.size() == 23);
+  check_close("openclip layer 11", te.layer_output(11), layers[11].d);
+  check_close("openclip layer 22 (penultimate)", te.layer_output(22), layers[22].d);
+  check_close("openclip ln_final(penultimate)", hidden, ref.d);
+  MESSAGE("openclip: weights " << mib(ws->bytes()) << ", activations " << mib(te.peak_bytes()) << "; device part "
+                               << t_dev << " s, total " << seconds_since(t0) << " s");
+  CHECK(test::ctx().validation_messages() == 0);
+}
+
+TEST_CASE("full size: SD 2.x UNet at an 8x8 latent, every block (64-channel heads, linear proj, context 1024)") {
+  auto t0 = std::chrono::steady_clock::now();
+  const ModelConfig cfg = sd2_full_config();
+  // SD 2.x's published UNet size: 865,910,724 parameters.
+  CHECK(parameter_count(unet_layout(cfg.unet)) == 865910724);
+  RandomWeights rw(unet_layout(cfg.unet), DType::F16);
+  auto ws = rw.upload(test::ctx(), kUNetPrefix);
+  const int h = 8, w = 8;
+  auto x = randu((size_t)4 * h * w, 3, std::sqrt(3.0));
+  auto ctx = randu((size_t)77 * cfg.unet.context_dim, 4, std::sqrt(3.0));
+  const float t = 333.5f;
+  nn::NetOptions opts;
+  opts.activations = DType::F32;
+  opts.keep_blocks = true;
+  nn::UNet unet(test::ctx(), *ws, cfg.unet, 1, h, w, 77, opts);
+  unet.set_context(ctx);
+  auto out = unet.forward(x, {t});
+  const double t_dev = seconds_since(t0);
+
+  cpuref::Image xi(1, 4, h, w);
+  xi.d.assign(x.begin(), x.end());
+  cpuref::Seq c(1, 77, cfg.unet.context_dim);
+  c.d.assign(ctx.begin(), ctx.end());
+  std::map<std::string, cpuref::Image> blocks;
+  cpuref::Image ref = cpuref::unet(std::cref(rw), cfg.unet, xi, {(double)t}, c, &blocks);
+  for (auto& [name, img] : blocks) check_close("unet " + name, unet.block_output(name), img.d);
+  check_close("unet out", out, ref.d);
+  MESSAGE("sd2 unet: weights " << mib(ws->bytes()) << " (fp16); device " << t_dev << " s, with reference "
+                               << seconds_since(t0) << " s");
   CHECK(test::ctx().validation_messages() == 0);
 }

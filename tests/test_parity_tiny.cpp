@@ -27,6 +27,7 @@
 #include "runtime/nn/unet.h"
 #include "runtime/nn/vae.h"
 #include "runtime/model/weights.h"
+#include "tests/parity_util.h"
 #include "tests/test_util.h"
 
 using namespace vksd;
@@ -99,18 +100,10 @@ std::unique_ptr<WeightStore> tiny_weights(DType storage) {
   return load_weights(test::ctx(), ck, "", storage);
 }
 
-// Rows [begin, begin + count) of a [N, ...] array.
-std::vector<float> rows(const test::Npy& a, int64_t begin, int64_t count) {
-  const size_t row = a.data.size() / (size_t)a.shape[0];
-  return {a.data.begin() + begin * row, a.data.begin() + (begin + count) * row};
-}
+using test::rows;
 
 void check_close(const std::string& what, DType dt, const std::vector<float>& got, const std::vector<float>& ref) {
-  REQUIRE(got.size() == ref.size());
-  double e = test::rel_l2(got, ref);
-  MESSAGE(what << " [" << std::string(dtype_name(dt)) << "]: rel L2 " << e);
-  CHECK(std::isfinite(e));
-  CHECK(e <= tol(dt));
+  test::check_close(what, dt, got, ref, tol(dt));
 }
 
 const DType kStorages[] = {DType::F32, DType::F16};

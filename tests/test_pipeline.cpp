@@ -15,11 +15,13 @@
 #include "runtime/gpu/context.h"
 #include "runtime/error.h"
 #include "runtime/io/image_io.h"
+#include "runtime/io/infotext.h"
 #include "runtime/nn/unet.h"
 #include "runtime/diffusion/pipeline.h"
 #include "runtime/diffusion/schedule.h"
 #include "runtime/model/sd1_layout.h"
 #include "runtime/model/weights.h"
+#include "tests/parity_util.h"
 #include "tests/test_util.h"
 
 using namespace vksd;
@@ -33,7 +35,7 @@ static fs::path temp_dir(const char* what) {
 
 // ---- image_io --------------------------------------------------------------------------------
 
-TEST_CASE("png: round trip of gray/RGB/RGBA pixels and tEXt chunks, atomic write") {
+TEST_CASE("png: round trip of gray/RGB/RGBA pixels and text chunks, atomic write") {
   auto dir = temp_dir("png");
   for (int ch : {1, 3, 4}) {
     Image im(37, 23, ch);  // odd sizes: every filter byte and row stride path
@@ -86,13 +88,7 @@ static PipelineOptions tiny_options(bool fp32 = true, bool lowvram = false) {
 
 static const char* kPrompt = "a photograph of an astronaut riding a horse";
 
-// PSNR of images in [-1, 1], measured on (x + 1) / 2 with peak 1, unclamped.
-static double psnr(const std::vector<float>& a, const std::vector<float>& b) {
-  double mse = 0;
-  for (size_t i = 0; i < a.size(); ++i) mse += 0.25 * ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
-  mse /= (double)a.size();
-  return a.size() == b.size() ? 10 * std::log10(1.0 / std::max(mse, 1e-30)) : -INFINITY;
-}
+using test::psnr;
 
 static std::vector<float> npy(const std::string& name) { return test::load_npy(test::vectors_dir() + "/" + name + ".npy").data; }
 static std::vector<float> to_f(const std::vector<double>& v) { return std::vector<float>(v.begin(), v.end()); }
@@ -164,8 +160,10 @@ TEST_CASE("pipeline: DDIM 4 steps CFG 7.5 from seed 42 reproduces the reference 
   MESSAGE("DDIM final image PSNR " << db << " dB");
   CHECK(db >= 45.0);
   CHECK(res.steps_run == 4);
-  CHECK(res.parameters == std::string(kPrompt) +
-                              "\nSteps: 4, Sampler: DDIM, CFG scale: 7.5, Seed: 42, Size: 32x32, Model: model");
+  // A1111's infotext: Model hash = the first 10 hex digits of the checkpoint file's SHA-256.
+  const std::string hash = sha256_file(test::vectors_dir() + "/model.safetensors").substr(0, 10);
+  CHECK(res.parameters == std::string(kPrompt) + "\nSteps: 4, Sampler: DDIM, CFG scale: 7.5, Seed: 42, Size: 32x32, Model hash: " +
+                              hash + ", Model: model, RNG: CPU");
   CHECK(test::ctx().validation_messages() == 0);
 }
 

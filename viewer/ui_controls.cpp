@@ -75,7 +75,7 @@ void ViewerApp::ui_controls() {
   if (ImGui::InputInt("height", &height_, m, m * 4)) height_ = std::clamp(height_ / m * m, m, max_side);
   ImGui::SameLine();
   ImGui::TextDisabled("x%d", m);
-  const int layers = pipe_ ? pipe_->config().clip.layers : 12;
+  const int layers = pipe_ ? pipe_->config().clip.used_layers() : 12;  // SD 2.x: the last layer is not used
   ImGui::SliderInt("clip skip", &clip_skip_, 1, layers);
   ImGui::Combo("preview", &preview_mode_, "linear (GPU, every step)\0VAE decoder every N steps\0");
   if (preview_mode_ == 1) ImGui::SliderInt("N", &vae_every_, 1, 20);

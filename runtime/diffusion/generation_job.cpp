@@ -117,7 +117,7 @@ void GenerationJob::start(const GenerateParams& p, const JobOptions& o) {
     fail(std::string("a generation is already ") + job_state_name(state_) + "; cancel it or wait for it first");
   pipe_.check_params(p);  // read-only; throws before anything changes
   // Steps this job will run (the pipeline's own rule: img2img starts at steps - steps * strength).
-  int total = Sampler::create(p.sampler, pipe_.schedule(), p.steps, p.eta)->steps();
+  int total = pipe_.make_sampler(p)->steps();
   if (p.init_image) total = (int)(total * p.strength);
   if (p.start_latent) total -= p.start_step;
   params_ = p;

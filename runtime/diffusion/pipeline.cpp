@@ -10,7 +10,9 @@
 #include "runtime/model/checkpoint.h"
 #include "runtime/gpu/context.h"
 #include "runtime/error.h"
+#include "runtime/diffusion/finite_check.h"
 #include "runtime/gpu/graph.h"
+#include "runtime/io/infotext.h"
 #include "runtime/nn/text_encoder.h"
 #include "runtime/nn/unet.h"
 #include "runtime/nn/vae.h"
@@ -65,6 +67,7 @@ SdPipeline::SdPipeline(Context& ctx, const PipelineOptions& opts) : ctx_(ctx), o
   ckpt_ = std::make_unique<Checkpoint>(opts.config_json.empty()
                                            ? Checkpoint::open(opts.model_path, opts.config_path)
                                            : Checkpoint::open_with_config_text(opts.model_path, opts.config_json));
+  if (!opts.prediction.empty()) ckpt_->set_prediction_type(opts.prediction, "--prediction " + opts.prediction);
   model_name_ = ckpt_->config().name;
   // --vocab, then the vocabulary the model config names, then a diffusers folder's tokenizer/,
   // then find_vocabulary's search beside the model and VKSD_VOCAB.
@@ -158,11 +161,23 @@ void SdPipeline::set_loras(const std::vector<LoraRef>& loras) {
 
 const ModelConfig& SdPipeline::config() const { return ckpt_->config(); }
 
+std::unique_ptr<Sampler> SdPipeline::make_sampler(const GenerateParams& p) const {
+  const ScheduleConfig& sc = config().schedule;
+  TimestepSpacing spacing = p.spacing;
+  // The model's own choice applies only where the sampler has one to replace (Karras and LCM
+  // choose their steps themselves); an explicit request is checked by Sampler::create.
+  if (spacing == TimestepSpacing::Default && p.sampler != SamplerKind::DpmPP2MKarras && p.sampler != SamplerKind::LCM)
+    spacing = parse_timestep_spacing(sc.timestep_spacing);
+  return Sampler::create(p.sampler, *schedule_, p.steps, p.eta, spacing, sc.steps_offset);
+}
+
 const Tokenizer& SdPipeline::tokenizer() const { return *tok_; }
 
 WeightedPrompt SdPipeline::tokenize(const std::string& prompt_with_loras, int pad_chunks) const {
-  auto wp = tokenize_weighted(*tok_, extract_lora_tags(prompt_with_loras).text);
-  if (pad_chunks > wp.chunk_count) pad_to_chunks(wp, pad_chunks, *tok_);
+  ChunkOptions o;
+  o.pad_id = config().clip.pad_token;  // SD 1.x: the end token; SD 2.x (OpenCLIP): 0
+  auto wp = tokenize_weighted(*tok_, extract_lora_tags(prompt_with_loras).text, o);
+  if (pad_chunks > wp.chunk_count) pad_to_chunks(wp, pad_chunks, *tok_, o.pad_id);
   return wp;
 }
 
@@ -188,17 +203,27 @@ static std::string fmt_g(double v) {
 }
 
 std::string SdPipeline::parameters_text(const GenerateParams& p) const {
-  std::string s = p.prompt;
-  if (!p.negative_prompt.empty()) s += "\nNegative prompt: " + p.negative_prompt;
-  s += "\nSteps: " + std::to_string(p.steps) + ", Sampler: " + sampler_a1111_name(p.sampler) +
-       ", CFG scale: " + fmt_g(p.cfg_scale) + ", Seed: " + std::to_string(p.seed) + ", Size: " +
-       std::to_string(p.width) + "x" + std::to_string(p.height) + ", Model: " + model_name_;
-  if (p.init_image) s += ", Denoising strength: " + fmt_g(p.strength);
-  if (p.mask) s += ", Mask: yes";
-  if (p.clip_skip != 1) s += ", Clip skip: " + std::to_string(p.clip_skip);
-  if (p.eta >= 0) s += ", Eta: " + fmt_g(p.eta);
+  // A1111's names and order (modules/processing.py create_infotext); format_infotext quotes
+  // values and drops any key A1111 would not understand.
+  std::call_once(model_hash_once_, [&] { model_hash_ = a1111_model_hash(ckpt_->path()); });
+  Infotext info;
+  info.prompt = p.prompt;
+  info.negative_prompt = p.negative_prompt;
+  auto add = [&](const char* k, std::string v) { info.params.emplace_back(k, std::move(v)); };
+  add("Steps", std::to_string(p.steps));
+  add("Sampler", sampler_a1111_name(p.sampler));
+  add("CFG scale", fmt_g(p.cfg_scale));
+  add("Seed", std::to_string(p.seed));
+  add("Size", std::to_string(p.width) + "x" + std::to_string(p.height));
+  if (!model_hash_.empty()) add("Model hash", model_hash_);
+  add("Model", model_name_);
+  if (p.init_image) add("Denoising strength", fmt_g(p.strength));
+  if (p.clip_skip != 1) add("Clip skip", std::to_string(p.clip_skip));
+  // A1111 keeps DDIM's eta apart from the ancestral samplers' eta.
+  if (p.eta >= 0) add(p.sampler == SamplerKind::DDIM ? "Eta DDIM" : "Eta", fmt_g(p.eta));
+  add("RNG", "CPU");  // the noise is PyTorch's CPU generator, as A1111's RNG: CPU setting
   // As A1111: "Lora hashes" lists each LoRA's name and short hash (":" and "," removed from
-  // names), quoted because the value holds ": " and ", ".
+  // names); format_infotext quotes it, since the value holds ": " and ", ".
   std::string hashes;
   for (const LoraRef& l : resolve_loras(p)) {
     std::string name = std::filesystem::path(l.path).stem().string();
@@ -212,8 +237,8 @@ std::string SdPipeline::parameters_text(const GenerateParams& p) const {
     }
     hashes += (hashes.empty() ? "" : ", ") + name + ": " + hash;
   }
-  if (!hashes.empty()) s += ", Lora hashes: \"" + hashes + "\"";
-  return s;
+  if (!hashes.empty()) add("Lora hashes", hashes);
+  return format_infotext(info);
 }
 
 void SdPipeline::check_params(const GenerateParams& p) const {
@@ -224,8 +249,17 @@ void SdPipeline::check_params(const GenerateParams& p) const {
   if (p.steps < 1) fail("steps must be >= 1 (got " + std::to_string(p.steps) + ")");
   resolve_loras(p);  // tag syntax, files present
   if (!(p.cfg_scale >= 0) || !std::isfinite(p.cfg_scale)) fail("cfg scale must be >= 0 (got " + fmt_g(p.cfg_scale) + ")");
+  for (const std::string* s : {&p.prompt, &p.negative_prompt})
+    if (s->size() > kMaxPromptBytes)
+      fail(std::string(s == &p.prompt ? "prompt" : "negative prompt") + " is " + std::to_string(s->size()) +
+           " bytes; the maximum is " + std::to_string(kMaxPromptBytes) + " (about 6,000 words)");
+  if (p.cfg_scale > kMaxCfgScale)
+    fail("cfg scale " + fmt_g(p.cfg_scale) + " is beyond the maximum of " + fmt_g(kMaxCfgScale) +
+         " (usual values are 5-9; huge ones overflow to NaN)");
+  if (!std::isfinite(p.eta) || p.eta > kMaxEta)
+    fail("eta " + fmt_g(p.eta) + " is beyond the maximum of " + fmt_g(kMaxEta) + " (0 = deterministic, 1 = full ancestral noise)");
   if (!(p.strength >= 0 && p.strength <= 1)) fail("strength must be within [0, 1] (got " + fmt_g(p.strength) + ")");
-  const int layers = config().clip.layers;
+  const int layers = config().clip.used_layers();
   if (p.clip_skip < 1 || p.clip_skip > layers)
     fail("clip skip must be within [1, " + std::to_string(layers) + "] (got " + std::to_string(p.clip_skip) + ")");
   if (p.init_image) {
@@ -246,7 +280,7 @@ void SdPipeline::check_params(const GenerateParams& p) const {
     fail("this is an inpainting model (9-channel UNet): it needs an init image and a mask");
   if (config().unet.in_channels != 4 && config().unet.in_channels != 9)
     fail("unsupported UNet input channels " + std::to_string(config().unet.in_channels));
-  auto sampler = Sampler::create(p.sampler, *schedule_, p.steps, p.eta);  // sampler-specific limits
+  auto sampler = make_sampler(p);  // sampler-specific limits
   if (p.start_latent) {
     const int f = config().vae.downsample_factor();
     const size_t n = (size_t)config().vae.embed_dim * (p.height / f) * (p.width / f);
@@ -262,8 +296,7 @@ void SdPipeline::check_params(const GenerateParams& p) const {
 
 std::vector<float> SdPipeline::encode_prompt(const std::string& prompt, int clip_skip, int pad_chunks) {
   const auto& cc = config().clip;
-  auto wp = tokenize_weighted(*tok_, prompt);
-  if (pad_chunks > wp.chunk_count) pad_to_chunks(wp, pad_chunks, *tok_);
+  const WeightedPrompt wp = tokenize(prompt, pad_chunks);
   if (!nets_->text) {
     if (!nets_->clip_w) nets_->clip_w = load_merged(ctx_, *ckpt_, kClipPrefix, dtype_, loras_, nets_->clip_lora);
     nets_->text = std::make_unique<nn::TextEncoder>(ctx_, *nets_->clip_w, cc, 1);
@@ -352,6 +385,8 @@ std::vector<float> SdPipeline::encode_image(const std::vector<float>& image, int
 
 GenerateResult SdPipeline::generate(const GenerateParams& p, Observer* obs) {
   check_params(p);
+  require_memory_budget(memory_estimate(p), memory_budget_bytes(ctx_, opts_.memory_budget_mb), opts_.lowvram,
+                        vae_tiled(p.width, p.height));
   const auto t_start = Clock::now();
   set_loras(resolve_loras(p));
   const std::string prompt = extract_lora_tags(p.prompt).text;
@@ -379,7 +414,9 @@ GenerateResult SdPipeline::generate(const GenerateParams& p, Observer* obs) {
       stage(obs, note.c_str());
     }
     cond = encode_prompt(prompt, p.clip_skip, chunks);
+    require_finite(cond, "the text embeddings of the prompt");
     if (cfg_on) uncond = encode_prompt(p.negative_prompt, p.clip_skip, chunks);
+    if (cfg_on) require_finite(uncond, "the text embeddings of the negative prompt");
   }
   if (opts_.lowvram) nets_->release_text();
   res.text_ms = ms_since(t0);
@@ -403,7 +440,7 @@ GenerateResult SdPipeline::generate(const GenerateParams& p, Observer* obs) {
   TorchRng rng(p.seed);
   std::vector<float> noise_f = rng.randn((int64_t)n);
   Latent noise(noise_f.begin(), noise_f.end());
-  auto sampler = Sampler::create(p.sampler, *schedule_, p.steps, p.eta);
+  auto sampler = make_sampler(p);
 
   Latent init_latent;               // clean latent of the init image
   std::vector<float> mask_latent;   // h x w, 1 = repaint (soft, for blending)
@@ -412,6 +449,7 @@ GenerateResult SdPipeline::generate(const GenerateParams& p, Observer* obs) {
     stage(obs, "encode image");
     auto img = image_to_tensor(*p.init_image);
     auto lat = encode_image(img, p.height, p.width);
+    require_finite(lat, "the VAE encoding of the init image");
     init_latent.assign(lat.begin(), lat.end());
     if (p.mask) {
       auto m = image_to_mask(*p.mask);
@@ -519,6 +557,7 @@ GenerateResult SdPipeline::generate(const GenerateParams& p, Observer* obs) {
   t0 = Clock::now();
   auto step_t0 = Clock::now();
   StepHook hook = [&](const StepInfo& info, Latent& xs) {
+    require_finite(xs, "the latent after sampling step " + std::to_string(info.index + 1) + " of " + std::to_string(info.count));
     NoiseLevel lv = sampler->level(info.index + 1);
     if (!mask_latent.empty() && cin == 4) {
       // Keep the known region: re-impose the init latent, noised to where the sampler now is
@@ -532,6 +571,20 @@ GenerateResult SdPipeline::generate(const GenerateParams& p, Observer* obs) {
         }
     }
     if (obs) {
+      // Observers get noise predictions whatever the UNet predicts: a v output becomes
+      // eps = sqrt(a) v + sqrt(1 - a) x_in at the step's level a = 1 / (1 + sigma^2), the same
+      // conversion the sampler applied to the guided output (guidance is linear, so guiding the
+      // converted halves gives the sampler's eps).
+      if (schedule_->prediction() != Prediction::Epsilon) {
+        const double a = 1.0 / (1.0 + info.sigma * info.sigma);
+        const Latent x_in(unet_x_in.begin(), unet_x_in.end());
+        for (std::vector<float>* half : {&eps_cond, &eps_uncond}) {
+          if (half->size() != x_in.size()) continue;  // no uncond half without guidance
+          Latent o(half->begin(), half->end());
+          schedule_->output_to_eps(x_in, o, a);
+          half->assign(o.begin(), o.end());
+        }
+      }
       StepEvent e;
       e.index = info.index;
       e.count = info.count;
@@ -563,6 +616,7 @@ GenerateResult SdPipeline::generate(const GenerateParams& p, Observer* obs) {
   t0 = Clock::now();
   res.latent.assign(x.begin(), x.end());
   res.pixels = decode_latent(res.latent, lh, lw);
+  require_finite(res.pixels, "the decoded image (VAE decoder output)");
   if (opts_.lowvram) nets_->release_vae();
   res.decode_ms = ms_since(t0);
   res.image = tensor_to_image(res.pixels.data(), cfg.vae.out_channels, p.height, p.width);

@@ -15,10 +15,14 @@
 #include <map>
 #include <mutex>
 #include <memory>
+#include <mutex>
+
+#include "runtime/diffusion/memory_budget.h"
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "runtime/diffusion/memory_budget.h"
 #include "runtime/gpu/dtype.h"
 #include "runtime/io/image_io.h"
 #include "runtime/model/lora.h"
@@ -35,10 +39,13 @@ struct WeightedPrompt;
 struct DispatchTiming;
 
 struct PipelineOptions {
-  std::string model_path;   // .safetensors (original SD 1.x layout) or a diffusers folder
+  std::string model_path;   // .safetensors (original SD 1.x / 2.x layout) or a diffusers folder
   std::string config_path;  // vksd model config JSON; "" = look beside the checkpoint
   std::string config_json;  // alternatively the config as JSON text (wins over config_path)
   std::string vocab_path;   // CLIP vocabulary; "" = find_vocabulary's search
+  // The UNet's prediction type, "eps" or "v" ("" = the model config's; single files do not say
+  // it: SD 2.x 768-v checkpoints need "v").
+  std::string prediction;
   bool fp32 = false;        // keep weights and activations in fp32 (default: the device's fp16)
   bool lowvram = false;     // one network resident at a time
   // VAE tiling (nn/vae_tiled.h): decode and encode in overlapping tiles of vae_tile latent
@@ -48,9 +55,17 @@ struct PipelineOptions {
   enum class VaeTiling { Off, On, Auto };
   VaeTiling vae_tiling = VaeTiling::Auto;
   int vae_tile = 64, vae_tile_overlap = 16;  // latent pixels
+  // Device memory a run may use, MiB; 0 = $VKSD_MEMORY_BUDGET_MB, else the device's largest
+  // device-local heap. A run estimated above it is refused before anything is uploaded.
+  uint64_t memory_budget_mb = 0;
   // Where a prompt's <lora:NAME:WEIGHT> finds NAME.safetensors ("" = prompt LoRAs are an error).
   std::string lora_dir;
 };
+
+// Refused up front by check_params: values no real use needs, which overflow to NaN/inf.
+constexpr double kMaxCfgScale = 100;
+constexpr double kMaxEta = 10;
+constexpr size_t kMaxPromptBytes = 32768;  // each of prompt and negative prompt
 
 struct GenerateParams {
   std::string prompt, negative_prompt;
@@ -59,6 +74,9 @@ struct GenerateParams {
   double cfg_scale = 7.0;  // 1 = no guidance (one UNet pass per step instead of a batch of two)
   SamplerKind sampler = SamplerKind::EulerAncestral;
   double eta = -1;         // < 0: the sampler's default
+  // Which timesteps the steps visit (schedule.h). Default: the model config's
+  // schedule.timestep_spacing, else each sampler's reference choice.
+  TimestepSpacing spacing = TimestepSpacing::Default;
   uint64_t seed = 0;
   int clip_skip = 1;       // 1 = last CLIP layer; 2 = the one before (some fine-tunes want it)
   std::optional<Image> init_image;  // img2img / inpainting source, RGB, width x height
@@ -114,7 +132,8 @@ struct StepEvent {
   const std::vector<double>* x = nullptr;         // latent after the step (sampler's scaling)
   const std::vector<double>* denoised = nullptr;  // x0 prediction (clean-latent scale)
   const std::vector<double>* eps = nullptr;       // guided noise prediction
-  const std::vector<float>* eps_cond = nullptr;   // UNet output for the prompt
+  // The UNet's noise prediction for the prompt (a v-prediction model's output converted to eps).
+  const std::vector<float>* eps_cond = nullptr;
   const std::vector<float>* eps_uncond = nullptr; // for the negative prompt; null without CFG
   // The latent the UNet saw in this step, in the variance-preserving scaling the UNet expects
   // (x_in = sqrt(a) x0 + sqrt(1 - a) eps with a = 1 / (1 + sigma^2)), so that any noise
@@ -185,6 +204,9 @@ class SdPipeline {
 
   const ModelConfig& config() const;
   const NoiseSchedule& schedule() const { return *schedule_; }
+  // The sampler generate() uses for these parameters (sampler, steps, eta, spacing resolved
+  // against the model config): also what front-ends ask for the step count or timesteps.
+  std::unique_ptr<Sampler> make_sampler(const GenerateParams& p) const;
   const std::string& model_name() const { return model_name_; }
   // The model's CLIP tokenizer (immutable and thread-safe: usable while generate() runs on
   // another thread), e.g. to show which token is which row of StepEvent::attention.
@@ -207,6 +229,10 @@ class SdPipeline {
   std::vector<float> decode_latent(const std::vector<float>& latent, int latent_h, int latent_w);
   // VAE posterior mean * scale_factor of an image [1, 3, H, W] in [-1, 1].
   std::vector<float> encode_image(const std::vector<float>& image, int height, int width);
+
+  // Device memory generate(p) will need (memory_budget.h); generate() refuses a run whose
+  // estimate exceeds the budget (PipelineOptions::memory_budget_mb, else the device's memory).
+  MemoryEstimate memory_estimate(const GenerateParams& p) const;
 
   // Whether the VAE runs tiled for an image of this size (PipelineOptions::vae_tiling).
   bool vae_tiled(int width, int height) const;
@@ -242,6 +268,8 @@ class SdPipeline {
   mutable std::map<std::string, std::string> lora_hashes_;
   DType dtype_ = DType::F32;
   std::string model_name_;
+  mutable std::once_flag model_hash_once_;  // the file's hash, computed on first use
+  mutable std::string model_hash_;
 };
 
 // The clean latent a noise prediction implies: x0 = x_in sqrt(1 + sigma^2) - sigma eps, for the

@@ -5,6 +5,8 @@
 // condition of diffusers' LCMScheduler).
 #include "runtime/diffusion/samplers.h"
 
+#include <cctype>
+
 #include <algorithm>
 #include <cmath>
 
@@ -65,19 +67,39 @@ class TimestepSampler : public Sampler {
   double a_end_;
 };
 
-// LDM's DDIM timesteps, largest first.
-std::vector<int> ddim_visit_order(const NoiseSchedule& s, int steps) {
-  std::vector<int> ts = ddim_timesteps(steps, s.num_timesteps());
-  std::reverse(ts.begin(), ts.end());
+// The integer timesteps a DDPM-family sampler visits, largest first: LDM's uniform DDIM
+// timesteps by default, else the spacing's (rounded, as diffusers' DDIM/DDPM schedulers do).
+struct Spacing {
+  TimestepSpacing kind = TimestepSpacing::Default;
+  int offset = 0;
+};
+std::vector<int> ddim_visit_order(const NoiseSchedule& s, int steps, Spacing sp) {
+  std::vector<int> ts;
+  if (sp.kind == TimestepSpacing::Default) {
+    ts = ddim_timesteps(steps, s.num_timesteps());
+    std::reverse(ts.begin(), ts.end());
+  } else {
+    for (double t : spaced_timesteps(sp.kind, steps, s.num_timesteps(), sp.offset)) ts.push_back((int)std::lround(t));
+  }
   return ts;
+}
+
+// k-diffusion sigmas: linspace over the discrete schedule by default, else the spacing's
+// timesteps mapped to sigma (diffusers' Euler/DPM schedulers: interpolated sigmas + [0]).
+std::vector<double> visit_sigmas(const NoiseSchedule& s, int steps, Spacing sp) {
+  if (sp.kind == TimestepSpacing::Default) return discrete_sigmas(s, steps);
+  std::vector<double> sig;
+  for (double t : spaced_timesteps(sp.kind, steps, s.num_timesteps(), sp.offset)) sig.push_back(s.t_to_sigma(t));
+  sig.push_back(0.0);
+  return sig;
 }
 
 // DDIM over LDM's uniform timesteps; eta = 0 is deterministic.
 class DdimSampler : public TimestepSampler {
  public:
   // The last step goes to alphas_cumprod[0], not 1 (original LDM).
-  DdimSampler(const NoiseSchedule& s, int steps, double eta)
-      : TimestepSampler(SamplerKind::DDIM, s, ddim_visit_order(s, steps), s.alphas_cumprod(0)), eta_(eta < 0 ? 0.0 : eta) {}
+  DdimSampler(const NoiseSchedule& s, int steps, double eta, Spacing sp)
+      : TimestepSampler(SamplerKind::DDIM, s, ddim_visit_order(s, steps, sp), s.alphas_cumprod(0)), eta_(eta < 0 ? 0.0 : eta) {}
 
   void step(int i, Latent& x, const ModelFn& model, TorchRng& rng, StepInfo& info, Latent& e,
             Latent& pred_x0) override {
@@ -102,7 +124,8 @@ class DdimSampler : public TimestepSampler {
 // DDIM, ending at the clean latent (a_prev = 1 after the last step).
 class DdpmSampler : public TimestepSampler {
  public:
-  DdpmSampler(const NoiseSchedule& s, int steps) : TimestepSampler(SamplerKind::DDPM, s, ddim_visit_order(s, steps), 1.0) {}
+  DdpmSampler(const NoiseSchedule& s, int steps, Spacing sp)
+      : TimestepSampler(SamplerKind::DDPM, s, ddim_visit_order(s, steps, sp), 1.0) {}
 
   void step(int i, Latent& x, const ModelFn& model, TorchRng& rng, StepInfo& info, Latent& e,
             Latent& x0) override {
@@ -191,7 +214,7 @@ class SigmaSampler : public Sampler {
 
 class EulerSampler : public SigmaSampler {
  public:
-  EulerSampler(const NoiseSchedule& s, int steps) : SigmaSampler(SamplerKind::Euler, s, discrete_sigmas(s, steps)) {}
+  EulerSampler(const NoiseSchedule& s, int steps, Spacing sp) : SigmaSampler(SamplerKind::Euler, s, visit_sigmas(s, steps, sp)) {}
   void step(int i, Latent& x, const ModelFn& model, TorchRng&, StepInfo& info, Latent& e, Latent& den) override {
     denoise(i, x, model, info, e, den);
     const double s = sig_[(size_t)i], dt = sig_[(size_t)i + 1] - s;
@@ -201,8 +224,8 @@ class EulerSampler : public SigmaSampler {
 
 class EulerAncestralSampler : public SigmaSampler {
  public:
-  EulerAncestralSampler(const NoiseSchedule& s, int steps, double eta)
-      : SigmaSampler(SamplerKind::EulerAncestral, s, discrete_sigmas(s, steps)), eta_(eta < 0 ? 1.0 : eta) {}
+  EulerAncestralSampler(const NoiseSchedule& s, int steps, double eta, Spacing sp)
+      : SigmaSampler(SamplerKind::EulerAncestral, s, visit_sigmas(s, steps, sp)), eta_(eta < 0 ? 1.0 : eta) {}
   void step(int i, Latent& x, const ModelFn& model, TorchRng& rng, StepInfo& info, Latent& e, Latent& den) override {
     denoise(i, x, model, info, e, den);
     const double s = sig_[(size_t)i], s_next = sig_[(size_t)i + 1];
@@ -257,13 +280,42 @@ class DpmPP2MSampler : public SigmaSampler {
 
 }  // namespace
 
+static std::string lower(std::string s) {
+  for (char& c : s) c = (char)std::tolower((unsigned char)c);
+  return s;
+}
+
 SamplerKind parse_sampler(const std::string& name) {
-  for (const auto& n : kNames)
-    if (name == n.cli) return n.kind;
+  const std::string n = lower(name);
+  for (const auto& k : kNames)
+    if (n == k.cli || n == lower(k.a1111)) return k.kind;
+  // Other tools' spellings: A1111's API aliases (k_*), diffusers/ComfyUI names.
+  static const std::pair<const char*, SamplerKind> kAliases[] = {
+      {"k_euler_a", SamplerKind::EulerAncestral},      {"euler_ancestral", SamplerKind::EulerAncestral},
+      {"k_euler", SamplerKind::Euler},                 {"k_dpmpp_2m", SamplerKind::DpmPP2M},
+      {"dpmpp_2m", SamplerKind::DpmPP2M},              {"k_dpmpp_2m_ka", SamplerKind::DpmPP2MKarras},
+      {"dpmpp_2m_karras", SamplerKind::DpmPP2MKarras}, {"dpm++ 2m karras", SamplerKind::DpmPP2MKarras}};
+  for (const auto& [alias, kind] : kAliases)
+    if (n == alias) return kind;
   std::string valid;
-  for (const auto& n : kNames) valid += std::string(valid.empty() ? "" : ", ") + n.cli;
+  for (const auto& k : kNames) valid += std::string(valid.empty() ? "" : ", ") + k.cli + " (\"" + k.a1111 + "\")";
   fail("unknown sampler '" + name + "' (valid: " + valid + ")");
 }
+
+SamplerKind apply_scheduler(SamplerKind kind, const std::string& scheduler) {
+  const std::string s = lower(scheduler);
+  if (s.empty() || s == "automatic" || s == "default") return kind;
+  if (s == "karras") {
+    if (kind == SamplerKind::DpmPP2M || kind == SamplerKind::DpmPP2MKarras) return SamplerKind::DpmPP2MKarras;
+    fail(std::string("--scheduler karras is implemented for dpm++2m only, not for ") + sampler_cli_name(kind) +
+         " (use --sampler dpm++2m --scheduler karras, or drop --scheduler)");
+  }
+  if (s == "discrete" || s == "normal" || s == "uniform")
+    return kind == SamplerKind::DpmPP2MKarras ? SamplerKind::DpmPP2M : kind;
+  fail("--scheduler '" + scheduler + "' is not implemented (vksd has: discrete, the model's own timesteps, the " +
+       "default; karras, for dpm++2m)");
+}
+
 const char* sampler_cli_name(SamplerKind k) {
   for (const auto& n : kNames)
     if (n.kind == k) return n.cli;
@@ -280,15 +332,20 @@ std::vector<std::string> sampler_cli_names() {
   return r;
 }
 
-std::unique_ptr<Sampler> Sampler::create(SamplerKind kind, const NoiseSchedule& s, int steps, double eta) {
+std::unique_ptr<Sampler> Sampler::create(SamplerKind kind, const NoiseSchedule& s, int steps, double eta,
+                                         TimestepSpacing spacing, int steps_offset) {
   if (steps < 1) fail("sampler: steps must be >= 1 (got " + std::to_string(steps) + ")");
+  if (spacing != TimestepSpacing::Default && (kind == SamplerKind::DpmPP2MKarras || kind == SamplerKind::LCM))
+    fail(std::string("timestep spacing '") + timestep_spacing_name(spacing) + "' does not apply to " + sampler_cli_name(kind) +
+         ", which chooses its own steps (use it with ddim, ddpm, euler, euler_a or dpm++2m)");
+  const Spacing sp{spacing, steps_offset};
   switch (kind) {
-    case SamplerKind::DDIM: return std::make_unique<DdimSampler>(s, steps, eta);
-    case SamplerKind::DDPM: return std::make_unique<DdpmSampler>(s, steps);
+    case SamplerKind::DDIM: return std::make_unique<DdimSampler>(s, steps, eta, sp);
+    case SamplerKind::DDPM: return std::make_unique<DdpmSampler>(s, steps, sp);
     case SamplerKind::LCM: return std::make_unique<LcmSampler>(s, steps);
-    case SamplerKind::Euler: return std::make_unique<EulerSampler>(s, steps);
-    case SamplerKind::EulerAncestral: return std::make_unique<EulerAncestralSampler>(s, steps, eta);
-    case SamplerKind::DpmPP2M: return std::make_unique<DpmPP2MSampler>(kind, s, discrete_sigmas(s, steps));
+    case SamplerKind::Euler: return std::make_unique<EulerSampler>(s, steps, sp);
+    case SamplerKind::EulerAncestral: return std::make_unique<EulerAncestralSampler>(s, steps, eta, sp);
+    case SamplerKind::DpmPP2M: return std::make_unique<DpmPP2MSampler>(kind, s, visit_sigmas(s, steps, sp));
     case SamplerKind::DpmPP2MKarras:
       return std::make_unique<DpmPP2MSampler>(kind, s, karras_sigmas(steps, s.sigma_min(), s.sigma_max()));
   }

@@ -23,9 +23,15 @@ using Latent = std::vector<double>;
 
 enum class SamplerKind { DDIM, DDPM, Euler, EulerAncestral, DpmPP2M, DpmPP2MKarras, LCM };
 
-// "ddim", "ddpm", "euler", "euler_a", "dpm++2m", "dpm++2m_karras", "lcm" (Error otherwise,
+// "ddim", "ddpm", "euler", "euler_a", "dpm++2m", "dpm++2m_karras", "lcm", A1111's names
+// ("Euler a", "DPM++ 2M Karras", ...; any case) and their k_* API aliases (Error otherwise,
 // listing the valid names).
 SamplerKind parse_sampler(const std::string& name);
+// A scheduler (noise-level spacing) chosen apart from the sampler, as A1111 1.9+ and
+// stable-diffusion.cpp do: ""/"automatic" keeps `kind`; "karras" turns dpm++2m into
+// dpm++2m_karras; "discrete"/"normal" the reverse. Other names (exponential, ays, ...) and karras
+// with another sampler are an Error that says what exists.
+SamplerKind apply_scheduler(SamplerKind kind, const std::string& scheduler);
 const char* sampler_cli_name(SamplerKind k);
 const char* sampler_a1111_name(SamplerKind k);  // as A1111 writes it in PNG parameters
 std::vector<std::string> sampler_cli_names();
@@ -56,7 +62,10 @@ class Sampler {
  public:
   virtual ~Sampler() = default;
   // `eta`: stochasticity for ddim (default 0) and euler_a (default 1); < 0 means the default.
-  static std::unique_ptr<Sampler> create(SamplerKind kind, const NoiseSchedule& schedule, int steps, double eta = -1);
+  // `spacing`: which timesteps to visit (schedule.h); Default keeps the sampler's reference
+  // choice. Karras and LCM define their own steps and refuse an explicit spacing.
+  static std::unique_ptr<Sampler> create(SamplerKind kind, const NoiseSchedule& schedule, int steps, double eta = -1,
+                                         TimestepSpacing spacing = TimestepSpacing::Default, int steps_offset = 0);
 
   SamplerKind kind() const { return kind_; }
   // Model evaluations in a full run (ddim may use more than asked: see ddim_timesteps).

@@ -29,6 +29,19 @@ std::vector<double> make_betas(const ScheduleConfig& cfg) {
   return b;
 }
 
+void validate_alphas_cumprod(const std::vector<float>& ac, int num_train_timesteps, const std::string& where) {
+  if (ac.size() != (size_t)num_train_timesteps)
+    fail(where + ": stored alphas_cumprod has " + std::to_string(ac.size()) + " values but the schedule has " +
+         std::to_string(num_train_timesteps) + " training timesteps");
+  for (size_t i = 0; i < ac.size(); ++i) {
+    if (!std::isfinite(ac[i]) || !(ac[i] > 0 && ac[i] < 1))
+      fail(where + ": stored alphas_cumprod[" + std::to_string(i) + "] = " + std::to_string(ac[i]) + " is not within (0, 1)");
+    if (i && !(ac[i] < ac[i - 1]))
+      fail(where + ": stored alphas_cumprod is not strictly decreasing at index " + std::to_string(i) + " (" +
+           std::to_string(ac[i - 1]) + " then " + std::to_string(ac[i]) + ")");
+  }
+}
+
 static Prediction parse_prediction(const std::string& p) {
   if (p == "epsilon" || p == "eps") return Prediction::Epsilon;
   if (p == "v_prediction" || p == "v") return Prediction::V;
@@ -52,9 +65,7 @@ NoiseSchedule::NoiseSchedule(const ScheduleConfig& cfg, const std::vector<float>
     *this = NoiseSchedule(cfg);
     return;
   }
-  for (size_t i = 0; i < ac.size(); ++i)
-    if (!(ac[i] > 0 && ac[i] < 1) || (i && ac[i] > ac[i - 1]))
-      fail("schedule: stored alphas_cumprod is not decreasing within (0,1) at index " + std::to_string(i));
+  validate_alphas_cumprod(ac, cfg.num_train_timesteps, "schedule");
   alphas_cumprod_.assign(ac.begin(), ac.end());
   betas_.resize(ac.size());
   for (size_t i = 0; i < ac.size(); ++i) betas_[i] = 1.0 - alphas_cumprod_[i] / (i ? alphas_cumprod_[i - 1] : 1.0);
@@ -115,6 +126,50 @@ std::vector<double> discrete_sigmas(const NoiseSchedule& s, int n) {
     sig[(size_t)i] = s.t_to_sigma(t);
   }
   return sig;
+}
+
+TimestepSpacing parse_timestep_spacing(const std::string& name) {
+  if (name.empty() || name == "default") return TimestepSpacing::Default;
+  if (name == "leading") return TimestepSpacing::Leading;
+  if (name == "trailing") return TimestepSpacing::Trailing;
+  if (name == "linspace") return TimestepSpacing::Linspace;
+  fail("unknown timestep spacing '" + name + "' (valid: default, leading, trailing, linspace)");
+}
+
+const char* timestep_spacing_name(TimestepSpacing s) {
+  switch (s) {
+    case TimestepSpacing::Default: return "default";
+    case TimestepSpacing::Leading: return "leading";
+    case TimestepSpacing::Trailing: return "trailing";
+    case TimestepSpacing::Linspace: return "linspace";
+  }
+  return "?";
+}
+
+std::vector<double> spaced_timesteps(TimestepSpacing spacing, int steps, int T, int steps_offset) {
+  if (steps < 1) fail("sampler: steps must be >= 1 (got " + std::to_string(steps) + ")");
+  if (steps > T) fail("sampler: steps must be <= " + std::to_string(T) + " for a schedule of " + std::to_string(T) + " timesteps");
+  std::vector<double> ts;
+  switch (spacing) {
+    case TimestepSpacing::Leading: {
+      const int ratio = T / steps;  // integer division, as diffusers
+      if ((steps - 1) * ratio + steps_offset > T - 1)
+        fail("sampler: leading spacing with steps_offset " + std::to_string(steps_offset) + " allows at most " +
+             std::to_string(T - steps_offset) + " steps");
+      for (int k = steps - 1; k >= 0; --k) ts.push_back((double)k * ratio + steps_offset);
+      break;
+    }
+    case TimestepSpacing::Trailing: {
+      const double ratio = (double)T / steps;
+      for (int k = 0; k < steps; ++k) ts.push_back(std::max(0.0, std::round(T - k * ratio) - 1));
+      break;
+    }
+    case TimestepSpacing::Linspace:
+      for (int k = 0; k < steps; ++k) ts.push_back(steps == 1 ? 0.0 : (T - 1) * (double)(steps - 1 - k) / (steps - 1));
+      break;
+    case TimestepSpacing::Default: fail("spaced_timesteps: Default has no single rule (each sampler keeps its own)");
+  }
+  return ts;
 }
 
 std::vector<double> karras_sigmas(int n, double sigma_min, double sigma_max, double rho) {

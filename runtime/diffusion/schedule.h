@@ -51,6 +51,12 @@ class NoiseSchedule {
   std::vector<double> sigmas_, log_sigmas_;
 };
 
+// A checkpoint's stored alphas_cumprod must be a real schedule: one value per training timestep
+// (length num_train_timesteps), finite, strictly decreasing within (0, 1). Anything else
+// (length 1, NaN, a flat or rising run) would make sigma_to_t read out of bounds or divide by
+// zero. Throws an Error starting with `where`.
+void validate_alphas_cumprod(const std::vector<float>& ac, int num_train_timesteps, const std::string& where);
+
 // betas of a schedule config (float64, as LDM's make_beta_schedule).
 std::vector<double> make_betas(const ScheduleConfig& cfg);
 
@@ -61,6 +67,20 @@ std::vector<int> ddim_timesteps(int steps, int num_timesteps);
 
 // k-diffusion get_sigmas over the discrete schedule: t_to_sigma(linspace(T-1, 0, n)) + [0].
 std::vector<double> discrete_sigmas(const NoiseSchedule& s, int n);
+
+// Which training timesteps an n-step run visits, as diffusers (`timestep_spacing`) and A1111 name
+// the choices. Few-step distilled models (SD-Turbo) need `trailing`: its first step is t = T-1,
+// pure noise, so one UNet pass gives a clean image; `leading` starts at T - T/n + 1 and
+// `linspace` spreads steps over [0, T-1]. `Default` keeps each sampler's reference behaviour
+// (LDM's uniform DDIM timesteps; k-diffusion's linspace sigmas).
+enum class TimestepSpacing { Default, Leading, Trailing, Linspace };
+// "default" / "" → Default, "leading", "trailing", "linspace" (Error otherwise, listing them).
+TimestepSpacing parse_timestep_spacing(const std::string& name);
+const char* timestep_spacing_name(TimestepSpacing s);
+// The visited timesteps, largest first, for an explicit spacing (not Default), as diffusers'
+// set_timesteps computes them (leading: k (T div n) + steps_offset for k < n, reversed;
+// trailing: round(T - k T/n) - 1; linspace: linspace(0, T-1, n) reversed, fractional).
+std::vector<double> spaced_timesteps(TimestepSpacing spacing, int steps, int num_timesteps, int steps_offset = 0);
 // Karras et al. 2022 (eq. 5), rho = 7: (smax^(1/rho) + i/(n-1) (smin^(1/rho) - smax^(1/rho)))^rho + [0].
 std::vector<double> karras_sigmas(int n, double sigma_min, double sigma_max, double rho = 7.0);
 

@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "runtime/error.h"
+#include "runtime/gpu/device_hint.h"
 #include "runtime/gpu/kernel.h"
 
 namespace vksd {
@@ -336,7 +337,8 @@ Context::ThreadCommands& Context::thread_commands() {
 
 void Context::submit(const VkSubmitInfo& si, VkFence fence) {
   std::lock_guard<std::mutex> lock(queue_mutex_);
-  vk_check(vkQueueSubmit(queue_, 1, &si, fence), "vkQueueSubmit");
+  const VkResult r = vkQueueSubmit(queue_, 1, &si, fence);
+  if (r != VK_SUCCESS) fail(std::string("submitting GPU work (vkQueueSubmit) failed: ") + vk_result_name(r) + vk_result_advice(r));
 }
 
 VkResult Context::present(const VkPresentInfoKHR& pi) {
@@ -383,7 +385,8 @@ void Context::submit_and_wait(VkCommandBuffer cb) {
   si.pCommandBuffers = &cb;
   ThreadCommands& tc = thread_commands();
   submit(si, tc.fence);
-  vk_check(vkWaitForFences(device_, 1, &tc.fence, VK_TRUE, UINT64_MAX), "vkWaitForFences");
+  const VkResult r = vkWaitForFences(device_, 1, &tc.fence, VK_TRUE, UINT64_MAX);
+  if (r != VK_SUCCESS) fail(std::string("a one-time GPU transfer (upload or download) failed: ") + vk_result_name(r) + vk_result_advice(r));
   vkResetFences(device_, 1, &tc.fence);
   vkFreeCommandBuffers(device_, tc.pool, 1, &cb);
 }

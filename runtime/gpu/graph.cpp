@@ -4,6 +4,7 @@
 
 #include "runtime/gpu/context.h"
 #include "runtime/error.h"
+#include "runtime/gpu/device_hint.h"
 
 namespace vksd {
 
@@ -69,7 +70,7 @@ void Graph::add(Dispatch d) {
   for (int i = 0; i < 3; ++i)
     if (d.groups[i] == 0 || d.groups[i] > lim[i])
       fail(d.kernel + ": dispatch of " + std::to_string(d.groups[i]) + " workgroups in dimension " +
-           std::to_string(i) + " is outside the device limit " + std::to_string(lim[i]));
+           std::to_string(i) + " is outside the device limit " + std::to_string(lim[i]) + kDeviceLimitHint);
   for (auto& a : d.args)
     if (a.t.g != this) fail(d.kernel + ": argument tensor belongs to another graph");
   if (d.label.empty()) d.label = d.kernel;
@@ -94,7 +95,7 @@ VkBufferView Graph::view_for(const DeviceTensor& t, int lanes, Access access) {
          " elements; tensor " + shape_str(t.shape) + " has " + std::to_string(t.numel()));
   if ((uint64_t)(t.numel() / lanes) > ctx_.info().max_texel_buffer_elements)
     fail("tensor " + shape_str(t.shape) + " has more texels than this device's maxTexelBufferElements (" +
-         std::to_string(ctx_.info().max_texel_buffer_elements) + ")");
+         std::to_string(ctx_.info().max_texel_buffer_elements) + ")" + kDeviceLimitHint);
   (void)access;  // one view serves both uniform and storage texel descriptors
   for (auto& [b, o, r, f, v] : view_cache_)
     if (b == t.buffer && o == t.offset && r == range && f == fmt) return v;
@@ -278,7 +279,11 @@ void Graph::run() {
   si.commandBufferCount = 1;
   si.pCommandBuffers = &cmd_;
   ctx_.submit(si, fence_);
-  vk_check(vkWaitForFences(ctx_.device(), 1, &fence_, VK_TRUE, UINT64_MAX), "vkWaitForFences");
+  const VkResult r = vkWaitForFences(ctx_.device(), 1, &fence_, VK_TRUE, UINT64_MAX);
+  if (r != VK_SUCCESS)  // name the work that was running: its first kernels
+    fail("running a graph of " + std::to_string(nodes_.size()) + " dispatches (" +
+         (nodes_.empty() ? std::string("empty") : nodes_.front().label + ", ...") + ") failed: " + vk_result_name(r) +
+         vk_result_advice(r));
   vkResetFences(ctx_.device(), 1, &fence_);
 }
 

@@ -5,6 +5,7 @@
 
 #include "runtime/gpu/context.h"
 #include "runtime/error.h"
+#include "runtime/gpu/device_hint.h"
 
 namespace vksd {
 
@@ -13,7 +14,7 @@ Buffer::Buffer(Context& ctx, VkDeviceSize bytes, Use use, const std::string& wha
   if (bytes == 0) bytes = size_ = 16;
   if (bytes > info.max_memory_allocation)
     fail(what + ": " + std::to_string(bytes) + " bytes exceed the device's maxMemoryAllocationSize (" +
-         std::to_string(info.max_memory_allocation) + ")");
+         std::to_string(info.max_memory_allocation) + ")" + kDeviceLimitHint);
   VkBufferCreateInfo bci{VK_STRUCTURE_TYPE_BUFFER_CREATE_INFO};
   bci.size = bytes;
   bci.usage = VK_BUFFER_USAGE_TRANSFER_SRC_BIT | VK_BUFFER_USAGE_TRANSFER_DST_BIT;
@@ -35,7 +36,7 @@ Buffer::Buffer(Context& ctx, VkDeviceSize bytes, Use use, const std::string& wha
   if (r != VK_SUCCESS) {
     vkDestroyBuffer(ctx.device(), buffer_, nullptr);
     fail("out of device memory allocating " + std::to_string(bytes >> 20) + " MiB for " + what + " (" +
-         vk_result_name(r) + ")");
+         vk_result_name(r) + ")" + kDeviceLimitHint);
   }
   vk_check(vkBindBufferMemory(ctx.device(), buffer_, memory_, 0), "vkBindBufferMemory");
   category_ = what.substr(0, what.find(' '));
@@ -149,56 +150,6 @@ void download_bytes(Context& ctx, VkBuffer src, VkDeviceSize offset, void* data,
     std::memcpy((char*)data + done, staging.mapped(), n);
     done += n;
   }
-}
-
-uint16_t f32_to_f16(float f) {
-  uint32_t x;
-  std::memcpy(&x, &f, 4);
-  uint32_t sign = (x >> 16) & 0x8000u;
-  uint32_t exp = (x >> 23) & 0xffu;
-  uint32_t mant = x & 0x7fffffu;
-  if (exp == 0xff) return (uint16_t)(sign | 0x7c00u | (mant ? 0x200u : 0));  // inf / nan
-  int e = (int)exp - 127 + 15;
-  if (e >= 31) return (uint16_t)(sign | 0x7c00u);  // overflow -> inf
-  if (e <= 0) {                                    // subnormal or zero
-    if (e < -10) return (uint16_t)sign;
-    mant |= 0x800000u;
-    uint32_t shift = (uint32_t)(14 - e);
-    uint32_t half = mant >> shift;
-    uint32_t rem = mant & ((1u << shift) - 1), mid = 1u << (shift - 1);
-    if (rem > mid || (rem == mid && (half & 1))) half++;
-    return (uint16_t)(sign | half);
-  }
-  uint32_t half = sign | ((uint32_t)e << 10) | (mant >> 13);
-  uint32_t rem = mant & 0x1fffu;
-  if (rem > 0x1000u || (rem == 0x1000u && (half & 1))) half++;  // may carry into exponent: correct
-  return (uint16_t)half;
-}
-
-float f16_to_f32(uint16_t h) {
-  uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
-  uint32_t exp = (h >> 10) & 0x1fu;
-  uint32_t mant = h & 0x3ffu;
-  uint32_t x;
-  if (exp == 0) {
-    if (mant == 0) x = sign;
-    else {
-      int e = -1;
-      do { mant <<= 1; e++; } while (!(mant & 0x400u));
-      x = sign | (uint32_t)(127 - 15 - e) << 23 | (mant & 0x3ffu) << 13;
-    }
-  } else if (exp == 31) x = sign | 0x7f800000u | (mant << 13);
-  else x = sign | (exp - 15 + 127) << 23 | (mant << 13);
-  float f;
-  std::memcpy(&f, &x, 4);
-  return f;
-}
-
-float bf16_to_f32(uint16_t h) {
-  uint32_t x = (uint32_t)h << 16;
-  float f;
-  std::memcpy(&f, &x, 4);
-  return f;
 }
 
 void upload(Context& ctx, const DeviceTensor& t, const float* data) {

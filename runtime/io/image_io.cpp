@@ -1,6 +1,6 @@
 #include "runtime/io/image_io.h"
 
-#include <zlib.h>
+#include <png.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -9,9 +9,13 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "runtime/error.h"
+#include "runtime/io/file_check.h"
+#include "runtime/io/jpeg_guard.h"
 
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wsign-compare"
@@ -24,12 +28,50 @@
 
 namespace vksd {
 
-Image read_image(const std::string& path, int channels) {
+// Why stb_image refused `b`, said in the user's terms where the file is plainly cut short (stb
+// reports a truncated PNG as e.g. an unsupported bit depth).
+static std::string truncation_reason(const std::string& b) {
+  static const char png_sig[8] = {'\x89', 'P', 'N', 'G', '\r', '\n', '\x1a', '\n'};
+  if (b.size() >= 2 && (unsigned char)b[0] == 0xff && (unsigned char)b[1] == 0xd8) {
+    const size_t from = b.size() > 4096 ? b.size() - 4096 : 0;
+    if (b.find("\xff\xd9", from) == std::string::npos) return "truncated JPEG (no end-of-image marker)";
+    return "";
+  }
+  if (b.size() < 8 || b.compare(0, 8, std::string(png_sig, 8)) != 0) return "";
+  size_t pos = 8;
+  while (pos + 12 <= b.size()) {
+    const uint32_t n = (uint32_t)(uint8_t)b[pos] << 24 | (uint32_t)(uint8_t)b[pos + 1] << 16 |
+                       (uint32_t)(uint8_t)b[pos + 2] << 8 | (uint8_t)b[pos + 3];
+    if (b.compare(pos + 4, 4, "IEND") == 0) return "";
+    if ((uint64_t)pos + 12 + n > b.size()) break;
+    pos += 12 + (size_t)n;
+  }
+  return "truncated PNG (the file ends before its IEND chunk)";
+}
+
+Image decode_image(const std::string& bytes, const std::string& name, int channels) {
   if (channels != 1 && channels != 3 && channels != 4) fail("read_image: channels must be 1, 3 or 4");
-  if (!std::filesystem::exists(path)) fail("cannot read image '" + path + "': no such file");
+  if (bytes.empty()) fail("cannot read image '" + name + "': the file is empty");
+  if (bytes.size() > (size_t)INT32_MAX) fail("cannot read image '" + name + "': the file is larger than 2 GB");
+  const auto* data_in = reinterpret_cast<const stbi_uc*>(bytes.data());
+  const int len = (int)bytes.size();
   int w = 0, h = 0, n = 0;
-  unsigned char* data = stbi_load(path.c_str(), &w, &h, &n, channels);
-  if (!data) fail("cannot read image '" + path + "': " + (stbi_failure_reason() ? stbi_failure_reason() : "unknown format"));
+  auto why = [&](const char* stb) {
+    std::string t = truncation_reason(bytes);
+    return "cannot read image '" + name + "': " + (t.empty() ? std::string(stb ? stb : "unknown format") : t);
+  };
+  if (std::string j = jpeg_header_problem(bytes); !j.empty()) fail("cannot read image '" + name + "': " + j);
+  if (!stbi_info_from_memory(data_in, len, &w, &h, &n)) fail(why(stbi_failure_reason()));
+  if (w <= 0 || h <= 0) fail("cannot read image '" + name + "': it is " + std::to_string(w) + "x" + std::to_string(h) + " pixels");
+  if (w > kMaxImageSide || h > kMaxImageSide)
+    fail("image '" + name + "' is " + std::to_string(w) + "x" + std::to_string(h) + " pixels; vksd reads images of at most " +
+         std::to_string(kMaxImageSide) + " pixels per side");
+  unsigned char* data = stbi_load_from_memory(data_in, len, &w, &h, &n, channels);
+  if (!data) fail(why(stbi_failure_reason()));
+  if (std::string t = truncation_reason(bytes); !t.empty()) {
+    stbi_image_free(data);
+    fail("cannot read image '" + name + "': " + t);
+  }
   Image img;
   img.width = w;
   img.height = h;
@@ -39,79 +81,146 @@ Image read_image(const std::string& path, int channels) {
   return img;
 }
 
-// ---- PNG encoder ----------------------------------------------------------------------------
-
-static void put_u32(std::vector<uint8_t>& out, uint32_t v) {
-  for (int s = 24; s >= 0; s -= 8) out.push_back((uint8_t)(v >> s));
+Image read_image(const std::string& path, int channels) {
+  return decode_image(read_regular_file(path, "image"), path, channels);
 }
 
-static void put_chunk(std::vector<uint8_t>& out, const char type[4], const uint8_t* data, size_t n) {
-  put_u32(out, (uint32_t)n);
-  size_t start = out.size();
-  out.insert(out.end(), type, type + 4);
-  out.insert(out.end(), data, data + n);
-  uLong crc = crc32(0L, out.data() + start, (uInt)(n + 4));
-  put_u32(out, (uint32_t)crc);
+Image decode_image(const uint8_t* data, size_t size, int channels, const std::string& what) {
+  return decode_image(std::string(reinterpret_cast<const char*>(data), size), what, channels);
 }
+
+// ---- PNG through libpng ------------------------------------------------------------------------
+
+namespace {
+// libpng reports errors by longjmp (it is C): the message is kept here, and every function that
+// calls setjmp has only trivially destructible locals, so nothing is skipped by the jump.
+struct PngError {
+  char msg[200] = "";
+};
+void png_on_error(png_structp p, png_const_charp msg) {
+  auto* e = static_cast<PngError*>(png_get_error_ptr(p));
+  std::snprintf(e->msg, sizeof e->msg, "%s", msg);
+  png_longjmp(p, 1);
+}
+void png_on_warning(png_structp, png_const_charp) {}
+
+// The libpng calls of encode_png: true on success.
+bool png_write_all(png_structp png, png_infop info, const Image& img, png_text* text, int n_text, png_bytep* rows) {
+  if (setjmp(png_jmpbuf(png))) return false;
+  const int color_type = img.channels == 1 ? PNG_COLOR_TYPE_GRAY : img.channels == 3 ? PNG_COLOR_TYPE_RGB : PNG_COLOR_TYPE_RGBA;
+  png_set_IHDR(png, info, (png_uint_32)img.width, (png_uint_32)img.height, 8, color_type, PNG_INTERLACE_NONE,
+               PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
+  png_set_compression_level(png, 6);
+  if (n_text) png_set_text(png, info, text, n_text);
+  png_set_rows(png, info, rows);
+  png_write_png(png, info, PNG_TRANSFORM_IDENTITY, nullptr);
+  return true;
+}
+
+// The libpng calls of read_png_text (the whole file, so that text after the image data is seen).
+bool png_read_all(png_structp png, png_infop info) {
+  if (setjmp(png_jmpbuf(png))) return false;
+  png_read_png(png, info, PNG_TRANSFORM_IDENTITY, nullptr);
+  return true;
+}
+}  // namespace
 
 std::vector<uint8_t> encode_png(const Image& img, const TextChunks& text) {
   if (img.width <= 0 || img.height <= 0) fail("encode_png: empty image");
   if (img.channels != 1 && img.channels != 3 && img.channels != 4) fail("encode_png: channels must be 1, 3 or 4");
   if (img.pixels.size() != (size_t)img.width * img.height * img.channels) fail("encode_png: pixel buffer size mismatch");
-  std::vector<uint8_t> out = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
-  std::vector<uint8_t> ihdr;
-  put_u32(ihdr, (uint32_t)img.width);
-  put_u32(ihdr, (uint32_t)img.height);
-  const uint8_t color_type = img.channels == 1 ? 0 : img.channels == 3 ? 2 : 6;
-  ihdr.insert(ihdr.end(), {8, color_type, 0, 0, 0});  // 8 bit, deflate, adaptive filter, no interlace
-  put_chunk(out, "IHDR", ihdr.data(), ihdr.size());
-
   for (const auto& [key, value] : text) {
     if (key.empty() || key.size() > 79 || key.find('\0') != std::string::npos)
-      fail("encode_png: tEXt keyword must be 1-79 characters: '" + key + "'");
-    if (value.find('\0') != std::string::npos) fail("encode_png: tEXt text contains NUL");
-    std::vector<uint8_t> t(key.begin(), key.end());
-    t.push_back(0);
-    t.insert(t.end(), value.begin(), value.end());
-    put_chunk(out, "tEXt", t.data(), t.size());
+      fail("encode_png: text keyword must be 1-79 characters: '" + key + "'");
+    if (value.find('\0') != std::string::npos) fail("encode_png: text contains NUL");
   }
-
-  // Scanlines with the Sub filter (a cheap, good choice for photographs).
-  const size_t stride = (size_t)img.width * img.channels;
-  std::vector<uint8_t> raw((stride + 1) * img.height);
-  for (int y = 0; y < img.height; ++y) {
-    uint8_t* dst = raw.data() + (stride + 1) * y;
-    const uint8_t* src = img.pixels.data() + stride * y;
-    dst[0] = 1;  // Sub
-    for (size_t i = 0; i < stride; ++i)
-      dst[1 + i] = (uint8_t)(src[i] - (i >= (size_t)img.channels ? src[i - img.channels] : 0));
+  std::vector<uint8_t> out;
+  PngError err;
+  png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, &err, png_on_error, png_on_warning);
+  png_infop info = png ? png_create_info_struct(png) : nullptr;
+  if (!info) {
+    png_destroy_write_struct(&png, nullptr);
+    fail("encode_png: out of memory");
   }
-  uLongf zlen = compressBound((uLong)raw.size());
-  std::vector<uint8_t> z(zlen);
-  if (compress2(z.data(), &zlen, raw.data(), (uLong)raw.size(), 6) != Z_OK) fail("encode_png: zlib compression failed");
-  put_chunk(out, "IDAT", z.data(), zlen);
-  put_chunk(out, "IEND", nullptr, 0);
+  png_set_write_fn(
+      png, &out,
+      [](png_structp p, png_bytep data, png_size_t n) {
+        auto* o = static_cast<std::vector<uint8_t>*>(png_get_io_ptr(p));
+        o->insert(o->end(), data, data + n);
+      },
+      nullptr);
+  // Text as uncompressed iTXt (UTF-8, no language tag), as A1111 (PIL's add_itxt) writes its
+  // parameters: tEXt is Latin-1 and would garble any other script.
+  std::vector<png_text> chunks(text.size());
+  for (size_t i = 0; i < text.size(); ++i) {
+    chunks[i] = png_text{};
+    chunks[i].compression = PNG_ITXT_COMPRESSION_NONE;
+    chunks[i].key = const_cast<char*>(text[i].first.c_str());
+    chunks[i].text = const_cast<char*>(text[i].second.c_str());
+    chunks[i].itxt_length = text[i].second.size();
+    chunks[i].lang = const_cast<char*>("");
+    chunks[i].lang_key = const_cast<char*>("");
+  }
+  std::vector<png_bytep> rows((size_t)img.height);
+  for (int y = 0; y < img.height; ++y) rows[(size_t)y] = const_cast<png_bytep>(img.at(0, y));
+  const bool ok = png_write_all(png, info, img, chunks.data(), (int)chunks.size(), rows.data());
+  png_destroy_write_struct(&png, &info);
+  if (!ok) fail(std::string("encode_png: ") + err.msg);
   return out;
 }
 
+// Writes all of `data` to fd, then fsync: the bytes are on disk before the rename makes them
+// the file (else a crash after the rename can leave an empty or partial PNG under the name).
+static bool write_all_and_sync(int fd, const void* data, size_t size) {
+  const auto* p = static_cast<const uint8_t*>(data);
+  while (size > 0) {
+    const ssize_t n = ::write(fd, p, size);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    p += n, size -= (size_t)n;
+  }
+  return ::fsync(fd) == 0;
+}
+
+// The data goes into an unnamed O_TMPFILE in the target folder, so that a process killed while
+// writing (even by SIGKILL) leaves nothing behind; only when it is complete and synced does it
+// get a name (a PID-suffixed temp name, for the microseconds until rename() replaces the target
+// atomically). Filesystems without O_TMPFILE fall back to writing the named temp file directly.
 void write_file_atomic(const std::string& path, const void* data, size_t size) {
   const std::string tmp = path + ".tmp-" + std::to_string((long)::getpid());
-  {
-    FILE* f = std::fopen(tmp.c_str(), "wb");
-    if (!f) fail("cannot write '" + path + "': " + std::strerror(errno));
-    bool ok = std::fwrite(data, 1, size, f) == size;
-    ok = (std::fflush(f) == 0) && ok;
-    ok = (std::fclose(f) == 0) && ok;
+  std::string dir = std::filesystem::path(path).parent_path().string();
+  if (dir.empty()) dir = ".";
+  auto fail_errno = [&](const std::string& what, int e) { fail("cannot write '" + path + "': " + what + std::strerror(e)); };
+  int fd = ::open(dir.c_str(), O_TMPFILE | O_WRONLY | O_CLOEXEC, 0666);  // umask applies, as for fopen
+  if (fd >= 0) {
+    if (!write_all_and_sync(fd, data, size)) {
+      const int e = errno;
+      ::close(fd);
+      fail_errno("", e);
+    }
+    const std::string proc = "/proc/self/fd/" + std::to_string(fd);
+    ::unlink(tmp.c_str());  // a stale one from an earlier process with our PID
+    if (::linkat(AT_FDCWD, proc.c_str(), AT_FDCWD, tmp.c_str(), AT_SYMLINK_FOLLOW) != 0) {
+      const int e = errno;
+      ::close(fd);
+      fail_errno("linking the finished file failed: ", e);
+    }
+    ::close(fd);
+  } else {
+    fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
+    if (fd < 0) fail_errno("", errno);
+    const bool ok = write_all_and_sync(fd, data, size);
+    const int e = errno;
+    ::close(fd);
     if (!ok) {
-      int e = errno;
-      std::remove(tmp.c_str());
-      fail("cannot write '" + path + "': " + std::strerror(e));
+      ::unlink(tmp.c_str());
+      fail_errno("", e);
     }
   }
   if (std::rename(tmp.c_str(), path.c_str()) != 0) {
     int e = errno;
     std::remove(tmp.c_str());
-    fail("cannot write '" + path + "': rename failed: " + std::strerror(e));
+    fail_errno("rename failed: ", e);
   }
 }
 
@@ -120,29 +229,40 @@ void write_png(const std::string& path, const Image& img, const TextChunks& text
   write_file_atomic(path, bytes.data(), bytes.size());
 }
 
-static uint32_t get_u32(const uint8_t* p) { return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3]; }
-
 TextChunks read_png_text(const std::string& path) {
   std::ifstream f(path, std::ios::binary);
   if (!f) fail("cannot read '" + path + "'");
   std::vector<uint8_t> b((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-  static const uint8_t sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
-  if (b.size() < 8 || std::memcmp(b.data(), sig, 8) != 0) fail("'" + path + "' is not a PNG file");
-  TextChunks r;
-  size_t pos = 8;
-  while (pos + 12 <= b.size()) {
-    uint32_t n = get_u32(&b[pos]);
-    if (pos + 12 + (size_t)n > b.size()) fail("'" + path + "': truncated PNG chunk");
-    std::string type(reinterpret_cast<const char*>(&b[pos + 4]), 4);
-    const uint8_t* d = &b[pos + 8];
-    if (type == "tEXt") {
-      const uint8_t* z = static_cast<const uint8_t*>(std::memchr(d, 0, n));
-      if (z) r.emplace_back(std::string(d, z), std::string(z + 1, d + n));
-    }
-    if (type == "IEND") break;
-    pos += 12 + n;
+  if (b.size() < 8 || png_sig_cmp(b.data(), 0, 8) != 0) fail("'" + path + "' is not a PNG file");
+  struct Cursor {
+    const std::vector<uint8_t>* b;
+    size_t pos;
+  } cur{&b, 0};
+  PngError err;
+  png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &err, png_on_error, png_on_warning);
+  png_infop info = png ? png_create_info_struct(png) : nullptr;
+  if (!info) {
+    png_destroy_read_struct(&png, nullptr, nullptr);
+    fail("PNG: out of memory");
   }
-  return r;
+  png_set_read_fn(png, &cur, [](png_structp p, png_bytep data, png_size_t n) {
+    auto* c = static_cast<Cursor*>(png_get_io_ptr(p));
+    if (c->pos + n > c->b->size()) png_error(p, "truncated file");
+    std::memcpy(data, c->b->data() + c->pos, n);
+    c->pos += n;
+  });
+  TextChunks out;
+  if (png_read_all(png, info)) {
+    png_textp t = nullptr;
+    const int n = png_get_text(png, info, &t, nullptr);
+    for (int i = 0; i < n; ++i)
+      out.emplace_back(t[i].key, std::string(t[i].text, t[i].compression >= PNG_ITXT_COMPRESSION_NONE
+                                                            ? t[i].itxt_length
+                                                            : t[i].text_length));
+  }
+  png_destroy_read_struct(&png, &info, nullptr);
+  if (err.msg[0]) fail("'" + path + "': " + err.msg);
+  return out;
 }
 
 // ---- float <-> 8 bit ------------------------------------------------------------------------

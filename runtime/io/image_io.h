@@ -1,6 +1,6 @@
-// Images in and out: PNG/JPEG/... reading (stb_image), PNG writing with text metadata (our own
-// small encoder over zlib, so that the generation parameters travel in a tEXt chunk the way
-// AUTOMATIC1111 stores them), atomic file replacement, and the mapping between 8-bit pixels
+// Images in and out: PNG/JPEG/... reading (stb_image), PNG writing with text metadata (libpng;
+// the generation parameters travel in an iTXt chunk the way AUTOMATIC1111 stores them), atomic
+// file replacement, and the mapping between 8-bit pixels
 // and the [-1, 1] float images the VAE works with.
 #pragma once
 #include <cstdint>
@@ -20,20 +20,30 @@ struct Image {
   const uint8_t* at(int x, int y) const { return pixels.data() + ((size_t)y * width + x) * channels; }
 };
 
-using TextChunks = std::vector<std::pair<std::string, std::string>>;  // keyword, text (Latin-1)
+using TextChunks = std::vector<std::pair<std::string, std::string>>;  // keyword (Latin-1), text (UTF-8)
 
 // Read any format stb_image knows, converted to `channels` (1, 3 or 4). A missing or
 // undecodable file is an Error naming the path and the reason.
+// A picture file (PNG, JPEG, BMP, ...) as 8-bit pixels. Only regular files are read (a FIFO or a
+// device is refused, never blocks); the size is read from the header first and anything wider
+// or taller than kMaxImageSide is refused before any pixel memory is allocated; a truncated PNG
+// or JPEG is reported as truncated.
+constexpr int kMaxImageSide = 16384;
 Image read_image(const std::string& path, int channels = 3);
-// PNG bytes with tEXt chunks (keyword 1-79 Latin-1 chars, text without NUL).
+// The same from bytes in memory (`name` for messages): what the fuzz harness drives.
+Image decode_image(const std::string& bytes, const std::string& name, int channels = 3);
+// The same for a buffer (an uploaded image); `what` names it in errors.
+Image decode_image(const uint8_t* data, size_t size, int channels, const std::string& what);
+// PNG bytes with uncompressed iTXt chunks (keyword 1-79 Latin-1 chars, UTF-8 text without NUL).
 std::vector<uint8_t> encode_png(const Image& img, const TextChunks& text = {});
 // encode_png, then write_file_atomic.
 void write_png(const std::string& path, const Image& img, const TextChunks& text = {});
-// The tEXt (and zTXt/iTXt keyword-text) chunks of a PNG file, in file order.
+// The tEXt, zTXt and iTXt chunks of a PNG file (keyword, text), in file order.
 TextChunks read_png_text(const std::string& path);
 
-// Write to "<path>.tmp-<pid>" and rename over `path`, so that a reader never sees a half
-// written file and a failure leaves the old file (or none) behind.
+// Write to an unnamed temp file in the folder (O_TMPFILE; "<path>.tmp-<pid>" where unsupported),
+// fsync, and rename over `path`, so that a reader never sees a half written file, a failure or
+// a kill leaves the old file (or none) behind, and no temp file is left over.
 void write_file_atomic(const std::string& path, const void* data, size_t size);
 
 // NCHW float image (channel c of `c_total` at batch index n) -> 8-bit RGB by the reference

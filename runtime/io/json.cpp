@@ -86,7 +86,11 @@ class JsonParser {
       v.type_ = Json::Type::Number;
       v.num_ = number();
     } else {
-      error(std::string("unexpected character '") + c + "'");
+      // A non-printable byte is shown as \xNN, not raw (a binary file's 0x89 would garble the terminal).
+      char shown[8];
+      if ((unsigned char)c >= 0x20 && (unsigned char)c < 0x7f) std::snprintf(shown, sizeof shown, "'%c'", c);
+      else std::snprintf(shown, sizeof shown, "\\x%02x", (unsigned)(unsigned char)c);
+      error(std::string("unexpected character ") + shown);
     }
     return v;
   }

@@ -8,7 +8,11 @@
 #include <sstream>
 
 #include "runtime/model/diffusers.h"
+#include "runtime/model/model_family.h"
+#include "runtime/model/openclip_keys.h"
 #include "runtime/error.h"
+#include "runtime/diffusion/schedule.h"
+#include "runtime/io/file_check.h"
 #include "runtime/io/json.h"
 #include "runtime/model/sd1_layout.h"
 #include "runtime/model/weights.h"
@@ -28,13 +32,7 @@ bool ends_with(const std::string& s, const std::string& p) {
   return s.size() >= p.size() && s.compare(s.size() - p.size(), p.size(), p) == 0;
 }
 
-std::string read_text_file(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  if (!f) fail(path + ": cannot read");
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
+std::string read_text_file(const std::string& path) { return read_regular_file(path, "config file"); }
 
 Json read_json_file(const std::string& path) {
   std::string text = read_text_file(path);
@@ -62,6 +60,24 @@ bool is_vae_attention_projection(const std::string& n) {
   return false;
 }
 
+// The `parameterization:` of an LDM inference yaml ("v" or "eps"; "" when it has none), read
+// line by line: the one scalar vksd takes from such a file needs no YAML parser.
+std::string ldm_yaml_parameterization(const std::string& text) {
+  std::istringstream in(text);
+  std::string line;
+  while (std::getline(in, line)) {
+    const size_t k = line.find("parameterization:");
+    if (k == std::string::npos || line.find_first_not_of(" \t") != k) continue;
+    std::string v = line.substr(k + 17);
+    if (const size_t hash = v.find('#'); hash != std::string::npos) v.erase(hash);
+    std::string clean;
+    for (char c : v)
+      if (c != ' ' && c != '\t' && c != '"' && c != '\'' && c != '\r') clean += c;
+    return clean;
+  }
+  return "";
+}
+
 std::string list_some(const std::vector<std::string>& v, size_t max = 8) {
   std::string r;
   for (size_t i = 0; i < v.size() && i < max; ++i) r += "\n  " + v[i];
@@ -81,8 +97,9 @@ Checkpoint Checkpoint::open_with_config_text(const std::string& path, const std:
   return open_impl(path, "", &config_json);
 }
 
-void Checkpoint::add_tensor(const std::string& name, const SafetensorsFile& f, const StTensor& t, Shape shape) {
-  auto [it, fresh] = tensors_.emplace(name, Entry{&f, &t, std::move(shape)});
+void Checkpoint::add_tensor(const std::string& name, const SafetensorsFile& f, const StTensor& t, Shape shape,
+                            int64_t row0) {
+  auto [it, fresh] = tensors_.emplace(name, Entry{&f, &t, std::move(shape), row0});
   if (!fresh)
     fail(f.path() + ": tensor '" + t.name + "' maps to '" + name + "', which " + source(name) + " already provides");
 }
@@ -90,11 +107,9 @@ void Checkpoint::add_tensor(const std::string& name, const SafetensorsFile& f, c
 Checkpoint Checkpoint::open_impl(const std::string& path, const std::string& config_path, const std::string* config_text) {
   Checkpoint ck;
   ck.path_ = path;
-  std::error_code ec;
-  auto st = fs::status(path, ec);
-  if (ec || !fs::exists(st)) fail(path + ": no such file or directory");
+  require_file_or_directory(path, "model");
 
-  if (fs::is_directory(st)) {
+  if (path_kind(path) == PathKind::Directory) {
     ck.format_ = CheckpointFormat::Diffusers;
     ck.config_.name = fs::path(path).lexically_normal().filename().string();
     if (ck.config_.name.empty() || ck.config_.name == ".")
@@ -109,11 +124,27 @@ Checkpoint Checkpoint::open_impl(const std::string& path, const std::string& con
                     "convert it to .safetensors first");
     ck.load_single_file();
   }
-  ck.config_sources_.insert(ck.config_sources_.begin(), "SD 1.x defaults + tensor shapes");
+  ck.config_sources_.insert(ck.config_sources_.begin(),
+                            std::string(model_family_name(ck.config_.family)) + " defaults + tensor shapes");
   ck.infer_architecture();
   for (auto& [component, file] : ck.diffusers_configs_) {
-    apply_diffusers_config(ck.config_, component, read_json_file(file), file);
+    try {
+      apply_diffusers_config(ck.config_, component, read_json_file(file), file);
+    } catch (const Error& e) {  // e.g. a JSON type error: say which file it is in
+      const std::string m = e.what();
+      if (m.rfind(file, 0) != 0) fail(file + ": " + m);
+      throw;
+    }
     ck.config_sources_.push_back(file);
+  }
+  // AUTOMATIC1111's convention for SD 2.x 768-v single files: the LDM inference yaml beside the
+  // checkpoint, <name>.yaml, whose `parameterization: "v"` says what the file cannot.
+  if (ck.format_ == CheckpointFormat::SingleFile) {
+    const fs::path yaml = fs::path(path).parent_path() / (fs::path(path).stem().string() + ".yaml");
+    if (fs::is_regular_file(yaml)) {
+      const std::string p = ldm_yaml_parameterization(read_text_file(yaml.string()));
+      if (!p.empty()) ck.set_prediction_type(p, yaml.string());
+    }
   }
 
   // The vksd model config: explicit text, explicit path, or found beside the checkpoint.
@@ -143,8 +174,8 @@ Checkpoint Checkpoint::open_impl(const std::string& path, const std::string& con
           cfg = c.string();
           break;
         }
-    } else if (!fs::is_regular_file(cfg)) {
-      fail(cfg + ": model config file not found");
+    } else {
+      require_regular_file(cfg, "model config (--config)");
     }
     if (!cfg.empty()) {
       apply_model_config_json(ck.config_, read_json_file(cfg), cfg, &ck.config_ignored_,
@@ -159,6 +190,9 @@ Checkpoint Checkpoint::open_impl(const std::string& path, const std::string& con
 void Checkpoint::load_single_file() {
   files_.push_back(std::make_unique<SafetensorsFile>(path_));
   const SafetensorsFile& f = *files_.back();
+  std::vector<std::string> keys;
+  for (const StTensor& t : f.tensors()) keys.push_back(t.name);
+  apply_family_defaults(config_, single_file_family(keys, path_));
   for (const StTensor& t : f.tensors()) {
     std::string name = t.name;
     // Checkpoints saved with transformers < 4.x lack the "text_model." level.
@@ -166,10 +200,19 @@ void Checkpoint::load_single_file() {
     if (starts_with(name, old_clip) && !starts_with(name, kClipPrefix)) {
       name = kClipPrefix + name.substr(old_clip.size());
     }
-    if (starts_with(name, "cond_stage_model.model."))
-      fail(path_ + ": tensor '" + t.name + "' belongs to an OpenCLIP text encoder (SD 2.x); vksd runs SD 1.x only");
-    if (starts_with(name, "conditioner.embedders."))
-      fail(path_ + ": tensor '" + t.name + "' belongs to an SDXL checkpoint; vksd runs SD 1.x only");
+    // SD 2.x: the OpenCLIP tower under the CLIPTextModel names, fused q/k/v as three slices. The
+    // file holds the whole tower; SD 2.x conditions on its penultimate layer.
+    if (starts_with(name, kOpenClipPrefix)) {
+      config_.clip.skip_last_layers = 1;
+      const auto slices = openclip_text_keys(name.substr(std::string(kOpenClipPrefix).size()), t.shape);
+      if (slices.empty()) ignored_.push_back(f.path() + ": " + t.name);
+      for (const KeySlice& k : slices) {
+        Shape shape = t.shape;
+        if (k.rows >= 0) shape[0] = k.rows;
+        add_tensor(k.name, f, t, shape, k.row0);
+      }
+      continue;
+    }
     if (is_network_name(name) && !is_ignorable_network_tensor(name)) {
       add_tensor(name, f, t, t.shape);
     } else {
@@ -193,6 +236,15 @@ void Checkpoint::load_diffusers_folder() {
     fail((root / dir).string() + ": no " + base + ".safetensors (or .fp16.safetensors); is '" + path_ +
          "' a diffusers Stable Diffusion folder?");
   };
+  // The family first (a folder of another family may lack what an SD folder has).
+  std::string pipeline_class, text_act;
+  const fs::path index = root / "model_index.json", text_cfg = root / "text_encoder" / "config.json";
+  if (fs::is_regular_file(index)) pipeline_class = read_json_file(index.string()).string_or("_class_name", "");
+  if (fs::is_regular_file(text_cfg)) text_act = read_json_file(text_cfg.string()).string_or("hidden_act", "");
+  apply_family_defaults(config_, diffusers_family(pipeline_class, text_act, fs::is_directory(root / "text_encoder_2"), path_));
+  if (!pipeline_class.empty() && pipeline_class != "StableDiffusionPipeline" &&
+      pipeline_class != "StableDiffusionInpaintPipeline" && pipeline_class != "StableDiffusionImg2ImgPipeline")
+    fail(index.string() + ": pipeline class '" + pipeline_class + "' is not an SD 1.x / 2.x text-to-image pipeline");
   if (!fs::is_directory(root / "unet") || !fs::is_directory(root / "vae") || !fs::is_directory(root / "text_encoder"))
     fail(path_ + ": a diffusers folder needs unet/, vae/ and text_encoder/ subfolders");
 
@@ -227,7 +279,7 @@ void Checkpoint::load_diffusers_folder() {
     }
     if (!unmapped.empty())
       fail(f.path() + ": " + std::to_string(unmapped.size()) +
-           " tensor(s) have no counterpart in the SD 1.x original layout (unsupported architecture?):" +
+           " tensor(s) have no counterpart in the original single-file layout (unsupported architecture?):" +
            list_some(unmapped));
     fs::path cfg = root / dir / "config.json";
     if (fs::is_regular_file(cfg)) diffusers_configs_.emplace_back(dir, cfg.string());
@@ -236,13 +288,6 @@ void Checkpoint::load_diffusers_folder() {
   if (fs::is_regular_file(sched)) diffusers_configs_.emplace_back("scheduler", sched.string());
   if (fs::is_regular_file(root / "tokenizer" / "vocab.json")) tokenizer_vocab_ = (root / "tokenizer" / "vocab.json").string();
   if (fs::is_regular_file(root / "tokenizer" / "merges.txt")) tokenizer_merges_ = (root / "tokenizer" / "merges.txt").string();
-  if (fs::is_regular_file(root / "model_index.json")) {
-    Json idx = read_json_file((root / "model_index.json").string());
-    std::string cls = idx.string_or("_class_name", "");
-    if (!cls.empty() && cls != "StableDiffusionPipeline" && cls != "StableDiffusionInpaintPipeline" &&
-        cls != "StableDiffusionImg2ImgPipeline")
-      fail((root / "model_index.json").string() + ": pipeline class '" + cls + "' is not an SD 1.x pipeline");
-  }
 }
 
 // ---- architecture from shapes ----------------------------------------------------------------
@@ -261,6 +306,11 @@ void Checkpoint::infer_architecture() {
     if (it->second.shape.size() != rank)
       fail(path_ + ": tensor '" + name + "' has shape " + shape_str(it->second.shape) + ", expected rank " +
            std::to_string(rank));
+    // Dimensions become channel counts and divisors below: zero (or beyond int) is no network.
+    for (int64_t d : it->second.shape)
+      if (d <= 0 || d > (1 << 24))
+        fail(path_ + ": tensor '" + name + "' has shape " + shape_str(it->second.shape) + ": a " + net +
+             " weight needs dimensions between 1 and 16777216");
     return it->second.shape;
   };
   auto exists = [&](const std::string& name) { return tensors_.count(name) != 0; };
@@ -270,9 +320,10 @@ void Checkpoint::infer_architecture() {
     return n;
   };
   if (count_network(kUNetPrefix) == 0)
-    fail(path_ + ": no UNet tensors (" + kUNetPrefix + "*): not a Stable Diffusion 1.x checkpoint");
+    fail(path_ + ": no UNet tensors (" + kUNetPrefix + "*): not a Stable Diffusion checkpoint");
   if (count_network(kVaePrefix) == 0) fail(path_ + ": no VAE tensors (" + kVaePrefix + "*)");
-  if (count_network(kClipPrefix) == 0) fail(path_ + ": no CLIP text encoder tensors (" + kClipPrefix + "*)");
+  if (count_network(kClipPrefix) == 0)
+    fail(path_ + ": no CLIP text encoder tensors (" + kClipPrefix + "* or " + kOpenClipPrefix + "*)");
 
   // UNet: walk input_blocks, classifying each as ResBlock (+ optional transformer) or Downsample.
   UNetConfig& u = config_.unet;
@@ -358,6 +409,7 @@ void Checkpoint::infer_architecture() {
 // ---- validation against the complete expected layout -----------------------------------------
 
 void Checkpoint::validate() {
+  if (!alphas_cumprod_.empty()) validate_alphas_cumprod(alphas_cumprod_, config_.schedule.num_train_timesteps, path_);
   // Values the config supplies that the layout cannot check.
   const UNetConfig& u = config_.unet;
   for (size_t l = 0; l < u.channel_mult.size(); ++l) {
@@ -367,6 +419,9 @@ void Checkpoint::validate() {
       fail(config_.name + ": UNet level " + std::to_string(l) + " has " + std::to_string(ch) +
            " channels, not divisible into " + std::to_string(heads) + " heads");
   }
+  if (config_.clip.skip_last_layers < 0 || config_.clip.used_layers() < 1)
+    fail(config_.name + ": text encoder skip_last_layers " + std::to_string(config_.clip.skip_last_layers) +
+         " leaves no layer of " + std::to_string(config_.clip.layers));
   if (config_.clip.heads <= 0 || config_.clip.width % config_.clip.heads)
     fail(config_.name + ": text encoder width " + std::to_string(config_.clip.width) + " is not divisible into " +
          std::to_string(config_.clip.heads) + " heads");
@@ -395,10 +450,11 @@ void Checkpoint::validate() {
   for (auto& [name, e] : tensors_)
     if (!expected.count(name)) unexpected.push_back(name + (format_ == CheckpointFormat::Diffusers ? " (" + source(name) + ")" : ""));
   if (!wrong.empty())
-    fail(path_ + ": " + std::to_string(wrong.size()) + " tensor(s) do not fit the inferred SD 1.x architecture:" +
+    fail(path_ + ": " + std::to_string(wrong.size()) + " tensor(s) do not fit the inferred " +
+         model_family_name(config_.family) + " architecture:" +
          list_some(wrong));
   if (!missing.empty() || !unexpected.empty()) {
-    std::string msg = path_ + ": the tensors do not match the inferred SD 1.x architecture";
+    std::string msg = path_ + ": the tensors do not match the inferred " + model_family_name(config_.family) + " architecture";
     if (!missing.empty()) msg += "\nmissing " + std::to_string(missing.size()) + ":" + list_some(missing);
     if (!unexpected.empty()) msg += "\nunexpected " + std::to_string(unexpected.size()) + ":" + list_some(unexpected);
     fail(msg);
@@ -421,11 +477,31 @@ const Shape& Checkpoint::shape(const std::string& name) const { return entry(nam
 StDType Checkpoint::dtype(const std::string& name) const { return entry(name).tensor->dtype; }
 std::string Checkpoint::source(const std::string& name) const {
   const Entry& e = entry(name);
-  return e.file->path() + ": " + e.tensor->name;
+  std::string s = e.file->path() + ": " + e.tensor->name;
+  if (e.shape.size() == e.tensor->shape.size() && !e.shape.empty() && e.shape[0] != e.tensor->shape[0])
+    s += " rows " + std::to_string(e.row0) + ".." + std::to_string(e.row0 + e.shape[0] - 1);
+  return s;
 }
 std::vector<float> Checkpoint::read_f32(const std::string& name) const {
   const Entry& e = entry(name);
-  return e.file->to_f32(*e.tensor);
+  std::vector<float> all = e.file->to_f32(*e.tensor);
+  const size_t n = (size_t)shape_numel(e.shape);
+  if (n == all.size()) return all;
+  // A slice along the first dimension (fused q/k/v): contiguous rows.
+  const size_t row = e.tensor->shape.empty() || e.tensor->shape[0] == 0 ? 0 : all.size() / (size_t)e.tensor->shape[0];
+  const size_t begin = (size_t)e.row0 * row;
+  if (begin + n > all.size()) fail(source(name) + ": slice outside the stored tensor");
+  return std::vector<float>(all.begin() + (ptrdiff_t)begin, all.begin() + (ptrdiff_t)(begin + n));
+}
+
+void Checkpoint::set_prediction_type(const std::string& prediction, const std::string& what) {
+  std::string p = prediction;
+  if (p == "eps") p = "epsilon";
+  if (p == "v") p = "v_prediction";
+  if (p != "epsilon" && p != "v_prediction")
+    fail(what + ": prediction type '" + prediction + "' is not supported (eps or v)");
+  config_.schedule.prediction_type = p;
+  config_sources_.push_back(what);
 }
 
 // ---- vksd model config JSON ------------------------------------------------------------------
@@ -546,7 +622,9 @@ void apply_model_config_json(ModelConfig& cfg, const Json& j, const std::string&
     r.check("transformer_depth", u.transformer_depth);
     r.check("context_dim", u.context_dim);
     r.check("use_linear_in_transformer", u.use_linear_in_transformer);
+    // A head count alone means a fixed count (SD 1.x style), whatever the family's default.
     r.take("num_heads", u.num_heads);
+    if (r.get("num_heads") && !r.get("num_head_channels")) u.num_head_channels = -1;
     r.take("num_head_channels", u.num_head_channels);
     r.take("gn_eps", u.gn_eps);
     r.take("ln_eps", u.ln_eps);
@@ -565,6 +643,7 @@ void apply_model_config_json(ModelConfig& cfg, const Json& j, const std::string&
     r.take("bos_token", c.bos_token);
     r.take("eos_token", c.eos_token);
     r.take("pad_token", c.pad_token);
+    r.take("skip_last_layers", c.skip_last_layers);
   });
   top.sub("vae", [&](ConfigReader& r) {
     VaeConfig& v = cfg.vae;
@@ -585,6 +664,8 @@ void apply_model_config_json(ModelConfig& cfg, const Json& j, const std::string&
     r.take("beta_end", sc.beta_end);
     r.take("beta_schedule", sc.beta_schedule);
     r.take("prediction_type", sc.prediction_type);
+    r.take("timestep_spacing", sc.timestep_spacing);
+    r.take("steps_offset", sc.steps_offset);
   });
   // "preview": {"latent_rgb": [[r, g, b], ... one row per latent channel], "bias": [r, g, b]}
   top.sub("preview", [&](ConfigReader& r) {
@@ -625,6 +706,11 @@ void apply_model_config_json(ModelConfig& cfg, const Json& j, const std::string&
     fail(what + ": schedule.beta_schedule '" + sc.beta_schedule + "' is not supported (scaled_linear or linear)");
   if (sc.prediction_type != "epsilon" && sc.prediction_type != "v_prediction")
     fail(what + ": schedule.prediction_type '" + sc.prediction_type + "' is not supported (epsilon or v_prediction)");
+  if (!sc.timestep_spacing.empty() && sc.timestep_spacing != "leading" && sc.timestep_spacing != "trailing" &&
+      sc.timestep_spacing != "linspace")
+    fail(what + ": schedule.timestep_spacing '" + sc.timestep_spacing + "' is not supported (leading, trailing or linspace)");
+  if (sc.steps_offset < 0 || sc.steps_offset >= sc.num_train_timesteps)
+    fail(what + ": schedule.steps_offset must be in [0, num_train_timesteps)");
   if (sc.num_train_timesteps <= 0 || !(sc.beta_start > 0) || !(sc.beta_end >= sc.beta_start) || sc.beta_end >= 1)
     fail(what + ": schedule needs num_train_timesteps > 0 and 0 < beta_start <= beta_end < 1");
   if (cfg.clip.heads <= 0) fail(what + ": text_encoder.heads must be positive");

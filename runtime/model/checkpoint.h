@@ -1,19 +1,23 @@
-// Checkpoint: an SD 1.x model on disk, whatever its format, seen through the ORIGINAL
-// single-file key layout (model.diffusion_model.*, first_stage_model.*,
-// cond_stage_model.transformer.text_model.*), with its architecture (ModelConfig).
+// Checkpoint: an SD 1.x or SD 2.x model on disk, whatever its format, seen through the ORIGINAL
+// SD 1.x single-file key layout (model.diffusion_model.*, first_stage_model.*,
+// cond_stage_model.transformer.text_model.*), with its family and architecture (ModelConfig).
 //
 // Formats:
-//   single file  one .safetensors in the original layout (e.g. v1-5-pruned-emaonly.safetensors)
+//   single file  one .safetensors in the original layout (e.g. v1-5-pruned-emaonly.safetensors,
+//                v2-1_768-ema-pruned.safetensors, whose OpenCLIP text tower cond_stage_model.model.*
+//                is renamed and its fused q/k/v sliced by runtime/model/openclip_keys.h)
 //   diffusers    a folder with unet/, vae/, text_encoder/ (safetensors, optionally .fp16),
 //                their config.json files, tokenizer/, scheduler/, model_index.json; every key is
-//                renamed to its original name (runtime/diffusers_keys.cpp)
+//                renamed to its original name (runtime/model/diffusers.h)
 //
-// Opening validates everything up front: the architecture is inferred from the tensors' shapes,
-// the complete expected tensor list is derived from it (runtime/model/sd1_layout.h), and any missing,
-// unexpected or wrongly shaped network tensor is an Error naming it. What shapes cannot tell
-// (head counts, eps, schedule, prediction type) comes from SD 1.x defaults, then diffusers
-// config.json files, then a vksd model config JSON (docs/model-config.md) found next to the
-// checkpoint as <name>.json / <name>.vksd.json or given explicitly.
+// Opening validates everything up front: the family is decided from the tensor names
+// (runtime/model/model_family.h: other families are refused by name), the architecture is
+// inferred from the tensors' shapes, the complete expected tensor list is derived from it
+// (runtime/model/sd1_layout.h), and any missing, unexpected or wrongly shaped network tensor is
+// an Error naming it. What shapes cannot tell (head counts, eps, schedule, prediction type)
+// comes from the family's defaults, then diffusers config.json files, then a vksd model config
+// JSON (docs/model-config.md) found next to the checkpoint as <name>.json / <name>.vksd.json or
+// given explicitly.
 #pragma once
 #include <functional>
 #include <map>
@@ -48,6 +52,10 @@ class Checkpoint {
   const ModelConfig& config() const { return config_; }
   // Where the config came from, for messages: "SD 1.x defaults", file names applied in order.
   const std::vector<std::string>& config_sources() const { return config_sources_; }
+  // The noise prediction the UNet was trained for ("epsilon" or "v_prediction"; "eps" and "v"
+  // are accepted), overriding the config (single files do not say it; `--prediction`). `what`
+  // names the source in config_sources().
+  void set_prediction_type(const std::string& prediction, const std::string& what);
   // Config keys that were present but not understood (e.g. "unet.image_size"), as "file: key".
   const std::vector<std::string>& config_ignored_keys() const { return config_ignored_; }
 
@@ -73,10 +81,12 @@ class Checkpoint {
     const SafetensorsFile* file = nullptr;
     const StTensor* tensor = nullptr;
     Shape shape;  // original-layout shape (may be a reshape of the stored one)
+    int64_t row0 = 0;  // a slice: rows [row0, row0 + shape[0]) of the stored tensor
   };
   Checkpoint() = default;
   static Checkpoint open_impl(const std::string& path, const std::string& config_path, const std::string* config_text);
-  void add_tensor(const std::string& original_name, const SafetensorsFile& f, const StTensor& t, Shape shape);
+  void add_tensor(const std::string& original_name, const SafetensorsFile& f, const StTensor& t, Shape shape,
+                  int64_t row0 = 0);
   const Entry& entry(const std::string& name) const;
   void load_single_file();
   void load_diffusers_folder();

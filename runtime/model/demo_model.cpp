@@ -43,16 +43,30 @@ std::string default_model_path(const char* env_model, const std::vector<std::str
 }
 
 std::string default_model_path() {
-  std::vector<std::string> dirs = {(fs::path(VKSD_SOURCE_DIR) / kDemoModelDir).lexically_normal().string()};
-  // The running executable's folder (Linux: /proc/self/exe), for a build moved next to weights/.
+  std::vector<std::string> dirs;
+  auto add = [&](const fs::path& d) {
+    const std::string n = d.lexically_normal().string();
+    if (std::find(dirs.begin(), dirs.end(), n) == dirs.end()) dirs.push_back(n);
+  };
   std::error_code ec;
-  fs::path exe = fs::read_symlink("/proc/self/exe", ec);
-  if (!ec && !exe.empty())
-    for (const fs::path& base : {exe.parent_path(), exe.parent_path().parent_path()}) {
-      const std::string d = (base / kDemoModelDir).lexically_normal().string();
-      if (std::find(dirs.begin(), dirs.end(), d) == dirs.end()) dirs.push_back(d);
-    }
+  const fs::path exe = fs::read_symlink("/proc/self/exe", ec);  // the running executable (Linux)
+  const bool have_exe = !ec && !exe.empty();
+  // An installed <prefix>/bin/vksd (cmake --install) uses the copy installed beside it, even
+  // while the tree it was built from still exists.
+  if (have_exe && fs::is_directory(exe.parent_path().parent_path() / "share" / "vksd" / kDemoModelDir, ec))
+    add(exe.parent_path().parent_path() / "share" / "vksd" / kDemoModelDir);
+  add(fs::path(VKSD_SOURCE_DIR) / kDemoModelDir);
+  // The executable's folder and the one above, for a build moved next to weights/.
+  if (have_exe)
+    for (const fs::path& base : {exe.parent_path(), exe.parent_path().parent_path()}) add(base / kDemoModelDir);
   return default_model_path(std::getenv("VKSD_MODEL"), dirs);
+}
+
+std::string resolve_model_path(const std::string& given) {
+  const std::string model = given.empty() ? default_model_path() : given;
+  std::error_code ec;
+  if (!fs::exists(model, ec)) fail("model not found: " + model);
+  return model;
 }
 
 }  // namespace vksd

@@ -319,6 +319,9 @@ void apply_diffusers_config(ModelConfig& cfg, const std::string& component, cons
     }
     u.gn_eps = (float)j.number_or("norm_eps", u.gn_eps);
     check_int(j, "norm_num_groups", 32, what);
+    // The latent size the UNet was trained at (64 for SD 1.x / 2.x-base, 96 for 2.x-768-v).
+    if (const Json* v = j.find("sample_size"); v && v->is_number())
+      cfg.sample_size = (int)v->as_int("sample_size") * cfg.vae.downsample_factor();
   } else if (component == "vae") {
     VaeConfig& v = cfg.vae;
     check_blocks(j, v.ch, v.ch_mult, v.in_channels, v.out_channels, v.num_res_blocks, what);
@@ -339,7 +342,8 @@ void apply_diffusers_config(ModelConfig& cfg, const std::string& component, cons
     else if (act == "gelu") c.quick_gelu = false;
     else fail(what + ": hidden_act '" + act + "' is not supported (quick_gelu or gelu)");
     // bos/eos/pad_token_id are NOT taken: SD 1.x text encoder configs carry placeholder values
-    // (0, 2, 1) while the tokenizer really uses 49406/49407 and pads with 49407.
+    // (0, 2, 1) while the tokenizer really uses 49406/49407 and pads with 49407 (SD 2.x: 0, the
+    // family default).
   } else if (component == "scheduler") {
     ScheduleConfig& s = cfg.schedule;
     s.num_train_timesteps = (int)j.int_or("num_train_timesteps", s.num_train_timesteps);
@@ -347,6 +351,8 @@ void apply_diffusers_config(ModelConfig& cfg, const std::string& component, cons
     s.beta_end = j.number_or("beta_end", s.beta_end);
     s.beta_schedule = j.string_or("beta_schedule", s.beta_schedule);
     s.prediction_type = j.string_or("prediction_type", s.prediction_type);
+    s.timestep_spacing = j.string_or("timestep_spacing", s.timestep_spacing);
+    s.steps_offset = (int)j.int_or("steps_offset", s.steps_offset);
     if (j.find("trained_betas") && !j.find("trained_betas")->is_null())
       fail(what + ": trained_betas schedules are not supported");
   } else {

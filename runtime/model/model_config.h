@@ -1,8 +1,8 @@
-// What a Stable Diffusion 1.x checkpoint is: the hyper-parameters of its three networks and
+// What a Stable Diffusion 1.x / 2.x checkpoint is: the hyper-parameters of its three networks and
 // its noise schedule. Most of it is read off the tensors' shapes (channels, levels, blocks,
 // context width); what shapes cannot tell (head counts, norm eps, schedule, prediction type)
-// comes from SD 1.x defaults or from a vksd model config JSON beside the checkpoint
-// (format: docs/model-config.md).
+// comes from the family's defaults (model_family.h; the defaults below are SD 1.x's) or from a
+// vksd model config JSON beside the checkpoint (format: docs/model-config.md).
 #pragma once
 #include <string>
 #include <vector>
@@ -22,6 +22,11 @@ struct ClipConfig {
   float ln_eps = 1e-5f;
   bool quick_gelu = true;    // CLIP's x*sigmoid(1.702x); false = exact erf GELU
   int bos_token = 49406, eos_token = 49407, pad_token = 49407;
+  // Layers at the end of the stored tower that the model does not use: SD 2.x conditions on the
+  // penultimate layer (then the final LayerNorm), and its single files hold the whole OpenCLIP
+  // tower (1); diffusers folders store the tower already cut (0). clip_skip counts on top.
+  int skip_last_layers = 0;
+  int used_layers() const { return layers - skip_last_layers; }
 };
 
 // The LDM UNetModel (openaimodel.py) with SpatialTransformer cross-attention.
@@ -63,10 +68,20 @@ struct ScheduleConfig {
   double beta_start = 0.00085, beta_end = 0.012;
   std::string beta_schedule = "scaled_linear";  // "scaled_linear" (LDM "linear" in sqrt space) or "linear"
   std::string prediction_type = "epsilon";      // "epsilon" or "v_prediction"
+  // Which timesteps a run of n steps visits by default: "" (each sampler's reference choice),
+  // "leading", "trailing" (few-step distilled models such as SD-Turbo) or "linspace"; and
+  // diffusers' steps_offset, added to "leading" timesteps (SD 1.x's scheduler config says 1).
+  std::string timestep_spacing;
+  int steps_offset = 0;
 };
+
+// The model families vksd runs (runtime/model/model_family.h decides which one a checkpoint is
+// and names the ones it refuses).
+enum class ModelFamily { SD1, SD2 };
 
 struct ModelConfig {
   std::string name;      // for messages and PNG metadata
+  ModelFamily family = ModelFamily::SD1;
   // Default image width and height in pixels (`vksd generate` without -W/-H): the resolution
   // the model was trained at. SD 1.x: 512; the embedded demo model: 64.
   int sample_size = 512;

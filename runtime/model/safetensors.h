@@ -1,5 +1,7 @@
-// Safetensors reader: the file is memory-mapped read-only and every header field is validated
-// before any byte of tensor data is trusted.
+// Safetensors reader: every header field is validated before any byte of tensor data is trusted,
+// and tensor bytes are read with pread() into memory when asked for. (Not mmap: a file
+// truncated or replaced while a run reads it would kill the process with SIGBUS; pread returns
+// short instead, reported as an Error naming the file.)
 //
 // Layout: u64 little-endian N, then N bytes of JSON header, then the data area. The header maps
 // tensor names to {"dtype", "shape", "data_offsets": [begin, end]} (offsets relative to the data
@@ -32,7 +34,13 @@ struct StTensor {
 
 class SafetensorsFile {
  public:
-  // Maps the file and validates the header; throws vksd::Error on any malformed field.
+  // The JSON header may be at most this long. Real SD checkpoints have ~1,100 tensors and
+  // headers of ~100-200 KB (SDXL ~250 KB); 16 MiB is ample while a hostile 60 MB header of 10^6
+  // tensors is refused before it is parsed.
+  static constexpr uint64_t kMaxHeaderBytes = 16ull << 20;
+
+  // Opens the file (a regular file only: never blocks on a FIFO) and validates the header;
+  // throws vksd::Error on any malformed field.
   explicit SafetensorsFile(const std::string& path);
   ~SafetensorsFile();
   SafetensorsFile(const SafetensorsFile&) = delete;
@@ -46,16 +54,16 @@ class SafetensorsFile {
   const StTensor& at(const std::string& name) const;          // Error naming file + tensor
   const std::map<std::string, std::string>& metadata() const { return metadata_; }
 
-  // The tensor's raw little-endian bytes, in place in the mapping.
-  std::span<const uint8_t> bytes(const StTensor& t) const;
+  // The tensor's raw little-endian bytes, read from the file (Error if it has become shorter).
+  std::vector<uint8_t> bytes(const StTensor& t) const;
   // Converted to float32 on the host (F16/BF16 widened exactly; I32/I64 converted by value).
   std::vector<float> to_f32(const StTensor& t) const;
   void to_f32(const StTensor& t, float* out) const;
 
  private:
   std::string path_;
+  void read_at(uint64_t offset, void* dst, size_t n) const;  // all n bytes, or an Error
   int fd_ = -1;
-  const uint8_t* map_ = nullptr;
   uint64_t size_ = 0;
   uint64_t data_start_ = 0;  // 8 + header length
   std::vector<StTensor> tensors_;

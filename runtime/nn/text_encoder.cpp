@@ -48,8 +48,8 @@ TextEncoder::TextEncoder(Context& ctx, const WeightStore& weights, const ClipCon
 TextEncoder::~TextEncoder() = default;
 
 TextEncoder::Net& TextEncoder::net_for(int clip_skip) {
-  if (clip_skip < 1 || clip_skip > cfg_.layers)
-    fail("clip_skip " + std::to_string(clip_skip) + " out of range 1.." + std::to_string(cfg_.layers));
+  if (clip_skip < 1 || clip_skip > cfg_.used_layers())
+    fail("clip_skip " + std::to_string(clip_skip) + " out of range 1.." + std::to_string(cfg_.used_layers()));
   auto& slot = nets_[clip_skip];
   if (slot) return *slot;
 
@@ -66,9 +66,9 @@ TextEncoder::Net& TextEncoder::net_for(int clip_skip) {
   net->embeddings = x;
   g.keep(x);
 
-  // clip_skip k: the final LayerNorm reads the output of layer (layers - k); later layers are
-  // not needed and not built.
-  const int last = cfg_.layers - clip_skip;
+  // clip_skip k: the final LayerNorm reads the output of layer (used_layers - k); later layers
+  // (and the ones the model skips: SD 2.x's last OpenCLIP block) are not needed and not built.
+  const int last = cfg_.used_layers() - clip_skip;
   const Scope layers = root.sub("encoder.layers");
   for (int i = 0; i <= last; ++i) {
     x = clip_encoder_layer(layers.sub(i), x, cfg_);

@@ -1,9 +1,11 @@
-// The CLIP ViT-L/14 text transformer that conditions Stable Diffusion 1.x
-// (cond_stage_model.transformer.text_model.*, Hugging Face CLIPTextModel names):
+// The CLIP text transformer that conditions Stable Diffusion (cond_stage_model.transformer.
+// text_model.*, Hugging Face CLIPTextModel names): OpenAI CLIP ViT-L/14 for SD 1.x, OpenCLIP
+// ViT-H/14 for SD 2.x (the same transformer with exact GELU; its open_clip names are mapped at
+// load, runtime/model/openclip_keys.h):
 //   token_embedding[ids] + position_embedding
 //   layers x { x += self_attn(layer_norm1(x)) with a causal mask;
-//              x += fc2(quick_gelu(fc1(layer_norm2(x)))) }
-//   final_layer_norm
+//              x += fc2(quick_gelu or gelu(fc1(layer_norm2(x)))) }
+//   final_layer_norm on the last used layer (ClipConfig::skip_last_layers: SD 2.x's penultimate)
 // The graph is built and compiled once per (batch, clip_skip) and replayed for every prompt.
 // Activations take the storage type of the token table (ops::token_embedding's rule), so
 // NetOptions::activations has no effect here until a cast op exists.
@@ -26,7 +28,8 @@ class TextEncoder {
   ~TextEncoder();
 
   // ids: batch * max_length token ids -> [batch, max_length, width]: final_layer_norm applied to
-  // the output of layer (layers - clip_skip) counting from 0 (clip_skip 1 = the last layer).
+  // the output of layer (used_layers - clip_skip) counting from 0 (clip_skip 1 = the last layer
+  // the model uses).
   std::vector<float> encode(const std::vector<int32_t>& ids, int clip_skip = 1);
   // Output of encoder layer `layer` (before the final LayerNorm) from the last encode(); only
   // layers that encode() computed (0 .. layers - clip_skip) are available.

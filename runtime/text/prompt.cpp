@@ -1,6 +1,8 @@
 // A1111-style prompt emphasis and 75-token chunking (rules in prompt.h).
 #include "runtime/text/prompt.h"
 
+#include <cmath>
+
 #include <charconv>
 
 #include <utf8proc.h>
@@ -182,7 +184,14 @@ std::vector<PromptSegment> parse_prompt_emphasis(std::string_view prompt) {
   }
   std::vector<PromptSegment> out;
   out.reserve(merged.size());
-  for (auto& p : merged) out.push_back({utf8_encode(p.text), p.is_break ? 1.0 : p.weight, p.is_break});
+  for (auto& p : merged) {
+    // An absurd weight (1e60, or ((((...)))) nested hundreds deep) scales the text embedding to
+    // inf/NaN and the image to black: refuse it with the text it applies to.
+    if (!p.is_break && !(std::fabs(p.weight) <= kMaxEmphasisWeight))
+      fail("prompt: emphasis weight " + std::to_string(p.weight) + " on '" + utf8_encode(p.text).substr(0, 60) +
+           "' is beyond the maximum of " + std::to_string((int)kMaxEmphasisWeight) + " (usual weights are 0.5-1.5)");
+    out.push_back({utf8_encode(p.text), p.is_break ? 1.0 : p.weight, p.is_break});
+  }
   return out;
 }
 

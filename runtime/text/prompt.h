@@ -51,6 +51,8 @@ struct PromptSegment {
 };
 
 // The emphasis syntax above -> segments. An empty prompt gives one segment {"", 1.0}.
+// Largest |weight| a segment may end up with (after nesting); beyond it the parse fails.
+constexpr double kMaxEmphasisWeight = 100;
 std::vector<PromptSegment> parse_prompt_emphasis(std::string_view prompt);
 
 struct ChunkOptions {

@@ -1,6 +1,7 @@
 // CLIP byte-level BPE (see tokenizer.h): vocabulary loading, the pre-tokenizer, BPE merging.
 #include "runtime/text/tokenizer.h"
 
+#include <unistd.h>
 #include <zlib.h>
 
 #include <algorithm>
@@ -10,6 +11,7 @@
 #include <fstream>
 
 #include "runtime/error.h"
+#include "runtime/io/file_check.h"
 #include "runtime/io/json.h"
 #include "runtime/text/text_clean.h"
 
@@ -64,31 +66,37 @@ std::string byte_symbol(int b) {
 }
 
 // Whole file, transparently gunzipped (zlib's gzread passes plain files through unchanged).
+// A gzip stream that ends early is an error (zlib returns the data up to the cut and only
+// records "unexpected end of file"; gzclose then reports Z_BUF_ERROR): a vocabulary cut short
+// would otherwise tokenize prompts wrongly without a word.
 std::string read_maybe_gzipped(const std::string& path) {
-  gzFile f = gzopen(path.c_str(), "rb");
-  if (!f) fail("cannot open tokenizer file " + path);
+  const int fd = open_regular_file(path, "tokenizer file");  // never blocks on a FIFO
+  gzFile f = gzdopen(fd, "rb");
+  if (!f) {
+    ::close(fd);
+    fail("cannot open tokenizer file " + path);
+  }
   std::string data;
   char buf[1 << 16];
   for (;;) {
     int n = gzread(f, buf, sizeof buf);
-    if (n < 0) {
-      int err = 0;
-      std::string msg = gzerror(f, &err);
+    int err = Z_OK;
+    const char* msg = gzerror(f, &err);
+    if (n < 0 || (err != Z_OK && err != Z_STREAM_END)) {
+      const std::string m = msg ? msg : "read error";
       gzclose(f);
-      fail("cannot read tokenizer file " + path + ": " + msg);
+      fail("cannot read tokenizer file " + path + ": " + m + " (truncated or corrupt?)");
     }
     if (n == 0) break;
     data.append(buf, (size_t)n);
   }
-  gzclose(f);
+  const int rc = gzclose(f);
+  if (rc == Z_BUF_ERROR) fail("cannot read tokenizer file " + path + ": the gzip data ends early (truncated file)");
+  if (rc != Z_OK) fail("cannot read tokenizer file " + path + ": gzclose failed (" + std::to_string(rc) + ")");
   return data;
 }
 
-std::string read_text_file(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  if (!f) fail("cannot open tokenizer file " + path);
-  return std::string(std::istreambuf_iterator<char>(f), {});
-}
+std::string read_text_file(const std::string& path) { return read_regular_file(path, "tokenizer file"); }
 
 std::vector<std::string_view> split_lines(std::string_view text) {
   std::vector<std::string_view> lines;
