@@ -42,11 +42,11 @@ std::string params_of(const std::string& png) {
 
 }  // namespace
 
-TEST_CASE("prompt syntax: LoRA, prompt editing, alternation and AND are found, emphasis is not") {
-  auto f = vksd::find_unsupported_syntax("a <lora:detail:0.8> cat, [dog:fox:0.5], [red|blue] AND (sky:1.2) [soft]");
+TEST_CASE("prompt syntax: LyCORIS tags, prompt editing, alternation and AND are found, emphasis and LoRA tags are not") {
+  auto f = vksd::find_unsupported_syntax("a <lyco:detail:0.8> cat, [dog:fox:0.5], [red|blue] AND (sky:1.2) [soft] <lora:x:0.5>");
   REQUIRE(f.size() == 4);
-  CHECK(f[0].construct == "LoRA");
-  CHECK(f[0].text == "<lora:detail:0.8>");
+  CHECK(f[0].construct == "LyCORIS");
+  CHECK(f[0].text == "<lyco:detail:0.8>");
   CHECK(f[0].offset == 2);
   CHECK(f[1].construct == "prompt editing");
   CHECK(f[1].text == "[dog:fox:0.5]");
@@ -156,9 +156,9 @@ TEST_CASE("cli generate: peers' spellings, --from-png re-runs an image, prompt s
   CHECK(r.out.find("has no A1111 'parameters'") != std::string::npos);
 
   // Unsupported prompt syntax: refused with --strict before any model load, else a warning.
-  r = run_vksd("generate --strict -p 'a <lora:detail:0.8> face' -o " + shell_quote(t.path("e.png")), kEnv);
+  r = run_vksd("generate --strict -p 'a <hypernet:detail:0.8> face' -o " + shell_quote(t.path("e.png")), kEnv);
   CHECK(r.code != 0);
-  CHECK(r.out.find("LoRA '<lora:detail:0.8>' is not supported") != std::string::npos);
+  CHECK(r.out.find("hypernetwork '<hypernet:detail:0.8>' is not supported") != std::string::npos);
   CHECK(!fs::exists(t.path("e.png")));
   r = run_vksd("generate --steps 1 -p '[smiling|sad] face' -o " + shell_quote(t.path("f.png")), kEnv);
   CHECK(r.code == 0);

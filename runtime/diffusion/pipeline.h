@@ -13,7 +13,6 @@
 #pragma once
 #include <cstdint>
 #include <map>
-#include <mutex>
 #include <memory>
 #include <mutex>
 

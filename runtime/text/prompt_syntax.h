@@ -1,8 +1,9 @@
 // A1111 prompt syntax that vksd does not implement yet, found so that it is not silently
-// misread: without this, "<lora:x:0.8>" is tokenized as text and "[a:b:0.5]" / "[a|b]" as
+// misread: without this, "<hypernet:x:0.8>" is tokenized as text and "[a:b:0.5]" / "[a|b]" as
 // de-emphasised text (prompt.h's '[' rule), and the user gets a different image with no word why.
 //
-//   <lora:NAME:W>, <lyco:...>, <hypernet:...>   extra networks (LoRA is not loaded yet)
+//   <lyco:...>, <hypernet:...>                 extra networks other than <lora:NAME:W> (which is
+//                                              supported: runtime/text/lora_tags.h)
 //   [a:b:N], [a:N], [a::N]                     prompt editing (switch text at step N / fraction N)
 //   [a|b|c]                                    alternation (a different prompt every step)
 //   a AND b                                    composable diffusion (several conditionings)
@@ -15,7 +16,7 @@
 namespace vksd {
 
 struct UnsupportedSyntax {
-  std::string construct;  // "LoRA", "prompt editing", "alternation", "composable diffusion (AND)"
+  std::string construct;  // "LyCORIS", "hypernetwork", "prompt editing", "alternation", "composable diffusion (AND)"
   std::string text;       // the piece of the prompt, e.g. "<lora:detail:0.8>"
   size_t offset = 0;      // byte offset in the prompt
 };
