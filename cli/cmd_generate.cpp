@@ -65,7 +65,7 @@ void usage() {
       "      --from-png FILE     re-run an image: its A1111 'parameters' (prompt, negative prompt,\n"
       "                          steps, sampler, CFG scale, seed, size, clip skip) are the defaults,\n"
       "                          flags given as well override them\n"
-      "      --strict            refuse A1111 prompt syntax vksd does not implement (<lora:...>,\n"
+      "      --strict            refuse A1111 prompt syntax vksd does not implement (<hypernet:...>,\n"
       "                          [a:b:0.5] prompt editing, [a|b] alternation, AND) instead of warning\n"
       "  -n, --negative-prompt TEXT\n"
       "                          what it should not show (replaces the empty prompt that guidance\n"

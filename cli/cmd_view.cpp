@@ -33,6 +33,7 @@ void usage() {
       "      --config FILE       vksd model config JSON (docs/model-config.md)\n"
       "      --vocab FILE        CLIP vocabulary (as for vksd generate)\n"
       "      --fp32              fp32 weights and activations\n"
+      "      --lora-dir DIR      where <lora:NAME:WEIGHT> in the prompt finds NAME.safetensors\n"
       "\n"
       "initial settings (all can be changed in the window; same meaning as in vksd generate):\n"
       "  -p, --prompt TEXT   -n, --negative-prompt TEXT   --steps N   --cfg-scale X\n"
@@ -81,6 +82,7 @@ int cmd_view(int argc, char** argv) {
     } else if (is("-m", "--model")) o.model = f.val();
     else if (is(nullptr, "--config")) o.config = f.val();
     else if (is(nullptr, "--vocab")) o.vocab = f.val();
+    else if (is(nullptr, "--lora-dir")) o.lora_dir = f.val();
     else if (f.is_switch("--fp32")) o.fp32 = true;
     else if (is("-p", "--prompt")) o.prompt = f.val(), o.prompt_given = true;
     else if (is("-n", "--negative-prompt")) o.negative = f.val();

@@ -43,9 +43,9 @@ std::string params_of(const std::string& png) {
 }  // namespace
 
 TEST_CASE("prompt syntax: LyCORIS tags, prompt editing, alternation and AND are found, emphasis and LoRA tags are not") {
-  auto f = vksd::find_unsupported_syntax("a <lyco:detail:0.8> cat, [dog:fox:0.5], [red|blue] AND (sky:1.2) [soft]");
+  auto f = vksd::find_unsupported_syntax("a <lyco:detail:0.8> cat, [dog:fox:0.5], [red|blue] AND (sky:1.2) [soft] <lora:x:0.5>");
   REQUIRE(f.size() == 4);
-  CHECK(f[0].construct == "LyCORIS tag");
+  CHECK(f[0].construct == "LyCORIS");
   CHECK(f[0].text == "<lyco:detail:0.8>");
   CHECK(f[0].offset == 2);
   CHECK(vksd::find_unsupported_syntax("a <lora:detail:0.8> cat").empty());  // applied by the runtime

@@ -16,6 +16,7 @@
 #include <map>
 
 #include "runtime/diffusion/pipeline.h"
+#include "runtime/gpu/memory.h"
 #include "runtime/error.h"
 #include "runtime/io/image_io.h"
 #include "runtime/model/checkpoint.h"
@@ -451,4 +452,61 @@ TEST_CASE("lora: vksd generate --lora FILE:W == <lora:NAME:W> with --lora-dir, P
   CHECK(info.out.find("layers     13: 11 UNet, 2 text encoder; 4 conv layers") != std::string::npos);
   CHECK(info.out.find("rank       2 .. 8") != std::string::npos);
   CHECK(info.out.find("alpha      1 .. 8 (3 layers store none: alpha = rank)") != std::string::npos);
+}
+
+TEST_CASE("lora: on an SD 2.x checkpoint, text-encoder layers reach q/k/v sliced from OpenCLIP's fused in_proj; linear proj_in") {
+  REQUIRE_SHARED();
+  TempDir tmp;
+  const Checkpoint ck = Checkpoint::open(test::shared_dir() + "/vectors/sd2-tiny/model.safetensors");
+  struct L {
+    std::string key, target;
+  };
+  const std::vector<L> ls = {
+      {"lora_te_text_model_encoder_layers_0_self_attn_k_proj", T + "encoder.layers.0.self_attn.k_proj.weight"},
+      {"lora_te_text_model_encoder_layers_1_mlp_fc2", T + "encoder.layers.1.mlp.fc2.weight"},
+      {"lora_unet_down_blocks_0_attentions_0_proj_in", U + "input_blocks.1.1.proj_in.weight"},  // [C, C] linear in SD 2.x
+  };
+  const int64_t rank = 4;
+  const double alpha = 2.0, weight = 0.9;
+  std::vector<StOutTensor> ts;
+  std::vector<std::vector<float>> values;
+  std::map<std::string, std::vector<float>> truth;
+  for (size_t i = 0; i < ls.size(); ++i) {
+    const Shape& w = ck.shape(ls[i].target);
+    REQUIRE(w.size() == 2);
+    const auto a = test::randn((size_t)(rank * w[1]), 900 + 2 * i, 0.3f), b = test::randn((size_t)(w[0] * rank), 901 + 2 * i, 0.3f);
+    ts.push_back({ls[i].key + ".lora_down.weight", DType::F32, {rank, w[1]}});
+    values.push_back(a);
+    ts.push_back({ls[i].key + ".lora_up.weight", DType::F32, {w[0], rank}});
+    values.push_back(b);
+    ts.push_back({ls[i].key + ".alpha", DType::F32, {}});
+    values.push_back({(float)alpha});
+    const std::vector<float> base = ck.read_f32(ls[i].target);
+    std::vector<float> m(base.size());
+    for (int64_t o = 0; o < w[0]; ++o)
+      for (int64_t c = 0; c < w[1]; ++c) {
+        double ba = 0;
+        for (int64_t k = 0; k < rank; ++k) ba += (double)b[o * rank + k] * a[k * w[1] + c];
+        m[o * w[1] + c] = (float)((double)base[o * w[1] + c] + weight * (alpha / rank) * ba);
+      }
+    truth[ls[i].target] = m;
+  }
+  const std::string path = tmp / "sd2.safetensors";
+  write_safetensors(path, ts, [&](size_t i, std::vector<float>& out) { out = values[i]; });
+  auto bound = std::make_shared<BoundLora>(std::make_shared<LoraFile>(path), ck);
+  REQUIRE(bound->targets().size() == ls.size());
+  std::vector<ActiveLora> active = {{bound, weight}};
+  for (const char* prefix : {kUNetPrefix, kClipPrefix}) {
+    auto ws = load_weights(test::ctx(), ck, prefix, DType::F32,
+                           [&](const std::string& n, const Shape& s, std::vector<float>& d) { apply_loras(active, n, s, d); });
+    for (const auto& [name, want] : truth)
+      if (name.rfind(prefix, 0) == 0) {
+        INFO(name);
+        CHECK(download(test::ctx(), ws->get(name)) == want);
+      }
+    // The other slices of the fused tensor (q, v) are untouched.
+    if (std::string(prefix) == kClipPrefix)
+      for (const char* n : {"encoder.layers.0.self_attn.q_proj.weight", "encoder.layers.0.self_attn.v_proj.weight"})
+        CHECK(download(test::ctx(), ws->get(T + n)) == ck.read_f32(T + n));
+  }
 }

@@ -96,6 +96,7 @@ void ViewerApp::start_loading() {
   }
   po.config_path = opts_.config;
   po.vocab_path = vocab_path_;
+  po.lora_dir = opts_.lora_dir;
   po.fp32 = opts_.fp32;
   Context* ctx = &ctx_;
   // The checkpoint is read and parsed off the UI thread: a 2 GB model takes seconds.

@@ -11,6 +11,7 @@ namespace vksd::view {
 struct ViewOptions {
   // Model (default: $VKSD_MODEL, else the embedded demo model).
   std::string model, config, vocab;
+  std::string lora_dir;  // where the prompt's <lora:NAME:W> finds NAME.safetensors
   bool fp32 = false;
   // Initial settings of the controls.
   std::string prompt, negative;

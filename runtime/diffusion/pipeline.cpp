@@ -228,9 +228,14 @@ std::string SdPipeline::parameters_text(const GenerateParams& p) const {
   for (const LoraRef& l : resolve_loras(p)) {
     std::string name = std::filesystem::path(l.path).stem().string();
     std::erase(name, ':'), std::erase(name, ',');
-    auto it = lora_cache_.find(l.path);
-    hashes += (hashes.empty() ? "" : ", ") + name + ": " +
-              (it != lora_cache_.end() ? it->second->file().short_hash() : lora_short_hash(l.path));
+    std::string hash;
+    {
+      std::lock_guard<std::mutex> lock(lora_hash_mutex_);
+      std::string& h = lora_hashes_[l.path];
+      if (h.empty()) h = lora_short_hash(l.path);
+      hash = h;
+    }
+    hashes += (hashes.empty() ? "" : ", ") + name + ": " + hash;
   }
   if (!hashes.empty()) add("Lora hashes", hashes);
   return format_infotext(info);

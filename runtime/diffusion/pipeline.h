@@ -261,6 +261,10 @@ class SdPipeline {
   std::unique_ptr<Nets> nets_;
   std::map<std::string, std::shared_ptr<const BoundLora>> lora_cache_;  // by path
   std::vector<ActiveLora> loras_;                                        // the merged set
+  // LoRA short hashes by path, for parameters_text (which may run on another thread than
+  // generate(), so it does not touch lora_cache_).
+  mutable std::mutex lora_hash_mutex_;
+  mutable std::map<std::string, std::string> lora_hashes_;
   DType dtype_ = DType::F32;
   std::string model_name_;
   mutable std::once_flag model_hash_once_;  // the file's hash, computed on first use

@@ -34,8 +34,7 @@ const char* other_family(const std::string& key) {
   if (starts_with(key, "lora_te1_") || starts_with(key, "lora_te2_") || starts_with(key, "text_encoder_2."))
     return "an SDXL LoRA (two text encoders: lora_te1_/lora_te2_)";
   if (starts_with(key, "lora_transformer_") || starts_with(key, "transformer.") ||
-      starts_with(key, "lora_unet_double_blocks_") || starts_with(key, "lora_unet_single_blocks_") ||
-      starts_with(key, "diffusion_model."))
+      starts_with(key, "lora_unet_double_blocks_") || starts_with(key, "lora_unet_single_blocks_"))
     return "a LoRA for a transformer model (SD3 / Flux)";
   return nullptr;
 }

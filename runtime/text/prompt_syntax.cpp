@@ -33,13 +33,13 @@ std::vector<UnsupportedSyntax> find_unsupported_syntax(std::string_view p) {
       continue;
     }
     if (c == '<') {
-      // <lora:NAME:W> is applied (runtime/model/lora.h); the other extra networks are not.
+      // <lora:NAME:W> is supported (runtime/text/lora_tags.h): the pipeline loads the LoRA.
       for (const char* net : {"lyco:", "hypernet:"}) {
         const std::string_view tag(net);
         if (p.substr(i + 1, tag.size()) != tag) continue;
         const size_t end = p.find('>', i);
         const std::string text(p.substr(i, end == std::string_view::npos ? std::string_view::npos : end + 1 - i));
-        out.push_back({tag == "hypernet:" ? "hypernetwork" : "LyCORIS tag", text, i});
+        out.push_back({tag == "hypernet:" ? "hypernetwork" : "LyCORIS", text, i});
         if (end != std::string_view::npos) i = end;
         break;
       }
@@ -59,8 +59,7 @@ std::vector<UnsupportedSyntax> find_unsupported_syntax(std::string_view p) {
 }
 
 static const char* why(const std::string& construct) {
-  if (construct == "LyCORIS tag")
-    return "vksd reads LoRA/LoCon files through <lora:NAME:W> (write the tag that way); this one would be read as prompt text";
+  if (construct == "LyCORIS") return "vksd reads LoRA / LoCon files through <lora:NAME:W> tags; a <lyco:> tag would be read as prompt text";
   if (construct == "hypernetwork") return "vksd does not load hypernetworks; the tag would be read as prompt text";
   if (construct == "prompt editing") return "vksd does not switch prompts during sampling; it would be read as de-emphasised text";
   if (construct == "alternation") return "vksd does not alternate prompts per step; it would be read as de-emphasised text";

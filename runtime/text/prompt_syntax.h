@@ -2,7 +2,8 @@
 // misread: without this, "<hypernet:x:0.8>" is tokenized as text and "[a:b:0.5]" / "[a|b]" as
 // de-emphasised text (prompt.h's '[' rule), and the user gets a different image with no word why.
 //
-//   <lyco:...>, <hypernet:...>                 extra networks (<lora:NAME:W> IS applied: lora.h)
+//   <lyco:...>, <hypernet:...>                 extra networks other than <lora:NAME:W> (which is
+//                                              supported: runtime/text/lora_tags.h)
 //   [a:b:N], [a:N], [a::N]                     prompt editing (switch text at step N / fraction N)
 //   [a|b|c]                                    alternation (a different prompt every step)
 //   a AND b                                    composable diffusion (several conditionings)
@@ -15,7 +16,7 @@
 namespace vksd {
 
 struct UnsupportedSyntax {
-  std::string construct;  // "LyCORIS tag", "hypernetwork", "prompt editing", "alternation", "composable diffusion (AND)"
+  std::string construct;  // "LyCORIS", "hypernetwork", "prompt editing", "alternation", "composable diffusion (AND)"
   std::string text;       // the piece of the prompt, e.g. "<lora:detail:0.8>"
   size_t offset = 0;      // byte offset in the prompt
 };
