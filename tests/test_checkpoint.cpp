@@ -25,6 +25,7 @@
 #include "runtime/model/safetensors.h"
 #include "runtime/model/sd1_layout.h"
 #include "runtime/model/weights.h"
+#include "runtime/nn/text_encoder.h"
 #include "tests/test_util.h"
 
 using namespace vksd;
@@ -784,6 +785,16 @@ TEST_CASE("checkpoint: an SD 2.x diffusers folder (OpenCLIP as CLIPTextModel, ge
   CHECK(c.unet.use_linear_in_transformer);
   CHECK(c.schedule.prediction_type == "v_prediction");
   CHECK(c.sample_size == 32);             // unet sample_size 16 x the VAE's factor 2
+
+  // Its text encoder (2 stored layers, no skip) gives the reference SD 2.x conditioning.
+  auto weights = load_weights(test::ctx(), ck, kClipPrefix, DType::F32);
+  auto tokens = test::load_npy(test::shared_dir() + "/vectors/sd2-tiny/tokens.npy");
+  nn::TextEncoder te(test::ctx(), *weights, c.clip, (int)tokens.shape[0]);
+  auto hidden = te.encode(std::vector<int32_t>(tokens.data.begin(), tokens.data.end()));
+  const double e = test::rel_l2(hidden, test::load_npy(test::shared_dir() + "/vectors/sd2-tiny/text_hidden.npy").data);
+  MESSAGE("diffusers SD 2.x text encoder vs text_hidden: rel L2 " << e);
+  CHECK(e <= 1e-5);
+  CHECK(test::ctx().validation_messages() == 0);
 
   // A model_index.json of another family is refused by name before any tensor is read.
   std::ofstream(d / "model_index.json") << R"({"_class_name": "StableDiffusionXLPipeline"})";
