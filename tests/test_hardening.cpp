@@ -281,6 +281,7 @@ TEST_CASE("memory budget: the estimate covers what a real run holds, and a small
     pipe->generate(p);
     const uint64_t used = device_bytes_in_use() - before;  // weights + graph arenas, all resident
     INFO(w << "x" << h << " cfg " << cfg << ": estimate " << est.describe() << " = " << est.peak << " bytes, in use " << used);
+    MESSAGE(w << "x" << h << " cfg " << cfg << ": estimate " << (est.peak >> 10) << " KiB, in use " << (used >> 10) << " KiB");
     CHECK(est.peak >= used);      // an upper estimate: a run that passes fits
     CHECK(est.peak <= 3 * used);  // and not so loose that it refuses runs that would fit
     pipe->release_all();
