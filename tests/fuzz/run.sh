@@ -19,6 +19,7 @@ case $name in
   *) echo "run.sh: unknown harness '$name'" >&2; exit 2 ;;
 esac
 mkdir -p "$out/$name"
+out=$(cd "$out" && pwd)
 bin="$out/fuzz_$name"
 deps="$src/tests/fuzz/fuzz_$name.cpp"
 for f in $files; do deps="$deps $src/$f"; done
