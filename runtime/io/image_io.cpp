@@ -33,8 +33,11 @@ namespace vksd {
 static std::string truncation_reason(const std::string& b) {
   static const char png_sig[8] = {'\x89', 'P', 'N', 'G', '\r', '\n', '\x1a', '\n'};
   if (b.size() >= 2 && (unsigned char)b[0] == 0xff && (unsigned char)b[1] == 0xd8) {
-    const size_t from = b.size() > 4096 ? b.size() - 4096 : 0;
-    if (b.find("\xff\xd9", from) == std::string::npos) return "truncated JPEG (no end-of-image marker)";
+    // The end-of-image marker after the (first) start of scan; data after it (phone trailers)
+    // is allowed.
+    const size_t sos = b.find("\xff\xda");
+    if (b.find("\xff\xd9", sos == std::string::npos ? 2 : sos) == std::string::npos)
+      return "truncated JPEG (no end-of-image marker)";
     return "";
   }
   if (b.size() < 8 || b.compare(0, 8, std::string(png_sig, 8)) != 0) return "";
@@ -61,17 +64,31 @@ Image decode_image(const std::string& bytes, const std::string& name, int channe
     return "cannot read image '" + name + "': " + (t.empty() ? std::string(stb ? stb : "unknown format") : t);
   };
   if (std::string j = jpeg_header_problem(bytes); !j.empty()) fail("cannot read image '" + name + "': " + j);
-  if (!stbi_info_from_memory(data_in, len, &w, &h, &n)) fail(why(stbi_failure_reason()));
+  // Before stb_image: it would allocate what a cut-short PNG chunk declares (up to 1 GB for a
+  // file of 143 bytes, found by tests/fuzz) before noticing the data is not there.
+  if (std::string t = truncation_reason(bytes); !t.empty()) fail("cannot read image '" + name + "': " + t);
+  const std::string limit = "; vksd reads images of at most " + std::to_string(kMaxImageSide) + " pixels per side";
+  // A PNG's size is in its IHDR: read it here, since stb_image refuses big ones as just "too large".
+  if (bytes.size() >= 24 && bytes.compare(1, 3, "PNG") == 0 && bytes.compare(12, 4, "IHDR") == 0) {
+    auto be32 = [&](size_t i) {
+      return (uint32_t)(uint8_t)bytes[i] << 24 | (uint32_t)(uint8_t)bytes[i + 1] << 16 | (uint32_t)(uint8_t)bytes[i + 2] << 8 |
+             (uint8_t)bytes[i + 3];
+    };
+    const uint32_t pw = be32(16), ph = be32(20);
+    if (pw == 0 || ph == 0) fail("cannot read image '" + name + "': it is " + std::to_string(pw) + "x" + std::to_string(ph) + " pixels");
+    if (pw > (uint32_t)kMaxImageSide || ph > (uint32_t)kMaxImageSide)
+      fail("image '" + name + "' is " + std::to_string(pw) + "x" + std::to_string(ph) + " pixels" + limit);
+  }
+  if (!stbi_info_from_memory(data_in, len, &w, &h, &n)) {
+    const char* r = stbi_failure_reason();
+    if (r && std::string(r).find("too large") != std::string::npos) fail("image '" + name + "' is too large to decode" + limit);
+    fail(why(r));
+  }
   if (w <= 0 || h <= 0) fail("cannot read image '" + name + "': it is " + std::to_string(w) + "x" + std::to_string(h) + " pixels");
   if (w > kMaxImageSide || h > kMaxImageSide)
-    fail("image '" + name + "' is " + std::to_string(w) + "x" + std::to_string(h) + " pixels; vksd reads images of at most " +
-         std::to_string(kMaxImageSide) + " pixels per side");
+    fail("image '" + name + "' is " + std::to_string(w) + "x" + std::to_string(h) + " pixels" + limit);
   unsigned char* data = stbi_load_from_memory(data_in, len, &w, &h, &n, channels);
   if (!data) fail(why(stbi_failure_reason()));
-  if (std::string t = truncation_reason(bytes); !t.empty()) {
-    stbi_image_free(data);
-    fail("cannot read image '" + name + "': " + t);
-  }
   Image img;
   img.width = w;
   img.height = h;

@@ -10,8 +10,10 @@ namespace vksd {
 // DHT segment stb_image would process is checked, including ones after a scan.
 std::string jpeg_header_problem(const std::string& b) {
   auto at = [&](size_t i) { return (uint8_t)b[i]; };
-  if (b.size() < 2 || at(0) != 0xff || at(1) != 0xd8) return "";  // not a JPEG
-  size_t pos = 2;
+  size_t pos = 0;  // stb_image takes any number of 0xFF fill bytes before the SOI marker
+  while (pos + 1 < b.size() && at(pos) == 0xff && at(pos + 1) == 0xff) ++pos;
+  if (pos + 1 >= b.size() || at(pos) != 0xff || at(pos + 1) != 0xd8) return "";  // not a JPEG
+  pos += 2;
   while (pos + 1 < b.size()) {
     if (at(pos) != 0xff) {
       ++pos;

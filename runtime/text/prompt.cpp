@@ -2,6 +2,7 @@
 #include "runtime/text/prompt.h"
 
 #include <cmath>
+#include <cstdio>
 
 #include <charconv>
 
@@ -105,6 +106,12 @@ double parse_weight(std::u32string_view number, std::u32string_view context) {
 
 }  // namespace
 
+static std::string fmt_weight(double w) {
+  char b[32];
+  std::snprintf(b, sizeof b, "%g", w);
+  return b;
+}
+
 std::vector<PromptSegment> parse_prompt_emphasis(std::string_view prompt) {
   const std::u32string t = utf8_decode(prompt, "prompt");
   std::vector<Piece> res;
@@ -188,7 +195,7 @@ std::vector<PromptSegment> parse_prompt_emphasis(std::string_view prompt) {
     // An absurd weight (1e60, or ((((...)))) nested hundreds deep) scales the text embedding to
     // inf/NaN and the image to black: refuse it with the text it applies to.
     if (!p.is_break && !(std::fabs(p.weight) <= kMaxEmphasisWeight))
-      fail("prompt: emphasis weight " + std::to_string(p.weight) + " on '" + utf8_encode(p.text).substr(0, 60) +
+      fail("prompt: emphasis weight " + fmt_weight(p.weight) + " on '" + utf8_encode(p.text).substr(0, 60) +
            "' is beyond the maximum of " + std::to_string((int)kMaxEmphasisWeight) + " (usual weights are 0.5-1.5)");
     out.push_back({utf8_encode(p.text), p.is_break ? 1.0 : p.weight, p.is_break});
   }

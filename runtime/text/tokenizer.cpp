@@ -83,7 +83,8 @@ std::string read_maybe_gzipped(const std::string& path) {
     int err = Z_OK;
     const char* msg = gzerror(f, &err);
     if (n < 0 || (err != Z_OK && err != Z_STREAM_END)) {
-      const std::string m = msg ? msg : "read error";
+      std::string m = msg ? msg : "read error";
+      if (m.rfind("<fd:", 0) == 0 && m.find(": ") != std::string::npos) m = m.substr(m.find(": ") + 2);  // gzdopen's "<fd:N>: "
       gzclose(f);
       fail("cannot read tokenizer file " + path + ": " + m + " (truncated or corrupt?)");
     }
