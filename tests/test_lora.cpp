@@ -454,7 +454,7 @@ TEST_CASE("lora: vksd generate --lora FILE:W == <lora:NAME:W> with --lora-dir, P
   CHECK(info.out.find("alpha      1 .. 8 (3 layers store none: alpha = rank)") != std::string::npos);
 }
 
-TEST_CASE("lora: on an SD 2.x checkpoint, text-encoder layers reach q/k/v sliced from OpenCLIP's fused in_proj; linear proj_in") {
+TEST_CASE("lora: on an SD 2.x checkpoint, text-encoder layers reach q/k/v sliced from OpenCLIP's fused in_proj, and the linear proj_in") {
   REQUIRE_SHARED();
   TempDir tmp;
   const Checkpoint ck = Checkpoint::open(test::shared_dir() + "/vectors/sd2-tiny/model.safetensors");
