@@ -6,7 +6,7 @@
 #include "runtime/error.h"
 #include "runtime/io/image_io.h"
 
-TEST_CASE("decode_image: PNG bytes give back the encoded pixels, converted to the asked channels; garbage is an Error naming the source") {
+TEST_CASE("decode_image: PNG bytes give back the encoded pixels, converted to the asked channels, garbage is an Error naming the source") {
   vksd::Image rgb(5, 3, 3);
   for (size_t i = 0; i < rgb.pixels.size(); ++i) rgb.pixels[i] = (uint8_t)(i * 37 + 11);
   const auto png = vksd::encode_png(rgb, {{"parameters", "x"}});

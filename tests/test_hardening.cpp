@@ -121,7 +121,7 @@ TEST_CASE("safetensors: header size cap, and a PNG is called a PNG") {
   CHECK(e.find('\x89') == std::string::npos);
 }
 
-TEST_CASE("tokenizer: a truncated .gz vocabulary is refused; the whole one loads") {
+TEST_CASE("tokenizer: a truncated .gz vocabulary is refused, the whole one loads") {
   REQUIRE_SHARED();
   TmpDir t;
   const std::string src = vksd::test::shared_dir() + "/clip/bpe_simple_vocab_16e6.txt.gz";
@@ -229,7 +229,7 @@ bool wait_for_text(const std::string& log, const std::string& text, int seconds)
 
 }  // namespace
 
-TEST_CASE("signals: SIGINT/SIGTERM stop generate at the next step, nothing left; SIGKILL leaves no partial file") {
+TEST_CASE("signals: SIGINT/SIGTERM stop generate at the next step, nothing left, SIGKILL leaves no partial file") {
   REQUIRE_MESSAGE(!vksd::test::vksd_binary().empty(), "the vksd binary was not built");
   REQUIRE_SHARED();
   for (int sig : {SIGINT, SIGTERM, SIGKILL}) {

@@ -271,7 +271,7 @@ TEST_CASE("lora: kohya and PEFT keys map to the checkpoint's weights, and the up
   }
 }
 
-TEST_CASE("lora: UNet and text encoder outputs equal a checkpoint file with the merged weights; off restores the base bit-exactly") {
+TEST_CASE("lora: UNet and text encoder outputs equal a checkpoint file with the merged weights, off restores the base bit-exactly") {
   REQUIRE_SHARED();
   TempDir tmp;
   const Checkpoint ck = Checkpoint::open(tiny_model());
