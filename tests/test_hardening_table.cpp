@@ -224,11 +224,11 @@ std::vector<Row> rows() {
          write_bytes(d.p("cut.jpg"), std::string((const char*)head, sizeof head));
          return "--init-img " + shell_quote(d.p("cut.jpg"));
        }, "truncated JPEG"},
-      {"mask of the wrong size", [](const Dir& d) {
+      {"mask of 4x4 pixels", [](const Dir& d) {
          vksd::write_png(d.p("init.png"), vksd::Image(32, 32, 3));
-         vksd::write_png(d.p("mask.png"), vksd::Image(16, 32, 1));
+         vksd::write_png(d.p("mask.png"), vksd::Image(4, 4, 1));
          return "--init-img " + shell_quote(d.p("init.png")) + " --mask " + shell_quote(d.p("mask.png"));
-       }, "--mask is 16x32 but the image is 32x32"},
+       }, "--mask is 4x4: too small"},
       // --- sizes and steps
       {"width not a multiple of 8", [](const Dir&) { return std::string("-W 100"); }, "multiple of 8"},
       {"width not a multiple of the model's step", [](const Dir&) {

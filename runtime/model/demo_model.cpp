@@ -1,5 +1,7 @@
 #include "runtime/model/demo_model.h"
 
+#include "runtime/io/file_check.h"
+
 #include <algorithm>
 #include <cstdlib>
 #include <filesystem>
@@ -64,8 +66,8 @@ std::string default_model_path() {
 
 std::string resolve_model_path(const std::string& given) {
   const std::string model = given.empty() ? default_model_path() : given;
-  std::error_code ec;
-  if (!fs::exists(model, ec)) fail("model not found: " + model);
+  // The type check names what a wrong path is (missing, a FIFO, a symlink loop, ...).
+  require_file_or_directory(model, "model");
   return model;
 }
 
