@@ -15,7 +15,7 @@ case $name in
   json) files="runtime/io/json.cpp"; libs="" ;;
   prompt) files="runtime/text/prompt.cpp runtime/text/tokenizer.cpp runtime/text/text_clean.cpp runtime/io/json.cpp runtime/io/file_check.cpp"
           libs="-lutf8proc -lz" ;;
-  image) files="runtime/io/image_io.cpp runtime/io/jpeg_guard.cpp runtime/io/file_check.cpp"; libs="-lz" ;;
+  image) files="runtime/io/image_io.cpp runtime/io/jpeg_guard.cpp runtime/io/file_check.cpp"; libs="$(pkg-config --libs libpng) -lz" ;;
   *) echo "run.sh: unknown harness '$name'" >&2; exit 2 ;;
 esac
 mkdir -p "$out/$name"
@@ -27,7 +27,7 @@ for f in $files; do deps="$deps $src/$f"; done
 if [ ! -x "$bin" ] || [ -n "$(find $deps "$src/runtime" -newer "$bin" -name '*.[ch]*' 2>/dev/null | head -1)" ]; then
   echo "fuzz: building $bin"
   "$CXX" -std=c++20 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
-    -I "$src" -I /usr/include/stb $(pkg-config --cflags libutf8proc 2>/dev/null) -o "$bin" $deps $libs
+    -I "$src" -I /usr/include/stb $(pkg-config --cflags libutf8proc libpng 2>/dev/null) -o "$bin" $deps $libs
 fi
 # The seed corpus is read-only input; new finds go to a scratch corpus beside the binary.
 vocab="$src/../shared/clip/bpe_simple_vocab_16e6.txt.gz"
