@@ -34,6 +34,9 @@ vocab="$src/../shared/clip/bpe_simple_vocab_16e6.txt.gz"
 [ -f "$vocab" ] && export VKSD_FUZZ_VOCAB="$vocab"
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 cd "$out/$name"
+# VKSD_FUZZ_FRESH=1 (the ctest runs): start from the seed corpus alone, so that with a fixed -seed
+# and -runs the run is the same every time (a test that fails only on some runs helps nobody).
+if [ "${VKSD_FUZZ_FRESH:-0}" = 1 ]; then rm -rf corpus; fi
 mkdir -p corpus
 exec "$bin" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -max_len=65536 -print_final_stats=1 "$@" \
   corpus "$src/tests/fuzz/corpus/$name"
