@@ -16,18 +16,18 @@ namespace {
 
 void usage() {
   std::printf(
-      "usage: vksd tokenize [--vocab FILE] [--model PATH] [--pad ID] [--emphasis] [--ids] TEXT...\n"
+      "usage: vksd tokenize [--vocab FILE] [-m|--model PATH] [--pad ID] [--emphasis] [--ids] TEXT...\n"
       "\n"
       "Shows how CLIP's BPE tokenizer splits TEXT (several arguments are joined with spaces):\n"
-      "each token's id and text ('_' marks the end of a word), then the 77 ids SD 1.x's text\n"
-      "encoder receives: [BOS 49406] + up to 75 tokens + [EOS 49407], padded.\n"
+      "each token's id and text ('_' marks the end of a word), then the 77 ids the text encoder\n"
+      "receives: [BOS 49406] + up to 75 tokens + [EOS 49407], padded with the model's pad id.\n"
       "\n"
       "  --vocab FILE   bpe_simple_vocab_16e6.txt.gz, or a tokenizer/ vocab.json (merges.txt beside)\n"
-      "  --model PATH   look for the vocabulary beside this checkpoint / in this diffusers folder\n"
+      "  -m, --model PATH  look for the vocabulary beside this checkpoint / in this diffusers folder\n"
       "                 (default search: the model config's tokenizer.vocab, beside the model,\n"
       "                 then $VKSD_VOCAB). Without --model and --vocab: the model generate would\n"
       "                 use ($VKSD_MODEL, else the demo model)\n"
-      "  --pad ID       padding id (default: EOS, as SD 1.x; OpenCLIP models pad with 0)\n"
+      "  --pad ID       padding id (default: the model's: EOS for SD 1.x, 0 for SD 2.x's OpenCLIP)\n"
       "  --emphasis     parse (word), [word], (word:1.3) and BREAK as A1111 does and show the\n"
       "                 weighted segments and the 77-token chunks of a long prompt\n"
       "  --ids          print only the BPE ids (no BOS/EOS), space separated\n");
@@ -84,7 +84,7 @@ int cmd_tokenize(int argc, char** argv) {
       return 0;
     } else if (!std::strcmp(argv[i], "--vocab")) {
       vocab = arg("--vocab");
-    } else if (!std::strcmp(argv[i], "--model")) {
+    } else if (!std::strcmp(argv[i], "--model") || !std::strcmp(argv[i], "-m")) {
       model = arg("--model");
     } else if (!std::strcmp(argv[i], "--pad")) {
       std::string v = arg("--pad");
@@ -118,7 +118,12 @@ int cmd_tokenize(int argc, char** argv) {
     if (std::string inner = vksd::model_in_folder(model); !inner.empty()) model = inner;
   }
   std::string config_vocab;
-  if (!model.empty() && vocab.empty()) config_vocab = vksd::Checkpoint::open(model).config().tokenizer_vocab;
+  if (!model.empty()) {
+    const vksd::ModelConfig cfg = vksd::Checkpoint::open(model).config();
+    if (vocab.empty()) config_vocab = cfg.tokenizer_vocab;
+    // The model's own padding (SD 2.x's OpenCLIP pads with 0) unless --pad says otherwise.
+    if (pad < 0) pad = cfg.clip.pad_token;
+  }
   const std::string path = vksd::find_vocabulary(model, vocab, config_vocab);
   const vksd::Tokenizer tok = vksd::Tokenizer::load(path);
   if (pad >= (int)tok.vocab_size()) vksd::fail("--pad " + std::to_string(pad) + " is outside the vocabulary");
@@ -143,7 +148,7 @@ int cmd_tokenize(int argc, char** argv) {
       std::printf("\n");
     }
     vksd::SdTokens sd = tok.encode_for_sd(text, 77, pad);
-    std::printf("SD 1.x input (77 ids):\n");
+    std::printf("text encoder input (77 ids, padded with %d):\n", pad < 0 ? tok.eos_id() : pad);
     print_ids(sd.ids.data(), sd.ids.size());
     if (sd.truncated) std::printf("warning: %s\n", sd.truncation_warning().c_str());
     return 0;

@@ -427,6 +427,24 @@ TEST_CASE("sd2-tiny: vksd info describes it, vksd generate --prediction v makes 
   CHECK_FALSE(fs::exists(out));
 }
 
+TEST_CASE("sd2-tiny: vksd tokenize --model pads with the model's token (0), as open_clip.tokenize") {
+  REQUIRE_SHARED();
+  REQUIRE_MESSAGE(!test::vksd_binary().empty(), "the vksd binary was not built");
+  const std::string vocab = test::shell_quote(test::shared_dir() + "/clip/bpe_simple_vocab_16e6.txt.gz");
+  auto r = test::run_vksd("tokenize -m " + test::shell_quote(sd2_model()) + " --vocab " + vocab + " " + test::shell_quote(kPrompt));
+  INFO(r.out);
+  REQUIRE(r.code == 0);
+  CHECK(r.out.find("padded with 0") != std::string::npos);
+  // The 77 printed ids are the reference's tokens.npy row 0 (16 per line).
+  auto tokens = vec("tokens");
+  std::string want = "    ";
+  for (size_t i = 0; i < 77; ++i) want += std::string(i % 16 == 0 ? (i ? "\n    " : "") : " ") + std::to_string((int)tokens.data[i]);
+  CHECK(r.out.find(want + "\n") != std::string::npos);
+  // --pad still overrides the model's choice.
+  auto e = test::run_vksd("tokenize -m " + test::shell_quote(sd2_model()) + " --vocab " + vocab + " --pad 49407 " + test::shell_quote(kPrompt));
+  CHECK(e.out.find("padded with 49407") != std::string::npos);
+}
+
 // ---- families vksd does not run ------------------------------------------------------------------
 
 TEST_CASE("model family: every family vksd does not run is refused with a message naming it") {

@@ -28,17 +28,11 @@ ScheduleSeries schedule_series(const NoiseSchedule& s) {
   return r;
 }
 
-SamplerVisits sampler_visits(const NoiseSchedule& s, SamplerKind kind, int steps) {
+SamplerVisits sampler_visits(const Sampler& sampler) {
   SamplerVisits r;
-  if (steps < 1) return r;
-  try {
-    auto sampler = Sampler::create(kind, s, steps);
-    for (int i = 0; i < sampler->steps(); ++i) {
-      r.t.push_back(sampler->timestep(i));
-      r.sigma.push_back(sampler->sigma_at(i));
-    }
-  } catch (const std::exception&) {
-    r = {};
+  for (int i = 0; i < sampler.steps(); ++i) {
+    r.t.push_back(sampler.timestep(i));
+    r.sigma.push_back(sampler.sigma_at(i));
   }
   return r;
 }
@@ -68,10 +62,16 @@ class SchedulePanel : public Panel {
       visits_kind_ = -1;
     }
     // The ticks follow the controls (sampler, steps), before anything is generated.
-    const int kind = (int)f.ui_params.sampler, steps = f.ui_params.steps;
-    if (kind != visits_kind_ || steps != visits_steps_) {
-      visits_ = sampler_visits(s, f.ui_params.sampler, steps);
-      visits_kind_ = kind, visits_steps_ = steps;
+    // The pipeline makes the sampler, so the model's timestep spacing applies as in a run.
+    const int kind = (int)f.ui_params.sampler, steps = f.ui_params.steps, spacing = (int)f.ui_params.spacing;
+    if (kind != visits_kind_ || steps != visits_steps_ || spacing != visits_spacing_) {
+      visits_ = {};
+      try {
+        visits_ = sampler_visits(*f.pipe->make_sampler(f.ui_params));
+      } catch (const std::exception&) {
+        // Settings no sampler accepts (e.g. 0 steps): no ticks until the controls change.
+      }
+      visits_kind_ = kind, visits_steps_ = steps, visits_spacing_ = spacing;
     }
     // The marker: the step on screen (from its record), else where the chosen sampler starts.
     marker_ = {};
@@ -240,7 +240,7 @@ class SchedulePanel : public Panel {
   const NoiseSchedule* sched_ = nullptr;
   ScheduleSeries series_;
   SamplerVisits visits_;
-  int visits_kind_ = -1, visits_steps_ = -1;
+  int visits_kind_ = -1, visits_steps_ = -1, visits_spacing_ = -1;
   Marker marker_;
   bool has_marker_ = false;
   std::vector<double> run_t_, run_sigma_;

@@ -24,8 +24,7 @@ ScheduleSeries schedule_series(const NoiseSchedule& s);
 struct SamplerVisits {
   std::vector<double> t, sigma;
 };
-// Empty when the sampler cannot be built for these settings (e.g. steps < 1).
-SamplerVisits sampler_visits(const NoiseSchedule& s, SamplerKind kind, int steps);
+SamplerVisits sampler_visits(const Sampler& sampler);
 
 // The alpha_bar of a noise level sigma = sqrt((1 - abar) / abar), i.e. 1 / (1 + sigma^2): what a
 // step at a fractional timestep (the k-diffusion samplers) mixes with.
