@@ -44,7 +44,19 @@ struct KeyTraits {
   fail(path + ": this is " + what + " (" + why + "); vksd runs SD 1.x and SD 2.x checkpoints only");
 }
 
+// SDXL base is recognised (model/sdxl_family.h describes it, model/sdxl_text.h loads its text
+// encoders) but not runnable until the SDXL UNet lands.
+[[noreturn]] void refuse_sdxl_base(const std::string& path, const std::string& what) {
+  fail(path + ": this is " + what + " (SDXL base: CLIP ViT-L + OpenCLIP ViT-bigG text encoders, a UNet with "
+              "label_emb); SDXL UNet support is in progress: for now vksd runs SD 1.x and SD 2.x checkpoints only");
+}
+
 }  // namespace
+
+bool is_sdxl_base(const std::vector<std::string>& keys) {
+  const KeyTraits t(keys);
+  return t.sdxl_conditioner && t.sdxl_second_embedder && t.label_emb && !t.lora;
+}
 
 const char* model_family_name(ModelFamily f) { return f == ModelFamily::SD2 ? "SD 2.x" : "SD 1.x"; }
 
@@ -65,6 +77,7 @@ ModelFamily single_file_family(const std::vector<std::string>& keys, const std::
   if (t.unclip_parts) refuse(path, "an SD 2.x unCLIP checkpoint", "image embedder and noise_augmentor");
   if (t.sdxl_conditioner && !t.sdxl_second_embedder)
     refuse(path, "an SDXL refiner checkpoint", "one conditioner.embedders text encoder and label_emb");
+  if (t.sdxl_conditioner && t.label_emb) refuse_sdxl_base(path, "an SDXL checkpoint");
   if (t.sdxl_conditioner) refuse(path, "an SDXL checkpoint", "conditioner.embedders.* text encoders");
   if (t.label_emb) refuse(path, "a UNet with vector conditioning (SDXL-style label_emb)", "model.diffusion_model.label_emb");
   if (t.depth_model) refuse(path, "an SD 2.x depth-to-image checkpoint", "depth_model.*");
@@ -81,6 +94,10 @@ ModelFamily diffusers_family(const std::string& pipeline_class, const std::strin
   const std::string why = "model_index.json: " + c;
   if (has(c, "StableDiffusion3")) refuse(path, "a Stable Diffusion 3 pipeline", why);
   if (has(c, "Flux")) refuse(path, "a Flux pipeline", why);
+  // SDXL base: StableDiffusionXLPipeline with both text encoders (the refiner,
+  // StableDiffusionXLImg2ImgPipeline, has text_encoder_2 only).
+  if (c == "StableDiffusionXLPipeline" && has_second_text_encoder && !text_encoder_act.empty())
+    refuse_sdxl_base(path, "an SDXL pipeline");
   if (has(c, "XL")) refuse(path, "an SDXL pipeline", why);
   if (has(c, "UnCLIP")) refuse(path, "an SD unCLIP pipeline", why);
   if (has(c, "Cascade") || has(c, "Wuerstchen")) refuse(path, "a Stable Cascade pipeline", why);

@@ -8,6 +8,10 @@
 //           penultimate layer through ln_final, pads with 0; 512 eps or 768 v-prediction.
 // Everything else that looks like a diffusion checkpoint is refused with a message naming what
 // it is (SDXL, SDXL refiner, SD unCLIP, SD3, Flux, Stable Cascade, PixArt, DiT, a LoRA file).
+// SDXL base (conditioner.embedders.0.transformer.* CLIP ViT-L + conditioner.embedders.1.model.*
+// OpenCLIP ViT-bigG + model.diffusion_model.label_emb.*) is recognised -- is_sdxl_base(), its
+// description in model/sdxl_family.h, its text encoders in model/sdxl_text.h -- and refused with
+// "SDXL UNet support is in progress" until the SDXL UNet lands.
 #pragma once
 #include <string>
 #include <vector>
@@ -23,6 +27,9 @@ const char* text_encoder_kind(ModelFamily f);
 // The family of a single safetensors file from its tensor names; an Error naming the family
 // (and `path`) for files of a family vksd does not run, or that mix two families' text encoders.
 ModelFamily single_file_family(const std::vector<std::string>& keys, const std::string& path);
+
+// The tensor names of an SDXL base single file (both text encoders and the UNet's label_emb).
+bool is_sdxl_base(const std::vector<std::string>& keys);
 
 // The family of a diffusers folder (model_index.json's _class_name, the text encoder's
 // hidden_act; "" = file absent); Error for pipelines vksd does not run.
