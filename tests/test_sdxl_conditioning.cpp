@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -421,4 +422,32 @@ TEST_CASE("sdxl base description: SDXL 1.0's numbers, self-consistent") {
   CHECK(cfg.unet.heads_for(640) == 10);
   CHECK(cfg.unet.heads_for(1280) == 20);
   CHECK(cfg.vae.scale_factor == 0.13025f);
+}
+
+TEST_CASE("vksd info: describes an SDXL base file (both encoders, the UNet's SDXL parts, parameters)") {
+  REQUIRE_SHARED();
+  const auto r = test::run_vksd("info " + test::shell_quote(sdxl_model()));
+  CHECK(r.code == 0);
+  const Json j = model_json();
+  const Json& counts = *j.find("parameter_counts");
+  for (const std::string& want :
+       {std::string("SDXL base"), std::string("SDXL UNet support is in progress"),
+        std::string("transformer depth per level [0, 2], middle 2, context_dim 96, proj_in/out linear"),
+        std::string("adm_in_channels 1584 = pooled text 48 + 3 x 512"), std::string("scale_factor 0.13025"),
+        std::string("OpenCLIP ViT-bigG/14"), std::string("context    32 + 64 = 96")}) {
+    CAPTURE(want);
+    CHECK(r.out.find(want) != std::string::npos);
+  }
+  // The parameter table's first number on the row of a network.
+  auto params = [&](const std::string& row) -> long long {
+    const size_t at = r.out.find("\n" + row + "  ");  // not the section titles, "UNet (...)"
+    if (at == std::string::npos) return -1;
+    return std::atoll(r.out.c_str() + r.out.find_first_not_of(' ', at + 1 + row.size()));
+  };
+  CHECK(params("UNet") == counts.int_or("unet", -2));
+  CHECK(params("VAE") == counts.int_or("vae", -2));
+  // The reference counts its state dicts: CLIP-L's position_ids buffer, open_clip's logit_scale.
+  CHECK(params("CLIP ViT-L") + 77 == counts.int_or("clip_l", -2));
+  CHECK(params("OpenCLIP bigG") + 1 == counts.int_or("clip_bigg", -2));
+  if (r.out.find("SDXL base") == std::string::npos) MESSAGE(r.out);
 }
