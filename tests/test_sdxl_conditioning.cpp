@@ -15,6 +15,7 @@
 #include <map>
 #include <unistd.h>
 
+#include "runtime/diffusion/sdxl_conditioning.h"
 #include "runtime/diffusion/sdxl_size_conditioning.h"
 #include "runtime/error.h"
 #include "runtime/io/json.h"
@@ -450,4 +451,37 @@ TEST_CASE("vksd info: describes an SDXL base file (both encoders, the UNet's SDX
   CHECK(params("CLIP ViT-L") + 77 == counts.int_or("clip_l", -2));
   CHECK(params("OpenCLIP bigG") + 1 == counts.int_or("clip_bigg", -2));
   if (r.out.find("SDXL base") == std::string::npos) MESSAGE(r.out);
+}
+
+TEST_CASE("sdxl-tiny: both guidance branches from prompt text (empty negative = zeroed text, else encoded)") {
+  REQUIRE_SHARED();
+  const Tokenizer tok = Tokenizer::load(test::shared_dir() + "/clip/bpe_simple_vocab_16e6.txt.gz");
+  const SdxlTextWeights w = open_tiny(sdxl_model());
+  auto wl = w.upload(test::ctx(), 0, DType::F32);
+  auto wg = w.upload(test::ctx(), 1, DType::F32);
+  nn::SdxlTextConditioner te(test::ctx(), *wl, *wg, w.config(), w.text_projection(), 1);
+  const test::Npy ctx = vec("cond_crossattn"), y = vec("cond_vector");
+  const std::string p0 = "a photograph of an astronaut riding a horse";
+  const std::string p1 = "A cozy cabin in the snowy mountains, oil painting, highly detailed, 4k!";
+
+  const SdxlGuidedConditioning g = sdxl_condition(te, tok, p0, "", reference_sizes());
+  check("cond context", g.cond.context, test::rows(ctx, 0, 1));
+  check("cond y", g.cond.y, test::rows(y, 0, 1));
+  CHECK_FALSE(g.cond.truncated);
+  CHECK(std::all_of(g.uncond.context.begin(), g.uncond.context.end(), [](float v) { return v == 0.f; }));
+  CHECK(g.uncond.context.size() == g.cond.context.size());
+  check("uncond y (empty negative: zeroed pooled)", g.uncond.y, arr("uncond_vector"));
+
+  // A negative prompt is encoded like a prompt: its context and pooled vector.
+  const SdxlGuidedConditioning n = sdxl_condition(te, tok, p0, p1, reference_sizes());
+  check("uncond context (negative prompt)", n.uncond.context, test::rows(ctx, 1, 1));
+  check("uncond y (negative prompt)", n.uncond.y, test::rows(y, 1, 1));
+
+  // A prompt longer than the window is cut and says so.
+  std::string longer;
+  for (int i = 0; i < 100; ++i) longer += "horse ";
+  CHECK(sdxl_branch(te, tok, longer, reference_sizes()).truncated);
+  // The batch-1 contract.
+  nn::SdxlTextConditioner te3(test::ctx(), *wl, *wg, w.config(), w.text_projection(), 3);
+  CHECK(error_of([&] { sdxl_branch(te3, tok, p0, reference_sizes()); }).find("batch 1") != std::string::npos);
 }
