@@ -485,3 +485,29 @@ TEST_CASE("sdxl-tiny: both guidance branches from prompt text (empty negative = 
   nn::SdxlTextConditioner te3(test::ctx(), *wl, *wg, w.config(), w.text_projection(), 3);
   CHECK(error_of([&] { sdxl_branch(te3, tok, p0, reference_sizes()); }).find("batch 1") != std::string::npos);
 }
+
+TEST_CASE("sdxl pooled vector: the first end token's row through the projection, in double") {
+  // 2 prompts x 4 tokens x width 3, projection 3 -> 2; EOS = 9. Prompt 0 is padded with EOS
+  // (CLIP-L style: the first EOS counts), prompt 1 with 0 (bigG style).
+  const std::vector<int32_t> ids = {1, 5, 9, 9, 1, 9, 0, 0};
+  std::vector<float> ln(2 * 4 * 3);
+  for (size_t i = 0; i < ln.size(); ++i) ln[i] = (float)(0.25 * (double)i - 1.0);
+  const std::vector<float> proj = {0.5f, -1.f, 2.f, 0.25f, -0.75f, 1.5f};  // [3, 2]
+  const std::vector<float> got = nn::pooled_text_embedding(ln, ids, 2, 4, 3, proj, 2, 9);
+  REQUIRE(got.size() == 4);
+  const int eos[2] = {2, 1};
+  for (int b = 0; b < 2; ++b)
+    for (int j = 0; j < 2; ++j) {
+      double want = 0;
+      for (int i = 0; i < 3; ++i) want += (double)ln[(size_t)(b * 4 + eos[b]) * 3 + i] * proj[(size_t)i * 2 + j];
+      CHECK(got[(size_t)b * 2 + j] == doctest::Approx(want).epsilon(1e-7));
+    }
+  // No end token: named.
+  CHECK(error_of([&] { nn::pooled_text_embedding(ln, {1, 5, 6, 7, 1, 9, 0, 0}, 2, 4, 3, proj, 2, 9); })
+            .find("prompt 0 has no end-of-text token") != std::string::npos);
+  CHECK(error_of([&] { nn::pooled_text_embedding(ln, ids, 2, 4, 3, proj, 3, 9); }).find("sizes do not match") !=
+        std::string::npos);
+  // cat on the channel axis: rows interleave a's then b's channels.
+  CHECK(nn::concat_channels({1, 2, 3, 4}, 2, {5, 6}, 1) == std::vector<float>{1, 2, 5, 3, 4, 6});
+  CHECK(error_of([] { nn::concat_channels({1, 2, 3, 4}, 2, {5, 6, 7}, 1); }).find("same rows") != std::string::npos);
+}
