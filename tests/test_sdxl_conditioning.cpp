@@ -2,7 +2,7 @@
 // the reference vectors made by the ORIGINAL SDXL code (Stability-AI generative-models 0.1.0 +
 // open_clip 2.20, float32): both text encoders layer by layer, the concatenated context, the
 // pooled vector, the size embeddings and the UNet's vector input y (conditional and
-// unconditional). Bars: fp32 relative L2 <= 1e-5 per module; the size embeddings (cos/sin of
+// unconditional), and the VAE with SDXL's scale factor (the final image of the Euler run). Bars: fp32 relative L2 <= 1e-5 per module; the size embeddings (cos/sin of
 // arguments up to ~1100 rad) also against a double-precision evaluation of their definition.
 #include <doctest/doctest.h>
 
@@ -28,6 +28,7 @@
 #include "runtime/model/sd1_layout.h"
 #include "runtime/model/weights.h"
 #include "runtime/nn/sdxl_text_conditioner.h"
+#include "runtime/nn/vae.h"
 #include "runtime/text/tokenizer.h"
 #include "tests/parity_util.h"
 #include "tests/test_util.h"
@@ -510,4 +511,50 @@ TEST_CASE("sdxl pooled vector: the first end token's row through the projection,
   // cat on the channel axis: rows interleave a's then b's channels.
   CHECK(nn::concat_channels({1, 2, 3, 4}, 2, {5, 6}, 1) == std::vector<float>{1, 2, 5, 3, 4, 6});
   CHECK(error_of([] { nn::concat_channels({1, 2, 3, 4}, 2, {5, 6, 7}, 1); }).find("same rows") != std::string::npos);
+}
+
+TEST_CASE("sdxl-tiny: the VAE with SDXL's scale factor 0.13025 (decode, encode, the Euler run's final image)") {
+  REQUIRE_SHARED();
+  // The VAE is SD's AutoencoderKL; its size from model.json, the scale factor from the family.
+  const Json jv = *model_json().find("vae");
+  VaeConfig cfg;
+  cfg.ch = (int)jv.int_or("ch", -1);
+  cfg.ch_mult.clear();
+  for (const Json& m : jv.find("ch_mult")->as_array()) cfg.ch_mult.push_back((int)m.as_int());
+  cfg.num_res_blocks = (int)jv.int_or("num_res_blocks", -1);
+  cfg.z_channels = cfg.embed_dim = (int)jv.int_or("z_channels", -1);
+  cfg.scale_factor = sdxl_base().vae.scale_factor;
+  CHECK(cfg.scale_factor == (float)model_json().find("scale_factor")->as_number());
+  // first_stage_model.* as stored, checked against the layout that config implies.
+  SafetensorsFile f(sdxl_model());
+  WeightStore ws(test::ctx(), DType::F32);
+  int uploaded = 0;
+  for (const TensorSpec& spec : vae_layout(cfg)) {
+    CAPTURE(spec.name);
+    REQUIRE(f.find(spec.name));
+    REQUIRE(f.at(spec.name).shape == spec.shape);
+    ws.add(spec.name, spec.shape, f.to_f32(f.at(spec.name)).data());
+    ++uploaded;
+  }
+  int stored = 0;
+  for (const StTensor& t : f.tensors()) stored += t.name.rfind(kVaePrefix, 0) == 0;
+  CHECK(uploaded == stored);
+
+  auto decode = [&](const std::string& latent_file) {
+    test::Npy z = vec(latent_file);
+    for (float& v : z.data) v /= cfg.scale_factor;
+    nn::VaeDecoder dec(test::ctx(), ws, cfg, 1, (int)z.shape[2], (int)z.shape[3]);
+    return dec.decode(z.data);
+  };
+  check("vae_dec_out = decode(vae_dec_in / 0.13025)", decode("vae_dec_in"), arr("vae_dec_out"));
+  check("euler_final_image = decode(euler_final_latent / 0.13025)", decode("euler_final_latent"), arr("euler_final_image"));
+  const test::Npy img = vec("vae_enc_in");
+  nn::VaeEncoder enc(test::ctx(), ws, cfg, 1, (int)img.shape[2], (int)img.shape[3]);
+  const auto post = enc.encode(img.data);
+  check("vae_enc_mean", post.mean, arr("vae_enc_mean"));
+  check("vae_enc_logvar", post.logvar, arr("vae_enc_logvar"));
+  std::vector<float> scaled = post.mean;
+  for (float& v : scaled) v *= cfg.scale_factor;
+  check("vae_enc_mean_scaled = mean * 0.13025", scaled, arr("vae_enc_mean_scaled"));
+  CHECK(test::ctx().validation_messages() == 0);
 }
