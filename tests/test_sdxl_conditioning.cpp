@@ -2,7 +2,8 @@
 // the reference vectors made by the ORIGINAL SDXL code (Stability-AI generative-models 0.1.0 +
 // open_clip 2.20, float32): both text encoders layer by layer, the concatenated context, the
 // pooled vector, the size embeddings and the UNet's vector input y (conditional and
-// unconditional), and the VAE with SDXL's scale factor (the final image of the Euler run). Bars: fp32 relative L2 <= 1e-5 per module; the size embeddings (cos/sin of
+// unconditional), the VAE with SDXL's scale factor (the final image of the Euler run), and
+// sgm's guided Euler run replayed with vksd's sampler on the reference UNet outputs. Bars: fp32 relative L2 <= 1e-5 per module; the size embeddings (cos/sin of
 // arguments up to ~1100 rad) also against a double-precision evaluation of their definition.
 #include <doctest/doctest.h>
 
@@ -15,6 +16,8 @@
 #include <map>
 #include <unistd.h>
 
+#include "runtime/diffusion/samplers.h"
+#include "runtime/diffusion/schedule.h"
 #include "runtime/diffusion/sdxl_conditioning.h"
 #include "runtime/diffusion/sdxl_size_conditioning.h"
 #include "runtime/error.h"
@@ -557,4 +560,47 @@ TEST_CASE("sdxl-tiny: the VAE with SDXL's scale factor 0.13025 (decode, encode, 
   for (float& v : scaled) v *= cfg.scale_factor;
   check("vae_enc_mean_scaled = mean * 0.13025", scaled, arr("vae_enc_mean_scaled"));
   CHECK(test::ctx().validation_messages() == 0);
+}
+
+TEST_CASE("sdxl-tiny: sgm's Euler run (SDXL schedule, CFG 7.5) step by step, from the reference UNet outputs") {
+  REQUIRE_SHARED();
+  // sgm's EulerEDMSampler over LegacyDDPMDiscretization visits t = 999, 749, 499, 249: vksd's
+  // euler with trailing spacing, on the family's schedule.
+  const NoiseSchedule sched(sdxl_base().schedule);
+  auto sampler = Sampler::create(SamplerKind::Euler, sched, 4, -1, TimestepSpacing::Trailing);
+  const std::vector<float> sigmas = arr("euler_sigmas");
+  const test::Npy ts = vec("euler_timesteps");
+  REQUIRE(sampler->steps() == 4);
+  for (int i = 0; i < 4; ++i) {
+    CHECK(sampler->sigma_at(i) == doctest::Approx(sigmas[(size_t)i]).epsilon(1e-6));
+    CHECK(sampler->timestep(i) == doctest::Approx(ts.data[(size_t)i]).epsilon(1e-9));
+  }
+  // sgm starts from noise * sqrt(1 + sigma_0^2) (not k-diffusion's noise * sigma_0).
+  const std::vector<float> noise = arr("euler_noise");
+  Latent x(noise.size());
+  for (size_t i = 0; i < x.size(); ++i) x[i] = noise[i] * std::sqrt(1.0 + sampler->sigma_at(0) * sampler->sigma_at(0));
+  auto as_float = [](const Latent& v) { return std::vector<float>(v.begin(), v.end()); };
+  check("euler_xT", as_float(x), arr("euler_xT"));
+
+  // The model: the reference UNet's outputs for the step, guided (D = D_u + 7.5 (D_c - D_u)
+  // with D = x - sigma eps is eps = eps_u + 7.5 (eps_c - eps_u)); its input checked on the way.
+  int step = 0;
+  const ModelFn model = [&](const Latent& x_in, double t) {
+    const std::string k = "euler_step" + std::to_string(step);
+    check(k + "_unet_in", as_float(x_in), arr(k + "_unet_in"));
+    CHECK(t == doctest::Approx(ts.data[(size_t)step]).epsilon(1e-9));
+    const std::vector<float> u = arr(k + "_out_uncond"), c = arr(k + "_out_cond");
+    Latent eps(u.size());
+    for (size_t i = 0; i < eps.size(); ++i) eps[i] = u[i] + 7.5 * ((double)c[i] - u[i]);
+    ++step;
+    return eps;
+  };
+  TorchRng rng(0);
+  const Latent final = sampler->run(x, model, rng, 0, [&](const StepInfo& info, Latent& xi) {
+    const std::string k = "euler_step" + std::to_string(info.index);
+    check(k + "_denoised", as_float(*info.denoised), arr(k + "_denoised"));
+    check(k + "_x", as_float(xi), arr(k + "_x"));
+  });
+  CHECK(step == 4);
+  check("euler_final_latent", as_float(final), arr("euler_final_latent"));
 }
