@@ -604,3 +604,35 @@ TEST_CASE("sdxl-tiny: sgm's Euler run (SDXL schedule, CFG 7.5) step by step, fro
   CHECK(step == 4);
   check("euler_final_latent", as_float(final), arr("euler_final_latent"));
 }
+
+TEST_CASE("sdxl-tiny: vksd's y through the checkpoint's label_emb (in double) gives the reference's label embedding") {
+  REQUIRE_SHARED();
+  // label_emb = Sequential(Sequential(Linear(adm, E), SiLU, Linear(E, E))) on y = cond_vector[0];
+  // here y is vksd's own (text encoders + size embeddings), so the test closes the loop from
+  // prompt tokens to what the UNet adds to its time embedding.
+  const SdxlTextWeights w = open_tiny(sdxl_model());
+  auto wl = w.upload(test::ctx(), 0, DType::F32);
+  auto wg = w.upload(test::ctx(), 1, DType::F32);
+  nn::SdxlTextConditioner cond(test::ctx(), *wl, *wg, w.config(), w.text_projection(), 3);
+  const nn::SdxlTextOutput out = cond.encode(ids_of("tokens_l"), ids_of("tokens_g"));
+  const std::vector<float> y = sdxl_vector_y(out.pooled, 3, w.config().projection_dim, reference_sizes());
+  SafetensorsFile f(sdxl_model());
+  auto t = [&](const char* n) { return f.to_f32(f.at(std::string(kUNetPrefix) + n)); };
+  const std::vector<float> w0 = t("label_emb.0.0.weight"), b0 = t("label_emb.0.0.bias"), w2 = t("label_emb.0.2.weight"),
+                           b2 = t("label_emb.0.2.bias");
+  const size_t E = b0.size(), adm = w0.size() / E;
+  REQUIRE(adm * 3 == y.size());
+  std::vector<double> h(E);
+  for (size_t o = 0; o < E; ++o) {
+    double a = b0[o];
+    for (size_t i = 0; i < adm; ++i) a += (double)w0[o * adm + i] * y[i];  // row 0: the first prompt
+    h[o] = a / (1 + std::exp(-a));                                       // SiLU
+  }
+  std::vector<float> emb(E);
+  for (size_t o = 0; o < E; ++o) {
+    double a = b2[o];
+    for (size_t i = 0; i < E; ++i) a += (double)w2[o * E + i] * h[i];
+    emb[o] = (float)a;
+  }
+  check("label_emb(y) vs unet_label_emb", emb, arr("unet_label_emb"));
+}
