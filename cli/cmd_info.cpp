@@ -8,6 +8,7 @@
 
 #include "cli/command.h"
 #include "cli/lora_info.h"
+#include "cli/sdxl_info.h"
 #include "runtime/model/demo_model.h"
 #include "runtime/model/checkpoint.h"
 #include "runtime/model/model_family.h"
@@ -79,6 +80,7 @@ int cmd_info(int argc, char** argv) {
   if (model.empty()) model = vksd::default_model_path();
   else if (std::string inner = vksd::model_in_folder(model); !inner.empty()) model = inner;
   if (vksd::cli::print_lora_info(model)) return 0;
+  if (vksd::cli::print_sdxl_info(model)) return 0;
 
   Checkpoint ck = Checkpoint::open(model, config);
   if (!prediction.empty()) ck.set_prediction_type(prediction, "--prediction " + prediction);

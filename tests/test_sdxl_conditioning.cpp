@@ -2,18 +2,23 @@
 // the reference vectors made by the ORIGINAL SDXL code (Stability-AI generative-models 0.1.0 +
 // open_clip 2.20, float32): both text encoders layer by layer, the concatenated context, the
 // pooled vector, the size embeddings and the UNet's vector input y (conditional and
-// unconditional). Bars: fp32 relative L2 <= 1e-5 per module; the size embeddings (cos/sin of
+// unconditional), the VAE with SDXL's scale factor (the final image of the Euler run), and
+// sgm's guided Euler run replayed with vksd's sampler on the reference UNet outputs. Bars: fp32 relative L2 <= 1e-5 per module; the size embeddings (cos/sin of
 // arguments up to ~1100 rad) also against a double-precision evaluation of their definition.
 #include <doctest/doctest.h>
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <functional>
 #include <map>
 #include <unistd.h>
 
+#include "runtime/diffusion/samplers.h"
+#include "runtime/diffusion/schedule.h"
+#include "runtime/diffusion/sdxl_conditioning.h"
 #include "runtime/diffusion/sdxl_size_conditioning.h"
 #include "runtime/error.h"
 #include "runtime/io/json.h"
@@ -26,6 +31,7 @@
 #include "runtime/model/sd1_layout.h"
 #include "runtime/model/weights.h"
 #include "runtime/nn/sdxl_text_conditioner.h"
+#include "runtime/nn/vae.h"
 #include "runtime/text/tokenizer.h"
 #include "tests/parity_util.h"
 #include "tests/test_util.h"
@@ -421,4 +427,212 @@ TEST_CASE("sdxl base description: SDXL 1.0's numbers, self-consistent") {
   CHECK(cfg.unet.heads_for(640) == 10);
   CHECK(cfg.unet.heads_for(1280) == 20);
   CHECK(cfg.vae.scale_factor == 0.13025f);
+}
+
+TEST_CASE("vksd info: describes an SDXL base file (both encoders, the UNet's SDXL parts, parameters)") {
+  REQUIRE_SHARED();
+  const auto r = test::run_vksd("info " + test::shell_quote(sdxl_model()));
+  CHECK(r.code == 0);
+  const Json j = model_json();
+  const Json& counts = *j.find("parameter_counts");
+  for (const std::string& want :
+       {std::string("SDXL base"), std::string("SDXL UNet support is in progress"),
+        std::string("transformer depth per level [0, 2], middle 2, context_dim 96, proj_in/out linear"),
+        std::string("adm_in_channels 1584 = pooled text 48 + 3 x 512"), std::string("scale_factor 0.13025"),
+        std::string("OpenCLIP ViT-bigG/14"), std::string("context    32 + 64 = 96")}) {
+    CAPTURE(want);
+    CHECK(r.out.find(want) != std::string::npos);
+  }
+  // The parameter table's first number on the row of a network.
+  auto params = [&](const std::string& row) -> long long {
+    const size_t at = r.out.find("\n" + row + "  ");  // not the section titles, "UNet (...)"
+    if (at == std::string::npos) return -1;
+    return std::atoll(r.out.c_str() + r.out.find_first_not_of(' ', at + 1 + row.size()));
+  };
+  CHECK(params("UNet") == counts.int_or("unet", -2));
+  CHECK(params("VAE") == counts.int_or("vae", -2));
+  // The reference counts its state dicts: CLIP-L's position_ids buffer, open_clip's logit_scale.
+  CHECK(params("CLIP ViT-L") + 77 == counts.int_or("clip_l", -2));
+  CHECK(params("OpenCLIP bigG") + 1 == counts.int_or("clip_bigg", -2));
+  if (r.out.find("SDXL base") == std::string::npos) MESSAGE(r.out);
+}
+
+TEST_CASE("sdxl-tiny: both guidance branches from prompt text (empty negative = zeroed text, else encoded)") {
+  REQUIRE_SHARED();
+  const Tokenizer tok = Tokenizer::load(test::shared_dir() + "/clip/bpe_simple_vocab_16e6.txt.gz");
+  const SdxlTextWeights w = open_tiny(sdxl_model());
+  auto wl = w.upload(test::ctx(), 0, DType::F32);
+  auto wg = w.upload(test::ctx(), 1, DType::F32);
+  nn::SdxlTextConditioner te(test::ctx(), *wl, *wg, w.config(), w.text_projection(), 1);
+  const test::Npy ctx = vec("cond_crossattn"), y = vec("cond_vector");
+  const std::string p0 = "a photograph of an astronaut riding a horse";
+  const std::string p1 = "A cozy cabin in the snowy mountains, oil painting, highly detailed, 4k!";
+
+  const SdxlGuidedConditioning g = sdxl_condition(te, tok, p0, "", reference_sizes());
+  check("cond context", g.cond.context, test::rows(ctx, 0, 1));
+  check("cond y", g.cond.y, test::rows(y, 0, 1));
+  CHECK_FALSE(g.cond.truncated);
+  CHECK(std::all_of(g.uncond.context.begin(), g.uncond.context.end(), [](float v) { return v == 0.f; }));
+  CHECK(g.uncond.context.size() == g.cond.context.size());
+  check("uncond y (empty negative: zeroed pooled)", g.uncond.y, arr("uncond_vector"));
+
+  // A negative prompt is encoded like a prompt: its context and pooled vector.
+  const SdxlGuidedConditioning n = sdxl_condition(te, tok, p0, p1, reference_sizes());
+  check("uncond context (negative prompt)", n.uncond.context, test::rows(ctx, 1, 1));
+  check("uncond y (negative prompt)", n.uncond.y, test::rows(y, 1, 1));
+
+  // A prompt longer than the window is cut and says so.
+  std::string longer;
+  for (int i = 0; i < 100; ++i) longer += "horse ";
+  CHECK(sdxl_branch(te, tok, longer, reference_sizes()).truncated);
+  // The batch-1 contract.
+  nn::SdxlTextConditioner te3(test::ctx(), *wl, *wg, w.config(), w.text_projection(), 3);
+  CHECK(error_of([&] { sdxl_branch(te3, tok, p0, reference_sizes()); }).find("batch 1") != std::string::npos);
+}
+
+TEST_CASE("sdxl pooled vector: the first end token's row through the projection, in double") {
+  // 2 prompts x 4 tokens x width 3, projection 3 -> 2; EOS = 9. Prompt 0 is padded with EOS
+  // (CLIP-L style: the first EOS counts), prompt 1 with 0 (bigG style).
+  const std::vector<int32_t> ids = {1, 5, 9, 9, 1, 9, 0, 0};
+  std::vector<float> ln(2 * 4 * 3);
+  for (size_t i = 0; i < ln.size(); ++i) ln[i] = (float)(0.25 * (double)i - 1.0);
+  const std::vector<float> proj = {0.5f, -1.f, 2.f, 0.25f, -0.75f, 1.5f};  // [3, 2]
+  const std::vector<float> got = nn::pooled_text_embedding(ln, ids, 2, 4, 3, proj, 2, 9);
+  REQUIRE(got.size() == 4);
+  const int eos[2] = {2, 1};
+  for (int b = 0; b < 2; ++b)
+    for (int j = 0; j < 2; ++j) {
+      double want = 0;
+      for (int i = 0; i < 3; ++i) want += (double)ln[(size_t)(b * 4 + eos[b]) * 3 + i] * proj[(size_t)i * 2 + j];
+      CHECK(got[(size_t)b * 2 + j] == doctest::Approx(want).epsilon(1e-7));
+    }
+  // No end token: named.
+  CHECK(error_of([&] { nn::pooled_text_embedding(ln, {1, 5, 6, 7, 1, 9, 0, 0}, 2, 4, 3, proj, 2, 9); })
+            .find("prompt 0 has no end-of-text token") != std::string::npos);
+  CHECK(error_of([&] { nn::pooled_text_embedding(ln, ids, 2, 4, 3, proj, 3, 9); }).find("sizes do not match") !=
+        std::string::npos);
+  // cat on the channel axis: rows interleave a's then b's channels.
+  CHECK(nn::concat_channels({1, 2, 3, 4}, 2, {5, 6}, 1) == std::vector<float>{1, 2, 5, 3, 4, 6});
+  CHECK(error_of([] { nn::concat_channels({1, 2, 3, 4}, 2, {5, 6, 7}, 1); }).find("same rows") != std::string::npos);
+}
+
+TEST_CASE("sdxl-tiny: the VAE with SDXL's scale factor 0.13025 (decode, encode, the Euler run's final image)") {
+  REQUIRE_SHARED();
+  // The VAE is SD's AutoencoderKL; its size from model.json, the scale factor from the family.
+  const Json jv = *model_json().find("vae");
+  VaeConfig cfg;
+  cfg.ch = (int)jv.int_or("ch", -1);
+  cfg.ch_mult.clear();
+  for (const Json& m : jv.find("ch_mult")->as_array()) cfg.ch_mult.push_back((int)m.as_int());
+  cfg.num_res_blocks = (int)jv.int_or("num_res_blocks", -1);
+  cfg.z_channels = cfg.embed_dim = (int)jv.int_or("z_channels", -1);
+  cfg.scale_factor = sdxl_base().vae.scale_factor;
+  CHECK(cfg.scale_factor == (float)model_json().find("scale_factor")->as_number());
+  // first_stage_model.* as stored, checked against the layout that config implies.
+  SafetensorsFile f(sdxl_model());
+  WeightStore ws(test::ctx(), DType::F32);
+  int uploaded = 0;
+  for (const TensorSpec& spec : vae_layout(cfg)) {
+    CAPTURE(spec.name);
+    REQUIRE(f.find(spec.name));
+    REQUIRE(f.at(spec.name).shape == spec.shape);
+    ws.add(spec.name, spec.shape, f.to_f32(f.at(spec.name)).data());
+    ++uploaded;
+  }
+  int stored = 0;
+  for (const StTensor& t : f.tensors()) stored += t.name.rfind(kVaePrefix, 0) == 0;
+  CHECK(uploaded == stored);
+
+  auto decode = [&](const std::string& latent_file) {
+    test::Npy z = vec(latent_file);
+    for (float& v : z.data) v /= cfg.scale_factor;
+    nn::VaeDecoder dec(test::ctx(), ws, cfg, 1, (int)z.shape[2], (int)z.shape[3]);
+    return dec.decode(z.data);
+  };
+  check("vae_dec_out = decode(vae_dec_in / 0.13025)", decode("vae_dec_in"), arr("vae_dec_out"));
+  check("euler_final_image = decode(euler_final_latent / 0.13025)", decode("euler_final_latent"), arr("euler_final_image"));
+  const test::Npy img = vec("vae_enc_in");
+  nn::VaeEncoder enc(test::ctx(), ws, cfg, 1, (int)img.shape[2], (int)img.shape[3]);
+  const auto post = enc.encode(img.data);
+  check("vae_enc_mean", post.mean, arr("vae_enc_mean"));
+  check("vae_enc_logvar", post.logvar, arr("vae_enc_logvar"));
+  std::vector<float> scaled = post.mean;
+  for (float& v : scaled) v *= cfg.scale_factor;
+  check("vae_enc_mean_scaled = mean * 0.13025", scaled, arr("vae_enc_mean_scaled"));
+  CHECK(test::ctx().validation_messages() == 0);
+}
+
+TEST_CASE("sdxl-tiny: sgm's Euler run (SDXL schedule, CFG 7.5) step by step, from the reference UNet outputs") {
+  REQUIRE_SHARED();
+  // sgm's EulerEDMSampler over LegacyDDPMDiscretization visits t = 999, 749, 499, 249: vksd's
+  // euler with trailing spacing, on the family's schedule.
+  const NoiseSchedule sched(sdxl_base().schedule);
+  auto sampler = Sampler::create(SamplerKind::Euler, sched, 4, -1, TimestepSpacing::Trailing);
+  const std::vector<float> sigmas = arr("euler_sigmas");
+  const test::Npy ts = vec("euler_timesteps");
+  REQUIRE(sampler->steps() == 4);
+  for (int i = 0; i < 4; ++i) {
+    CHECK(sampler->sigma_at(i) == doctest::Approx(sigmas[(size_t)i]).epsilon(1e-6));
+    CHECK(sampler->timestep(i) == doctest::Approx(ts.data[(size_t)i]).epsilon(1e-9));
+  }
+  // sgm starts from noise * sqrt(1 + sigma_0^2) (not k-diffusion's noise * sigma_0).
+  const std::vector<float> noise = arr("euler_noise");
+  Latent x(noise.size());
+  for (size_t i = 0; i < x.size(); ++i) x[i] = noise[i] * std::sqrt(1.0 + sampler->sigma_at(0) * sampler->sigma_at(0));
+  auto as_float = [](const Latent& v) { return std::vector<float>(v.begin(), v.end()); };
+  check("euler_xT", as_float(x), arr("euler_xT"));
+
+  // The model: the reference UNet's outputs for the step, guided (D = D_u + 7.5 (D_c - D_u)
+  // with D = x - sigma eps is eps = eps_u + 7.5 (eps_c - eps_u)); its input checked on the way.
+  int step = 0;
+  const ModelFn model = [&](const Latent& x_in, double t) {
+    const std::string k = "euler_step" + std::to_string(step);
+    check(k + "_unet_in", as_float(x_in), arr(k + "_unet_in"));
+    CHECK(t == doctest::Approx(ts.data[(size_t)step]).epsilon(1e-9));
+    const std::vector<float> u = arr(k + "_out_uncond"), c = arr(k + "_out_cond");
+    Latent eps(u.size());
+    for (size_t i = 0; i < eps.size(); ++i) eps[i] = u[i] + 7.5 * ((double)c[i] - u[i]);
+    ++step;
+    return eps;
+  };
+  TorchRng rng(0);
+  const Latent final = sampler->run(x, model, rng, 0, [&](const StepInfo& info, Latent& xi) {
+    const std::string k = "euler_step" + std::to_string(info.index);
+    check(k + "_denoised", as_float(*info.denoised), arr(k + "_denoised"));
+    check(k + "_x", as_float(xi), arr(k + "_x"));
+  });
+  CHECK(step == 4);
+  check("euler_final_latent", as_float(final), arr("euler_final_latent"));
+}
+
+TEST_CASE("sdxl-tiny: vksd's y through the checkpoint's label_emb (in double) gives the reference's label embedding") {
+  REQUIRE_SHARED();
+  // label_emb = Sequential(Sequential(Linear(adm, E), SiLU, Linear(E, E))) on y = cond_vector[0];
+  // here y is vksd's own (text encoders + size embeddings), so the test closes the loop from
+  // prompt tokens to what the UNet adds to its time embedding.
+  const SdxlTextWeights w = open_tiny(sdxl_model());
+  auto wl = w.upload(test::ctx(), 0, DType::F32);
+  auto wg = w.upload(test::ctx(), 1, DType::F32);
+  nn::SdxlTextConditioner cond(test::ctx(), *wl, *wg, w.config(), w.text_projection(), 3);
+  const nn::SdxlTextOutput out = cond.encode(ids_of("tokens_l"), ids_of("tokens_g"));
+  const std::vector<float> y = sdxl_vector_y(out.pooled, 3, w.config().projection_dim, reference_sizes());
+  SafetensorsFile f(sdxl_model());
+  auto t = [&](const char* n) { return f.to_f32(f.at(std::string(kUNetPrefix) + n)); };
+  const std::vector<float> w0 = t("label_emb.0.0.weight"), b0 = t("label_emb.0.0.bias"), w2 = t("label_emb.0.2.weight"),
+                           b2 = t("label_emb.0.2.bias");
+  const size_t E = b0.size(), adm = w0.size() / E;
+  REQUIRE(adm * 3 == y.size());
+  std::vector<double> h(E);
+  for (size_t o = 0; o < E; ++o) {
+    double a = b0[o];
+    for (size_t i = 0; i < adm; ++i) a += (double)w0[o * adm + i] * y[i];  // row 0: the first prompt
+    h[o] = a / (1 + std::exp(-a));                                       // SiLU
+  }
+  std::vector<float> emb(E);
+  for (size_t o = 0; o < E; ++o) {
+    double a = b2[o];
+    for (size_t i = 0; i < E; ++i) a += (double)w2[o * E + i] * h[i];
+    emb[o] = (float)a;
+  }
+  check("label_emb(y) vs unet_label_emb", emb, arr("unet_label_emb"));
 }

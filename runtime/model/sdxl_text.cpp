@@ -81,7 +81,7 @@ void SdxlTextWeights::add(int encoder, const std::string& name, const Safetensor
          it->second.stored + "' already provides");
 }
 
-SdxlTextWeights SdxlTextWeights::open(const std::string& path, int heads_l, int heads_g) {
+SdxlTextWeights SdxlTextWeights::open(const std::string& path, int heads_l, int heads_g, bool check_heads) {
   SdxlTextWeights w;
   w.path_ = path;
   require_file_or_directory(path, "model");
@@ -138,11 +138,11 @@ SdxlTextWeights SdxlTextWeights::open(const std::string& path, int heads_l, int 
              list_some(unmapped));
     }
   }
-  w.infer_and_validate(heads_l, heads_g);
+  w.infer_and_validate(heads_l, heads_g, check_heads);
   return w;
 }
 
-void SdxlTextWeights::infer_and_validate(int heads_l, int heads_g) {
+void SdxlTextWeights::infer_and_validate(int heads_l, int heads_g, bool check_heads) {
   auto shape_of = [&](int e, const std::string& name, size_t rank) -> const Shape& {
     auto it = entries_[e].find(name);
     if (it == entries_[e].end())
@@ -172,7 +172,7 @@ void SdxlTextWeights::infer_and_validate(int heads_l, int heads_g) {
            std::to_string(c.skip_last_layers + 1) + (e == 1 ? " (and 2 for the penultimate layer)" : ""));
     c.mlp_dim = (int)shape_of(e, P + "encoder.layers.0.mlp.fc1.weight", 2)[0];
     if (heads[e] > 0) c.heads = heads[e];
-    if (c.heads <= 0 || c.width % c.heads)
+    if (check_heads && (c.heads <= 0 || c.width % c.heads))
       fail(path_ + ": the " + std::string(encoder_name(e)) + " is " + std::to_string(c.width) + " wide, not divisible into " +
            std::to_string(c.heads) + " heads");
   }

@@ -59,8 +59,9 @@ std::vector<SdxlTextKey> sdxl_single_file_text_keys(const std::string& stored_ke
 class SdxlTextWeights {
  public:
   // `heads_l` / `heads_g` > 0 override the head counts (diffusers folders read them from the
-  // encoders' config.json).
-  static SdxlTextWeights open(const std::string& path, int heads_l = 0, int heads_g = 0);
+  // encoders' config.json). `check_heads` false: a head count that does not divide the width
+  // is left for the caller to report (`vksd info` describes such a file instead of failing).
+  static SdxlTextWeights open(const std::string& path, int heads_l = 0, int heads_g = 0, bool check_heads = true);
   ~SdxlTextWeights();
   SdxlTextWeights(SdxlTextWeights&&) noexcept;
 
@@ -82,7 +83,7 @@ class SdxlTextWeights {
   SdxlTextWeights() = default;
   void add(int encoder, const std::string& name, const SafetensorsFile& f, const std::string& stored, Shape shape,
            int64_t row0 = 0, bool transpose = false);
-  void infer_and_validate(int heads_l, int heads_g);
+  void infer_and_validate(int heads_l, int heads_g, bool check_heads);
   std::vector<float> read(const Entry& e) const;
 
   std::string path_;
