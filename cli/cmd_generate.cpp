@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "cli/args.h"
+#include "cli/run_report.h"
 #include "cli/command.h"
 #include "cli/from_png.h"
 #include "cli/generate_checks.h"
@@ -451,6 +452,7 @@ int cmd_generate(int argc_in, char** argv_in) {
                    res.sample_ms / 1000, res.decode_ms / 1000);
     }
   }
+  vksd::cli::report_run(ctx, pipe, p, model, a.lowvram, a.verbose && !a.json);
   if (!a.json)
     std::fprintf(stderr, "done in %.1f s\n",
                  std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());

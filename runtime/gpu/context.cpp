@@ -354,7 +354,25 @@ void Context::wait_idle() {
 void Context::track_memory(const std::string& category, int64_t bytes) {
   std::lock_guard<std::mutex> lock(memory_mutex_);
   auto& v = memory_[category];
+  const uint64_t before = v;
   v = (uint64_t)std::max<int64_t>(0, (int64_t)v + bytes);
+  memory_total_ = memory_total_ + v - before;
+  memory_peak_ = std::max(memory_peak_, memory_total_);
+}
+
+uint64_t Context::memory_total() const {
+  std::lock_guard<std::mutex> lock(memory_mutex_);
+  return memory_total_;
+}
+
+uint64_t Context::memory_peak() const {
+  std::lock_guard<std::mutex> lock(memory_mutex_);
+  return memory_peak_;
+}
+
+void Context::reset_memory_peak() {
+  std::lock_guard<std::mutex> lock(memory_mutex_);
+  memory_peak_ = memory_total_;
 }
 
 std::map<std::string, uint64_t> Context::memory_in_use() const {

@@ -93,6 +93,11 @@ class Context {
   // "activations", "staging", "preview", ...). Clients add their own (the viewer's textures).
   void track_memory(const std::string& category, int64_t bytes);
   std::map<std::string, uint64_t> memory_in_use() const;
+  // All categories together: now, and the most at any moment since the Context was made or
+  // since reset_memory_peak() (the measured peak device memory of a run: `vksd bench`, info).
+  uint64_t memory_total() const;
+  uint64_t memory_peak() const;
+  void reset_memory_peak();  // peak := what is in use now
 
   Kernels& kernels() { return *kernels_; }
 
@@ -125,6 +130,7 @@ class Context {
   std::mutex queue_mutex_;
   mutable std::mutex memory_mutex_;
   std::map<std::string, uint64_t> memory_;
+  uint64_t memory_total_ = 0, memory_peak_ = 0;
   VkPhysicalDeviceMemoryProperties mem_props_{};
   std::unique_ptr<Kernels> kernels_;
   std::atomic<uint64_t> validation_messages_{0};

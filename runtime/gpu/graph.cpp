@@ -170,7 +170,19 @@ void Graph::compile(bool profile) {
   pci.pPoolSizes = sizes.data();
   if (n) vk_check(vkCreateDescriptorPool(dev, &pci, nullptr, &pool_), "vkCreateDescriptorPool");
 
-  // 3. record
+  // 3. every pipeline the graph needs, created in parallel (most of a network's compile time)
+  {
+    std::vector<KernelKey> keys;
+    keys.reserve(nodes_.size());
+    for (auto& d : nodes_) {
+      std::vector<Access> kinds;
+      for (auto& a : d.args) kinds.push_back(a.access);
+      keys.emplace_back(d.kernel, d.spec, std::move(kinds));
+    }
+    ctx_.kernels().prepare(keys);
+  }
+
+  // 4. record
   VkCommandPoolCreateInfo cpi{VK_STRUCTURE_TYPE_COMMAND_POOL_CREATE_INFO};
   cpi.queueFamilyIndex = ctx_.queue_family();
   vk_check(vkCreateCommandPool(dev, &cpi, nullptr, &cmd_pool_), "vkCreateCommandPool");
@@ -285,6 +297,12 @@ void Graph::run() {
          (nodes_.empty() ? std::string("empty") : nodes_.front().label + ", ...") + ") failed: " + vk_result_name(r) +
          vk_result_advice(r));
   vkResetFences(ctx_.device(), 1, &fence_);
+}
+
+double Graph::flops() const {
+  double f = 0;
+  for (auto& d : nodes_) f += d.flops;
+  return f;
 }
 
 std::vector<DispatchTiming> Graph::timings() const {

@@ -110,6 +110,7 @@ class Graph {
 
   VkDeviceSize peak_bytes() const { return peak_; }         // activation arena size
   size_t dispatch_count() const { return nodes_.size(); }
+  double flops() const;  // sum of the dispatches' Dispatch::flops (floating-point ops per run)
   size_t barrier_count() const { return barriers_; }
   std::vector<DispatchTiming> timings() const;              // last run, when compiled with profile
   // Whether compile() created timestamp queries (profile requested and the device has them);

@@ -1,13 +1,25 @@
 #include "runtime/gpu/kernel.h"
 
+#include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <cstdlib>
+#include <exception>
 #include <filesystem>
 #include <fstream>
+#include <set>
+#include <thread>
 
 #include "runtime/gpu/context.h"
 #include "runtime/error.h"
 
 namespace vksd {
+
+static void destroy_pipeline(VkDevice dev, const Pipeline& p) {
+  if (p.pipeline) vkDestroyPipeline(dev, p.pipeline, nullptr);
+  vkDestroyPipelineLayout(dev, p.layout, nullptr);
+  vkDestroyDescriptorSetLayout(dev, p.set_layout, nullptr);
+}
 
 static std::string default_cache_dir() {
   if (const char* x = std::getenv("XDG_CACHE_HOME")) return std::string(x) + "/vksd";
@@ -54,20 +66,81 @@ Kernels::~Kernels() {
       }
     }
   }
-  for (auto& [key, p] : cache_) {
-    vkDestroyPipeline(dev, p.pipeline, nullptr);
-    vkDestroyPipelineLayout(dev, p.layout, nullptr);
-    vkDestroyDescriptorSetLayout(dev, p.set_layout, nullptr);
-  }
+  for (auto& [key, p] : cache_) destroy_pipeline(dev, p);
   vkDestroyPipelineCache(dev, cache_handle_, nullptr);
+}
+
+namespace {
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+}  // namespace
+
+size_t Kernels::pipeline_count() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return cache_.size();
+}
+
+KernelStats Kernels::stats() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return stats_;
 }
 
 const Pipeline& Kernels::get(const std::string& name, const std::vector<uint32_t>& spec,
                              const std::vector<Access>& bindings) {
   auto key = std::make_tuple(name, spec, bindings);
-  auto it = cache_.find(key);
-  if (it != cache_.end()) return it->second;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto it = cache_.find(key);
+    if (it != cache_.end()) return it->second;
+  }
+  const auto t0 = std::chrono::steady_clock::now();
+  Pipeline p = create(key);
+  std::lock_guard<std::mutex> lock(mutex_);
+  stats_.create_seconds += seconds_since(t0);
+  auto [it, added] = cache_.emplace(key, p);
+  if (added) stats_.pipelines++;
+  else destroy_pipeline(ctx_.device(), p);  // another thread made it meanwhile
+  return it->second;
+}
 
+void Kernels::prepare(const std::vector<KernelKey>& keys) {
+  std::vector<KernelKey> todo;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    std::set<KernelKey> seen;
+    for (const auto& k : keys)
+      if (!cache_.count(k) && seen.insert(k).second) todo.push_back(k);
+  }
+  if (todo.empty()) return;
+  const auto t0 = std::chrono::steady_clock::now();
+  const size_t threads = std::min<size_t>(todo.size(), std::max(1u, std::thread::hardware_concurrency()));
+  std::atomic<size_t> next{0};
+  std::exception_ptr error;
+  std::mutex error_mutex;
+  auto work = [&] {
+    for (size_t i; (i = next.fetch_add(1)) < todo.size();) {
+      try {
+        get(std::get<0>(todo[i]), std::get<1>(todo[i]), std::get<2>(todo[i]));
+      } catch (...) {
+        std::lock_guard<std::mutex> lock(error_mutex);
+        if (!error) error = std::current_exception();
+      }
+    }
+  };
+  std::vector<std::thread> pool;
+  for (size_t t = 1; t < threads; ++t) pool.emplace_back(work);
+  work();
+  for (auto& t : pool) t.join();
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    stats_.prepare_seconds += seconds_since(t0);
+  }
+  if (error) std::rethrow_exception(error);
+}
+
+Pipeline Kernels::create(const KernelKey& key) const {
+  const auto& [name, spec, bindings] = key;
   auto code = find_shader(name);
   if (code.empty()) fail("no embedded shader named '" + name + "'");
   VkDevice dev = ctx_.device();
@@ -113,8 +186,9 @@ const Pipeline& Kernels::get(const std::string& name, const std::vector<uint32_t
   cp.layout = p.layout;
   VkResult r = vkCreateComputePipelines(dev, cache_handle_, 1, &cp, nullptr, &p.pipeline);
   vkDestroyShaderModule(dev, module, nullptr);
+  if (r != VK_SUCCESS) destroy_pipeline(dev, p);
   vk_check(r, ("vkCreateComputePipelines(" + name + ")").c_str());
-  return cache_.emplace(key, p).first->second;
+  return p;
 }
 
 }  // namespace vksd

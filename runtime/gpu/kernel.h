@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <span>
 #include <string>
 #include <string_view>
@@ -35,18 +36,39 @@ struct Pipeline {
   VkDescriptorSetLayout set_layout = VK_NULL_HANDLE;
 };
 
+// A pipeline's identity: shader name, specialization constants, binding kinds.
+using KernelKey = std::tuple<std::string, std::vector<uint32_t>, std::vector<Access>>;
+
+// Where pipeline creation time went (start-up: `vksd bench`, `generate --verbose`).
+struct KernelStats {
+  size_t pipelines = 0;         // created so far
+  double create_seconds = 0;    // wall time spent creating them (summed over threads)
+  double prepare_seconds = 0;   // wall time of prepare() calls (parallel creation)
+};
+
 class Kernels {
  public:
   explicit Kernels(Context& ctx);
   ~Kernels();
+  // Thread-safe. A pipeline is created on first use and kept for the Context's lifetime.
   const Pipeline& get(const std::string& name, const std::vector<uint32_t>& spec, const std::vector<Access>& bindings);
-  size_t pipeline_count() const { return cache_.size(); }
+  // Create every missing pipeline of `keys` now, on up to hardware_concurrency() threads:
+  // pipeline creation is CPU work in the driver (SPIR-V -> its IR -> machine code) that a
+  // software driver like lavapipe cannot cache, so a network's compile is dominated by it and
+  // scales with cores. Graph::compile calls it with all of its dispatches' keys.
+  void prepare(const std::vector<KernelKey>& keys);
+  size_t pipeline_count() const;
+  KernelStats stats() const;
 
  private:
+  Pipeline create(const KernelKey& key) const;
+
   Context& ctx_;
   VkPipelineCache cache_handle_ = VK_NULL_HANDLE;
   std::string cache_path_;
-  std::map<std::tuple<std::string, std::vector<uint32_t>, std::vector<Access>>, Pipeline> cache_;
+  mutable std::mutex mutex_;
+  std::map<KernelKey, Pipeline> cache_;
+  KernelStats stats_;
 };
 
 }  // namespace vksd

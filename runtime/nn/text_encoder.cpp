@@ -116,4 +116,9 @@ VkDeviceSize TextEncoder::peak_bytes() const {
   return n->graph->peak_bytes();
 }
 
+double TextEncoder::flops() const {
+  const Net* n = last_ ? last_ : nets_.begin()->second.get();
+  return n->graph->flops();
+}
+
 }  // namespace vksd::nn

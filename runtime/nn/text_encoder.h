@@ -38,6 +38,7 @@ class TextEncoder {
   std::vector<float> embeddings();
 
   VkDeviceSize peak_bytes() const;  // activation arena of the last-used graph
+  double flops() const;             // floating-point ops of one encode() (last-used graph)
   int batch() const { return batch_; }
   const ClipConfig& config() const { return cfg_; }
 
