@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <fstream>
+#include <map>
 #include <memory>
 #include <sstream>
 
@@ -20,6 +21,7 @@
 #include "runtime/io/json.h"
 #include "runtime/model/model_config.h"
 #include "runtime/model/safetensors.h"
+#include "runtime/model/sd1_layout.h"
 #include "runtime/model/weights.h"
 #include "runtime/nn/unet.h"
 #include "tests/parity_util.h"
@@ -200,4 +202,23 @@ TEST_CASE("UNet vector input: a y of the wrong size, or a y for a UNet without o
   UNetConfig wrong = cfg;
   wrong.transformer_depths = {0, 2, 2};
   CHECK(message([&] { nn::UNet(test::ctx(), *weights, wrong, 1, 8, 8); }).find("transformer_depths") != std::string::npos);
+}
+
+TEST_CASE("sdxl-tiny: the UNet layout with per-level depth and label_emb is exactly the checkpoint's UNet tensors") {
+  REQUIRE_SHARED();
+  const UNetConfig cfg = sdxl_tiny_unet();
+  std::map<std::string, Shape> want;
+  for (const TensorSpec& s : unet_layout(cfg)) want[s.name] = s.shape;
+  std::map<std::string, Shape> have;
+  SafetensorsFile f(test::vector_set_dir(kSet) + "/model.safetensors");
+  for (const StTensor& t : f.tensors())
+    if (t.name.rfind(kUNetPrefix, 0) == 0) have[t.name] = t.shape;
+  CHECK(want.size() == have.size());
+  for (const auto& [name, shape] : have) {
+    auto it = want.find(name);
+    CHECK_MESSAGE(it != want.end(), "not in the layout: " << name);
+    if (it != want.end()) CHECK_MESSAGE(it->second == shape, name);
+  }
+  // The generator's own count (model.json parameter_counts.unet).
+  CHECK(parameter_count(unet_layout(cfg)) == 2218180);
 }
