@@ -10,7 +10,11 @@
 #include "runtime/model/checkpoint.h"
 #include "runtime/gpu/context.h"
 #include "runtime/error.h"
+#include "runtime/diffusion/denoiser.h"
 #include "runtime/diffusion/finite_check.h"
+#include "runtime/diffusion/latent_init.h"
+#include "runtime/diffusion/pipeline_nets.h"
+#include "runtime/diffusion/sampling_loop.h"
 #include "runtime/gpu/graph.h"
 #include "runtime/io/infotext.h"
 #include "runtime/nn/text_encoder.h"
@@ -31,33 +35,6 @@ using Clock = std::chrono::steady_clock;
 static double ms_since(Clock::time_point t0) {
   return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
 }
-
-// The LoRA state of one resident weight store: which files (with weights) are merged into it
-// and which of its tensors differ from the checkpoint because of them.
-struct LoraMerged {
-  std::vector<LoraRef> applied;
-  std::set<std::string> tensors;
-};
-
-// The networks and their weights; each piece is created on first use and dropped by release.
-struct SdPipeline::Nets {
-  std::unique_ptr<WeightStore> clip_w, unet_w, vae_w;
-  LoraMerged clip_lora, unet_lora;
-  std::unique_ptr<nn::TextEncoder> text;
-  std::unique_ptr<nn::UNet> unet;
-  int unet_batch = 0, unet_h = 0, unet_w_ = 0, unet_ctx = 0;
-  bool unet_maps = false;  // built with NetOptions::attention_maps
-  bool unet_profile = false;  // built with NetOptions::profile
-  // Untiled = one tile spanning the whole latent (the plain VaeDecoder/VaeEncoder graph).
-  std::unique_ptr<nn::TiledVaeDecoder> dec;
-  int dec_h = 0, dec_w = 0;
-  std::unique_ptr<nn::TiledVaeEncoder> enc;
-  int enc_h = 0, enc_w = 0;
-
-  void release_text() { text.reset(), clip_w.reset(), clip_lora = {}; }
-  void release_unet() { unet.reset(), unet_w.reset(), unet_batch = 0, unet_lora = {}; }
-  void release_vae() { dec.reset(), enc.reset(), vae_w.reset(), dec_h = enc_h = 0; }
-};
 
 SdPipeline::SdPipeline(Context& ctx, const PipelineOptions& opts) : ctx_(ctx), opts_(opts), nets_(std::make_unique<Nets>()) {
   if (opts.model_path.empty()) fail("no model given");
@@ -92,9 +69,8 @@ static std::vector<LoraRef> loras_touching(const std::vector<ActiveLora>& loras,
   return r;
 }
 
-// Upload one network's weights with the merged LoRA set.
-static std::unique_ptr<WeightStore> load_merged(Context& ctx, const Checkpoint& ck, const std::string& prefix, DType dtype,
-                                                const std::vector<ActiveLora>& loras, LoraMerged& state) {
+std::unique_ptr<WeightStore> load_merged(Context& ctx, const Checkpoint& ck, const std::string& prefix, DType dtype,
+                                         const std::vector<ActiveLora>& loras, LoraMerged& state) {
   auto ws = load_weights(ctx, ck, prefix, dtype, [&](const std::string& name, const Shape& shape, std::vector<float>& data) {
     apply_loras(loras, name, shape, data);
   });
@@ -292,95 +268,6 @@ void SdPipeline::check_params(const GenerateParams& p) const {
   }
 }
 
-// ---- text -----------------------------------------------------------------------------------
-
-std::vector<float> SdPipeline::encode_prompt(const std::string& prompt, int clip_skip, int pad_chunks) {
-  const auto& cc = config().clip;
-  const WeightedPrompt wp = tokenize(prompt, pad_chunks);
-  if (!nets_->text) {
-    if (!nets_->clip_w) nets_->clip_w = load_merged(ctx_, *ckpt_, kClipPrefix, dtype_, loras_, nets_->clip_lora);
-    nets_->text = std::make_unique<nn::TextEncoder>(ctx_, *nets_->clip_w, cc, 1);
-  }
-  const size_t L = WeightedPrompt::kChunkLength, D = (size_t)cc.width;
-  std::vector<float> out;
-  out.reserve(wp.chunk_count * L * D);
-  for (int c = 0; c < wp.chunk_count; ++c) {
-    std::vector<int32_t> ids(wp.chunk_ids(c), wp.chunk_ids(c) + L);
-    auto z = nets_->text->encode(ids, clip_skip);
-    if (z.size() != L * D) fail("text encoder returned " + std::to_string(z.size()) + " values, expected 77 x width");
-    // A1111 "Original" emphasis: scale each token's hidden state by its weight, then restore the
-    // mean of the whole chunk so the overall magnitude the UNet sees is unchanged.
-    const float* w = wp.chunk_weights(c);
-    bool emphasis = false;
-    for (size_t i = 0; i < L; ++i) emphasis = emphasis || w[i] != 1.0f;
-    if (emphasis) {
-      double before = 0, after = 0;
-      for (float v : z) before += v;
-      for (size_t i = 0; i < L; ++i)
-        for (size_t d = 0; d < D; ++d) z[i * D + d] *= w[i];
-      for (float v : z) after += v;
-      const float k = (float)((before / z.size()) / (after / z.size()));
-      for (float& v : z) v *= k;
-    }
-    out.insert(out.end(), z.begin(), z.end());
-  }
-  return out;
-}
-
-// ---- VAE ------------------------------------------------------------------------------------
-
-bool SdPipeline::vae_tiled(int width, int height) const {
-  using T = PipelineOptions::VaeTiling;
-  const int f = config().vae.downsample_factor();
-  const int64_t latent_pixels = (int64_t)(height / f) * (width / f);
-  const bool larger = height / f > opts_.vae_tile || width / f > opts_.vae_tile;
-  switch (opts_.vae_tiling) {
-    case T::Off: return false;
-    case T::On: return larger;
-    case T::Auto: return opts_.lowvram && latent_pixels > (int64_t)opts_.vae_tile * opts_.vae_tile;
-  }
-  return false;
-}
-
-// The tile geometry for a latent of h x w: the configured tiles, or one tile spanning it.
-static nn::VaeTiles vae_tiles(bool tiled, const PipelineOptions& o, int h, int w) {
-  if (tiled) return {o.vae_tile, o.vae_tile_overlap};
-  return {std::max(h, w), 0};
-}
-
-std::vector<float> SdPipeline::decode_latent(const std::vector<float>& latent, int lh, int lw) {
-  const auto& vc = config().vae;
-  if (latent.size() != (size_t)vc.embed_dim * lh * lw) fail("decode_latent: latent size does not match its geometry");
-  if (!nets_->vae_w) nets_->vae_w = load_weights(ctx_, *ckpt_, kVaePrefix, dtype_);
-  if (!nets_->dec || nets_->dec_h != lh || nets_->dec_w != lw) {
-    nets_->dec.reset();
-    const int f = vc.downsample_factor();
-    nets_->dec = std::make_unique<nn::TiledVaeDecoder>(ctx_, *nets_->vae_w, vc, 1, lh, lw,
-                                                       vae_tiles(vae_tiled(lw * f, lh * f), opts_, lh, lw));
-    nets_->dec_h = lh, nets_->dec_w = lw;
-  }
-  std::vector<float> z(latent.size());
-  for (size_t i = 0; i < z.size(); ++i) z[i] = latent[i] / vc.scale_factor;
-  return nets_->dec->decode(z);
-}
-
-std::vector<float> SdPipeline::encode_image(const std::vector<float>& image, int h, int w) {
-  const auto& vc = config().vae;
-  if (image.size() != (size_t)vc.in_channels * h * w) fail("encode_image: image size does not match its geometry");
-  if (!nets_->vae_w) nets_->vae_w = load_weights(ctx_, *ckpt_, kVaePrefix, dtype_);
-  if (!nets_->enc || nets_->enc_h != h || nets_->enc_w != w) {
-    nets_->enc.reset();
-    const int f = vc.downsample_factor();
-    nets_->enc = std::make_unique<nn::TiledVaeEncoder>(ctx_, *nets_->vae_w, vc, 1, h, w,
-                                                       vae_tiles(vae_tiled(w, h), opts_, h / f, w / f));
-    nets_->enc_h = h, nets_->enc_w = w;
-  }
-  auto post = nets_->enc->encode(image);
-  // The posterior mean (its mode), not a sample: img2img stays deterministic given the seed.
-  for (auto& v : post.mean) v *= vc.scale_factor;
-  return post.mean;
-}
-
 // ---- generation -----------------------------------------------------------------------------
 
 GenerateResult SdPipeline::generate(const GenerateParams& p, Observer* obs) {
@@ -389,229 +276,48 @@ GenerateResult SdPipeline::generate(const GenerateParams& p, Observer* obs) {
                         vae_tiled(p.width, p.height));
   const auto t_start = Clock::now();
   set_loras(resolve_loras(p));
-  const std::string prompt = extract_lora_tags(p.prompt).text;
   const ModelConfig& cfg = config();
   const int f = cfg.vae.downsample_factor();
   const int lh = p.height / f, lw = p.width / f, lc = cfg.vae.embed_dim;
-  const size_t n = (size_t)lc * lh * lw;
-  const bool cfg_on = p.cfg_scale != 1.0;
   GenerateResult res;
   res.seed = p.seed;
   res.parameters = parameters_text(p);
 
-  // 1. Text: cond and uncond padded to the same number of 77-token chunks.
-  stage(obs, "encode prompt");
-  auto t0 = Clock::now();
-  std::vector<float> cond, uncond;
-  {
-    const int cc = tokenize_weighted(*tok_, prompt).chunk_count;
-    const int uc = cfg_on ? tokenize_weighted(*tok_, p.negative_prompt).chunk_count : 0;
-    const int chunks = std::max(cc, uc);
-    // Longer than one 75-token window: say so (nothing is cut; the chunks are concatenated).
-    if (chunks > 1) {
-      const std::string note = "prompt longer than 75 tokens: encoded as " + std::to_string(chunks) +
-                               " chunks of 75 tokens, concatenated (as AUTOMATIC1111 does)";
-      stage(obs, note.c_str());
-    }
-    cond = encode_prompt(prompt, p.clip_skip, chunks);
-    require_finite(cond, "the text embeddings of the prompt");
-    if (cfg_on) uncond = encode_prompt(p.negative_prompt, p.clip_skip, chunks);
-    if (cfg_on) require_finite(uncond, "the text embeddings of the negative prompt");
-  }
-  if (opts_.lowvram) nets_->release_text();
-  res.text_ms = ms_since(t0);
-  if (obs) {
-    const WeightedPrompt wc = tokenize(prompt, (int)(cond.size() / ((size_t)cfg.clip.width * WeightedPrompt::kChunkLength)));
-    const WeightedPrompt wu = cfg_on ? tokenize(p.negative_prompt, wc.chunk_count) : WeightedPrompt{};
-    TextEvent te;
-    te.prompt = &wc;
-    te.negative = cfg_on ? &wu : nullptr;
-    te.cond = &cond;
-    te.uncond = cfg_on ? &uncond : nullptr;
-    te.chunks = wc.chunk_count;
-    te.width = cfg.clip.width;
-    te.clip_skip = p.clip_skip;
-    te.text_ms = res.text_ms;
-    obs->on_text(te);
-  }
-  const int ctx_len = (int)(cond.size() / (size_t)cfg.clip.width);
+  // 1. Conditioning: the prompt's (and the negative prompt's) text embeddings.
+  GuidedConditioning c = condition(p, obs, res.text_ms);
 
-  // 2. Initial latent: the seed's torch-compatible noise, then the init image if any.
+  // 2. The starting latent: the seed's torch-compatible noise, then the init image if any
+  //    (whose encoding also gives an inpainting UNet its extra channels).
   TorchRng rng(p.seed);
-  std::vector<float> noise_f = rng.randn((int64_t)n);
-  Latent noise(noise_f.begin(), noise_f.end());
+  const std::vector<float> noise = rng.randn((int64_t)lc * lh * lw);
   auto sampler = make_sampler(p);
+  InitImage init = encode_init_image(p, obs);
+  c.cond.concat = c.uncond.concat = init.concat;
+  LatentStart start = initial_latent(p, *sampler, Latent(noise.begin(), noise.end()), std::move(init.latent),
+                                     std::move(init.repaint));
 
-  Latent init_latent;               // clean latent of the init image
-  std::vector<float> mask_latent;   // h x w, 1 = repaint (soft, for blending)
-  std::vector<float> unet_extra;    // 9-channel UNets: [mask (1), masked-image latent (4)]
-  if (p.init_image) {
-    stage(obs, "encode image");
-    auto img = image_to_tensor(*p.init_image);
-    auto lat = encode_image(img, p.height, p.width);
-    require_finite(lat, "the VAE encoding of the init image");
-    init_latent.assign(lat.begin(), lat.end());
-    if (p.mask) {
-      auto m = image_to_mask(*p.mask);
-      // Soft mask for latent blending: the fraction of each f x f block to repaint.
-      mask_latent.assign((size_t)lh * lw, 0.f);
-      for (int y = 0; y < p.height; ++y)
-        for (int x = 0; x < p.width; ++x)
-          mask_latent[(size_t)(y / f) * lw + x / f] += (m[(size_t)y * p.width + x] >= 0.5f ? 1.f : 0.f) / (f * f);
-      if (cfg.unet.in_channels == 9) {
-        // As the inpainting UNet was trained: binary mask, nearest-downsampled, and the latent of
-        // the image with the repaint region set to 0 (grey).
-        for (size_t i = 0; i < m.size(); ++i)
-          if (m[i] >= 0.5f)
-            for (int c = 0; c < 3; ++c) img[(size_t)c * m.size() + i] = 0.f;
-        auto masked = encode_image(img, p.height, p.width);
-        unet_extra.resize((size_t)(1 + lc) * lh * lw);
-        for (int y = 0; y < lh; ++y)
-          for (int x = 0; x < lw; ++x)
-            unet_extra[(size_t)y * lw + x] = m[(size_t)(y * f) * p.width + x * f] >= 0.5f ? 1.f : 0.f;
-        std::copy(masked.begin(), masked.end(), unet_extra.begin() + (size_t)lh * lw);
-      }
-    }
-    if (opts_.lowvram) nets_->release_vae();
-  }
-
-  int first = 0;
-  Latent x(n);
-  if (p.start_latent) {
-    first = p.start_step;
-    x.assign(p.start_latent->begin(), p.start_latent->end());
-  } else if (p.init_image) {
-    first = sampler->steps() - (int)(sampler->steps() * p.strength);
-    NoiseLevel lv = sampler->level(first);
-    for (size_t i = 0; i < n; ++i) x[i] = lv.signal * init_latent[i] + lv.noise * noise[i];
-    if (first == sampler->steps()) x = init_latent;  // strength 0: the image itself
-  } else {
-    for (size_t i = 0; i < n; ++i) x[i] = noise[i] * sampler->init_noise_scale();
-  }
-
-  // 3. The UNet, batch 2 = [uncond, cond] with guidance, batch 1 without.
+  // 3. The denoiser: the UNet with its conditioning and guidance.
   stage(obs, "load unet");
-  const int batch = cfg_on ? 2 : 1;
-  auto& N = *nets_;
-  if (!N.unet || N.unet_batch != batch || N.unet_h != lh || N.unet_w_ != lw || N.unet_ctx != ctx_len ||
-      N.unet_maps != p.attention_maps || N.unet_profile != p.profile) {
-    N.unet.reset();
-    if (!N.unet_w) N.unet_w = load_merged(ctx_, *ckpt_, kUNetPrefix, dtype_, loras_, N.unet_lora);
-    nn::NetOptions uo;
-    uo.attention_maps = p.attention_maps;
-    uo.profile = p.profile;
-    N.unet = std::make_unique<nn::UNet>(ctx_, *N.unet_w, cfg.unet, batch, lh, lw, ctx_len, uo);
-    N.unet_batch = batch, N.unet_h = lh, N.unet_w_ = lw, N.unet_ctx = ctx_len, N.unet_maps = p.attention_maps;
-    N.unet_profile = p.profile;
-  }
-  {
-    std::vector<float> ctx_all;
-    if (cfg_on) ctx_all = uncond;
-    ctx_all.insert(ctx_all.end(), cond.begin(), cond.end());
-    N.unet->set_context(ctx_all);
-  }
+  Denoiser::Options dopt;
+  dopt.cfg_scale = p.cfg_scale;
+  dopt.observed = obs != nullptr;
+  dopt.attention_maps = p.attention_maps && obs;
+  dopt.profile = p.profile && obs;
+  Denoiser denoiser(unet_for(p, c), c, lc, dopt);
 
-  const int cin = cfg.unet.in_channels;
-  const size_t plane = (size_t)lh * lw;
-  std::vector<float> eps_cond, eps_uncond, unet_x_in;
-  std::vector<AttentionMap> attention;  // GenerateParams::attention_maps, read back for observers
-  std::vector<DispatchTiming> unet_timings;  // GenerateParams::profile, read back for observers
-  ModelFn model = [&](const Latent& x_in, double t) {
-    if (obs) unet_x_in.assign(x_in.begin(), x_in.end());
-    std::vector<float> in((size_t)batch * cin * plane);
-    for (int b = 0; b < batch; ++b) {
-      float* dst = in.data() + (size_t)b * cin * plane;
-      for (size_t i = 0; i < n; ++i) dst[i] = (float)x_in[i];
-      if (cin == 9) std::copy(unet_extra.begin(), unet_extra.end(), dst + n);
-    }
-    std::vector<float> ts((size_t)batch, (float)t);
-    auto out = N.unet->forward(in, ts);
-    if (p.profile && obs) unet_timings = N.unet->graph().timings();
-    if (p.attention_maps && obs) {
-      const auto& layers = N.unet->attention_layers();
-      attention.resize(layers.size());
-      for (size_t i = 0; i < layers.size(); ++i) {
-        AttentionMap& m = attention[i];
-        m.block = layers[i].block;
-        m.level = layers[i].level;
-        m.height = layers[i].height, m.width = layers[i].width;
-        m.tokens = layers[i].tokens;
-        m.probs = N.unet->attention_probs(i);
-      }
-    }
-    if (out.size() != (size_t)batch * n) fail("UNet returned an unexpected output size");
-    Latent e(n);
-    if (cfg_on) {
-      eps_uncond.assign(out.begin(), out.begin() + (ptrdiff_t)n);
-      eps_cond.assign(out.begin() + (ptrdiff_t)n, out.end());
-      const float s = (float)p.cfg_scale;
-      for (size_t i = 0; i < n; ++i) e[i] = eps_uncond[i] + s * (eps_cond[i] - eps_uncond[i]);
-    } else {
-      eps_cond = std::move(out);
-      for (size_t i = 0; i < n; ++i) e[i] = eps_cond[i];
-    }
-    return e;
-  };
-
+  // 4. The sampler loop.
   stage(obs, "sample");
-  t0 = Clock::now();
-  auto step_t0 = Clock::now();
-  StepHook hook = [&](const StepInfo& info, Latent& xs) {
-    require_finite(xs, "the latent after sampling step " + std::to_string(info.index + 1) + " of " + std::to_string(info.count));
-    NoiseLevel lv = sampler->level(info.index + 1);
-    if (!mask_latent.empty() && cin == 4) {
-      // Keep the known region: re-impose the init latent, noised to where the sampler now is
-      // (clean after the last step), outside the mask.
-      const bool last = info.index + 1 == sampler->steps();
-      for (int c = 0; c < lc; ++c)
-        for (size_t i = 0; i < plane; ++i) {
-          const size_t k = (size_t)c * plane + i;
-          const double known = last ? init_latent[k] : lv.signal * init_latent[k] + lv.noise * noise[k];
-          xs[k] = mask_latent[i] * xs[k] + (1.0 - mask_latent[i]) * known;
-        }
-    }
-    if (obs) {
-      // Observers get noise predictions whatever the UNet predicts: a v output becomes
-      // eps = sqrt(a) v + sqrt(1 - a) x_in at the step's level a = 1 / (1 + sigma^2), the same
-      // conversion the sampler applied to the guided output (guidance is linear, so guiding the
-      // converted halves gives the sampler's eps).
-      if (schedule_->prediction() != Prediction::Epsilon) {
-        const double a = 1.0 / (1.0 + info.sigma * info.sigma);
-        const Latent x_in(unet_x_in.begin(), unet_x_in.end());
-        for (std::vector<float>* half : {&eps_cond, &eps_uncond}) {
-          if (half->size() != x_in.size()) continue;  // no uncond half without guidance
-          Latent o(half->begin(), half->end());
-          schedule_->output_to_eps(x_in, o, a);
-          half->assign(o.begin(), o.end());
-        }
-      }
-      StepEvent e;
-      e.index = info.index;
-      e.count = info.count;
-      e.t = info.t;
-      e.sigma = info.sigma;
-      e.channels = lc, e.height = lh, e.width = lw;
-      e.x = &xs;
-      e.denoised = info.denoised;
-      e.eps = info.eps;
-      e.eps_cond = &eps_cond;
-      e.eps_uncond = cfg_on ? &eps_uncond : nullptr;
-      e.x_in = &unet_x_in;
-      e.x_signal = lv.signal, e.x_noise = lv.noise;
-      if (p.attention_maps) e.attention = &attention;
-      if (p.profile) e.unet_timings = &unet_timings;
-      e.step_ms = ms_since(step_t0);
-      obs->on_step(e);
-      if (obs->cancelled()) fail("generation cancelled");
-    }
-    step_t0 = Clock::now();
-  };
-  x = sampler->run(std::move(x), model, rng, first, hook);
+  auto t0 = Clock::now();
+  LoopOptions lo;
+  lo.channels = lc, lo.height = lh, lo.width = lw;
+  lo.attention_maps = p.attention_maps, lo.profile = p.profile;
+  const int first = start.first;
+  Latent x = sampling_loop(*sampler, denoiser, std::move(start), rng, *schedule_, obs, lo);
   res.steps_run = sampler->steps() - first;
   res.sample_ms = ms_since(t0);
   if (opts_.lowvram) nets_->release_unet();
 
-  // 4. Decode.
+  // 5. Decode.
   stage(obs, "decode");
   t0 = Clock::now();
   res.latent.assign(x.begin(), x.end());
@@ -622,6 +328,26 @@ GenerateResult SdPipeline::generate(const GenerateParams& p, Observer* obs) {
   res.image = tensor_to_image(res.pixels.data(), cfg.vae.out_channels, p.height, p.width);
   res.total_ms = ms_since(t_start);
   return res;
+}
+
+// The UNet for p's batch (2 with guidance), geometry, context length and options: the resident
+// one when it fits, else built anew (the weights stay resident).
+nn::UNet& SdPipeline::unet_for(const GenerateParams& p, const GuidedConditioning& c) {
+  const int f = config().vae.downsample_factor();
+  const int lh = p.height / f, lw = p.width / f, batch = c.guided ? 2 : 1, ctx_len = c.cond.tokens;
+  auto& N = *nets_;
+  if (!N.unet || N.unet_batch != batch || N.unet_h != lh || N.unet_w_ != lw || N.unet_ctx != ctx_len ||
+      N.unet_maps != p.attention_maps || N.unet_profile != p.profile) {
+    N.unet.reset();
+    if (!N.unet_w) N.unet_w = load_merged(ctx_, *ckpt_, kUNetPrefix, dtype_, loras_, N.unet_lora);
+    nn::NetOptions uo;
+    uo.attention_maps = p.attention_maps;
+    uo.profile = p.profile;
+    N.unet = std::make_unique<nn::UNet>(ctx_, *N.unet_w, config().unet, batch, lh, lw, ctx_len, uo);
+    N.unet_batch = batch, N.unet_h = lh, N.unet_w_ = lw, N.unet_ctx = ctx_len, N.unet_maps = p.attention_maps;
+    N.unet_profile = p.profile;
+  }
+  return *N.unet;
 }
 
 std::vector<float> predicted_x0(const std::vector<float>& x_in, const std::vector<float>& eps, double sigma) {

@@ -8,6 +8,13 @@
 // `lowvram` each network is loaded right before its stage and released right after it, so that
 // only one of the three (and its activations) is resident at a time.
 //
+// generate() is a short sequence of named stages, one file each (see the private section):
+// the conditioner (text -> GuidedConditioning: context, optional vector y, optional concat
+// channels), the init image's encoding, the starting latent, the denoiser (the UNet with its
+// conditioning, prediction type and guidance, as the samplers' ModelFn), the sampler loop and
+// the VAE decode. A model family is data in these stages (which conditioning fields it fills,
+// what its configs say), not a branch in generate().
+//
 // Observer: called after each stage and each sampler step with everything a progress bar, a
 // step dump (--save-steps) or the viewer needs.
 #pragma once
@@ -32,6 +39,11 @@ namespace vksd {
 
 class Context;
 class Checkpoint;
+struct GuidedConditioning;
+struct InitImage;
+namespace nn {
+class UNet;
+}
 class Tokenizer;
 class NoiseSchedule;
 struct WeightedPrompt;
@@ -252,6 +264,16 @@ class SdPipeline {
  private:
   struct Nets;
   void stage(Observer* o, const char* name) const;
+  // The stages of generate(), in its order (each file of runtime/diffusion/ holds one):
+  //   condition          conditioner.cpp   prompt -> GuidedConditioning ("encode prompt", on_text)
+  //   encode_init_image  vae_stage.cpp     init image -> latent, inpainting mask ("encode image")
+  //   initial_latent     latent_init.cpp   where the sampler starts
+  //   unet_for, Denoiser denoiser.cpp      the UNet with its conditioning and guidance ("load unet")
+  //   sampling_loop      sampling_loop.cpp the steps, observers ("sample")
+  //   decode_latent      vae_stage.cpp     latent -> image ("decode")
+  GuidedConditioning condition(const GenerateParams& p, Observer* obs, double& text_ms);
+  InitImage encode_init_image(const GenerateParams& p, Observer* obs);
+  nn::UNet& unet_for(const GenerateParams& p, const GuidedConditioning& c);
 
   Context& ctx_;
   PipelineOptions opts_;

@@ -337,6 +337,13 @@ void Checkpoint::infer_architecture() {
   u.attention_levels.clear();
   std::vector<int> mult_of_level = {0};
   std::vector<bool> attn_of_level = {false};
+  std::vector<int> depth_of_level = {0};
+  // Transformer blocks of the SpatialTransformer at `p` (a key prefix ending in '.').
+  auto depth_at = [&](const std::string& p) {
+    int d = 0;
+    while (exists(p + "transformer_blocks." + std::to_string(d) + ".norm1.weight")) ++d;
+    return d;
+  };
   std::string first_transformer;
   for (int b = 1;; ++b) {
     std::string p = U + "input_blocks." + std::to_string(b) + ".";
@@ -344,6 +351,7 @@ void Checkpoint::infer_architecture() {
       level_blocks.push_back(0);
       mult_of_level.push_back(0);
       attn_of_level.push_back(false);
+      depth_of_level.push_back(0);
     } else if (exists(p + "0.in_layers.2.weight")) {
       int64_t out = shape_of(p + "0.in_layers.2.weight", 4, "UNet")[0];
       if (out % u.model_channels)
@@ -352,6 +360,7 @@ void Checkpoint::infer_architecture() {
       if (level_blocks.back() == 0) {
         mult_of_level.back() = (int)(out / u.model_channels);
         attn_of_level.back() = exists(p + "1.norm.weight");
+        if (attn_of_level.back()) depth_of_level.back() = depth_at(p + "1.");
       }
       if (exists(p + "1.norm.weight") && first_transformer.empty()) first_transformer = p + "1.";
       level_blocks.back()++;
@@ -369,9 +378,15 @@ void Checkpoint::infer_architecture() {
   // The middle block always holds a transformer: read context width, depth and proj kind there.
   const std::string mid = U + "middle_block.1.";
   u.context_dim = (int)shape_of(mid + "transformer_blocks.0.attn2.to_k.weight", 2, "UNet")[1];
-  u.transformer_depth = 0;
-  while (exists(mid + "transformer_blocks." + std::to_string(u.transformer_depth) + ".norm1.weight"))
-    ++u.transformer_depth;
+  u.transformer_depth = depth_at(mid);
+  // Per-level depths only where they differ (SDXL: 2 and 10 blocks; SD 1.x / 2.x: 1 everywhere).
+  u.transformer_depths.clear();
+  u.transformer_depth_middle = -1;
+  for (size_t l = 0; l < depth_of_level.size(); ++l)
+    if (attn_of_level[l] && depth_of_level[l] != u.transformer_depth) u.transformer_depths = depth_of_level;
+  if (!u.transformer_depths.empty()) u.transformer_depth_middle = u.transformer_depth;
+  // The vector input y (label_emb, SDXL's adm_in_channels).
+  u.adm_in_channels = exists(U + "label_emb.0.0.weight") ? (int)shape_of(U + "label_emb.0.0.weight", 2, "UNet")[1] : 0;
   auto pi = tensors_.find(mid + "proj_in.weight");
   u.use_linear_in_transformer = pi != tensors_.end() && pi->second.shape.size() == 2;
 

@@ -36,17 +36,36 @@ struct UNetConfig {
   int model_channels = 320;
   std::vector<int> channel_mult = {1, 2, 4, 4};
   int num_res_blocks = 2;
-  // Per level: does it carry SpatialTransformers (SD 1.x: all but the deepest)?
+  // Per level: does it carry SpatialTransformers (SD 1.x: all but the deepest; SDXL: not the first)?
   std::vector<bool> attention_levels = {true, true, true, false};
   int num_heads = 8;                       // heads per SpatialTransformer (dim_head = ch / heads)
   int num_head_channels = -1;              // if > 0: fixed dim_head, heads = ch / dim_head (SD 2.x style)
+  // BasicTransformerBlocks per SpatialTransformer: `transformer_depth` at every level (SD 1.x /
+  // 2.x: 1), unless `transformer_depths` gives one per level (SDXL base: {1, 2, 10}, as the
+  // reference's transformer_depth list; a level without attention ignores its entry). The middle
+  // block's: transformer_depth_middle, -1 = the deepest level's (the reference's default).
   int transformer_depth = 1;
+  std::vector<int> transformer_depths;
+  int transformer_depth_middle = -1;
+  // Width of the vector input y (the reference's adm_in_channels; SDXL: pooled text + size
+  // embeddings = 2816): label_emb = Linear -> SiLU -> Linear, added to the time embedding.
+  // 0 = no y input (SD 1.x / 2.x).
+  int adm_in_channels = 0;
   int context_dim = 768;
   bool use_linear_in_transformer = false;  // proj_in/out as linear (SD 2.x) instead of 1x1 conv
   float gn_eps = 1e-5f;                    // GroupNorm(32) eps
   float ln_eps = 1e-5f;                    // LayerNorm eps inside transformer blocks
   int time_embed_dim() const { return model_channels * 4; }
   int heads_for(int channels) const { return num_head_channels > 0 ? channels / num_head_channels : num_heads; }
+  // Transformer blocks in each SpatialTransformer of `level` (0 where it has none) and of the middle block.
+  int depth_at(int level) const {
+    if (!attention_levels[level]) return 0;
+    return transformer_depths.empty() ? transformer_depth : transformer_depths[level];
+  }
+  int middle_depth() const {
+    if (transformer_depth_middle >= 0) return transformer_depth_middle;
+    return transformer_depths.empty() ? transformer_depth : transformer_depths.back();
+  }
 };
 
 // AutoencoderKL (first_stage_model): Encoder, Decoder, quant_conv/post_quant_conv.
@@ -89,7 +108,22 @@ struct ModelConfig {
   // "tokenizer": {"vocab": FILE} (FILE relative to the config file), as a usable path;
   // "" = none named (find_vocabulary searches beside the model, then VKSD_VOCAB).
   std::string tokenizer_vocab;
+  // The text encoder(s). SD 1.x / 2.x: `clip` alone. Models with several (SDXL: CLIP ViT-L, then
+  // OpenCLIP bigG) list the further ones in `more_text_encoders`: the UNet's cross-attention
+  // context is every encoder's output concatenated along the feature axis, in this order
+  // (text_encoders()), so unet.context_dim = the sum of their widths.
   ClipConfig clip;
+  std::vector<ClipConfig> more_text_encoders;
+  std::vector<ClipConfig> text_encoders() const {
+    std::vector<ClipConfig> r{clip};
+    r.insert(r.end(), more_text_encoders.begin(), more_text_encoders.end());
+    return r;
+  }
+  int context_width() const {
+    int w = 0;
+    for (const ClipConfig& c : text_encoders()) w += c.width;
+    return w;
+  }
   UNetConfig unet;
   VaeConfig vae;
   ScheduleConfig schedule;

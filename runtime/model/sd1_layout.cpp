@@ -37,11 +37,11 @@ void unet_resblock(Layout& L, const std::string& p, int64_t in, int64_t out, int
 
 // attention.SpatialTransformer: GroupNorm, proj_in, BasicTransformerBlocks (self-attn, cross-attn,
 // GEGLU feed-forward with inner dim 4C, three LayerNorms), proj_out. q/k/v have no bias.
-void unet_transformer(Layout& L, const std::string& p, int64_t c, const UNetConfig& u) {
+void unet_transformer(Layout& L, const std::string& p, int64_t c, int depth, const UNetConfig& u) {
   L.norm(p + ".norm", c);
   if (u.use_linear_in_transformer) L.linear(p + ".proj_in", c, c);
   else L.conv(p + ".proj_in", c, c, 1);
-  for (int d = 0; d < u.transformer_depth; ++d) {
+  for (int d = 0; d < depth; ++d) {
     std::string b = p + ".transformer_blocks." + std::to_string(d);
     L.linear(b + ".attn1.to_q", c, c, false);
     L.linear(b + ".attn1.to_k", c, c, false);
@@ -81,6 +81,8 @@ void vae_attn(Layout& L, const std::string& p, int64_t c) {
 std::vector<TensorSpec> unet_layout(const UNetConfig& u) {
   if (u.channel_mult.empty() || u.attention_levels.size() != u.channel_mult.size())
     fail("UNet config: channel_mult and attention_levels must be non-empty and of equal length");
+  if (!u.transformer_depths.empty() && u.transformer_depths.size() != u.channel_mult.size())
+    fail("UNet config: transformer_depths must have one entry per level");
   std::vector<TensorSpec> out;
   Layout L{out};
   const std::string P = kUNetPrefix;
@@ -89,6 +91,10 @@ std::vector<TensorSpec> unet_layout(const UNetConfig& u) {
 
   L.linear(P + "time_embed.0", emb, mc);
   L.linear(P + "time_embed.2", emb, emb);
+  if (u.adm_in_channels > 0) {
+    L.linear(P + "label_emb.0.0", emb, u.adm_in_channels);
+    L.linear(P + "label_emb.0.2", emb, emb);
+  }
 
   // Encoder: input_blocks.0 is conv_in; then per level num_res_blocks x (ResBlock [+ transformer]),
   // then a strided-conv Downsample except after the last level. Skip widths are remembered for
@@ -103,7 +109,7 @@ std::vector<TensorSpec> unet_layout(const UNetConfig& u) {
       int64_t out_ch = mc * u.channel_mult[l];
       unet_resblock(L, b + ".0", ch, out_ch, emb);
       ch = out_ch;
-      if (u.attention_levels[l]) unet_transformer(L, b + ".1", ch, u);
+      if (const int depth = u.depth_at(l)) unet_transformer(L, b + ".1", ch, depth, u);
       skips.push_back(ch);
     }
     if (l != levels - 1) {
@@ -113,8 +119,9 @@ std::vector<TensorSpec> unet_layout(const UNetConfig& u) {
   }
 
   unet_resblock(L, P + "middle_block.0", ch, ch, emb);
-  unet_transformer(L, P + "middle_block.1", ch, u);
-  unet_resblock(L, P + "middle_block.2", ch, ch, emb);
+  const int mid_depth = u.middle_depth();
+  if (mid_depth > 0) unet_transformer(L, P + "middle_block.1", ch, mid_depth, u);
+  unet_resblock(L, P + (mid_depth > 0 ? "middle_block.2" : "middle_block.1"), ch, ch, emb);
 
   // Decoder: per level (deepest first) num_res_blocks + 1 ResBlocks on [h, skip] concatenations,
   // the Upsample conv sitting in the last block of every level but the shallowest.
@@ -128,7 +135,7 @@ std::vector<TensorSpec> unet_layout(const UNetConfig& u) {
       unet_resblock(L, b + ".0", ch + skip, out_ch, emb);
       ch = out_ch;
       int sub = 1;
-      if (u.attention_levels[l]) unet_transformer(L, b + "." + std::to_string(sub++), ch, u);
+      if (const int depth = u.depth_at(l)) unet_transformer(L, b + "." + std::to_string(sub++), ch, depth, u);
       if (l != 0 && r == u.num_res_blocks) L.conv(b + "." + std::to_string(sub) + ".conv", ch, ch, 3);
     }
   }

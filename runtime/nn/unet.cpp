@@ -82,13 +82,13 @@ using TransformerProbe = std::function<AttentionProbe(const Scope& block, int de
 // SpatialTransformer: GroupNorm, proj_in, pixels as tokens through the transformer blocks,
 // proj_out, residual. proj_in/proj_out are 1x1 convs (SD 1.x) or linears (SD 2.x); on the
 // token layout both are the same matrix product.
-Tensor spatial_transformer(const Scope& s, Tensor x, Tensor context, int heads, const UNetConfig& cfg,
+Tensor spatial_transformer(const Scope& s, Tensor x, Tensor context, int heads, int depth, const UNetConfig& cfg,
                            const TransformerProbe& probe = {}) {
   const int64_t h = x.dim(2), w = x.dim(3);
   enter(s, "SpatialTransformer");
   Tensor t = ops::nchw_to_nlc(group_norm(s.sub("norm"), x, kTransformerGroupNormEps, /*silu=*/false));
   t = conv1x1_as_linear(s.sub("proj_in"), t);
-  for (int d = 0; d < cfg.transformer_depth; ++d) {
+  for (int d = 0; d < depth; ++d) {
     const Scope blk = s.sub("transformer_blocks").sub(d);
     const AttentionProbe p = probe ? probe(blk, d, h, w) : AttentionProbe{};
     t = basic_transformer_block(blk, t, context, heads, cfg.ln_eps, p ? &p : nullptr);
@@ -125,6 +125,9 @@ UNet::UNet(Context& ctx, const WeightStore& weights, const UNetConfig& cfg, int 
   if ((int)cfg.attention_levels.size() != levels)
     fail("UNet: attention_levels has " + std::to_string(cfg.attention_levels.size()) + " entries for " +
          std::to_string(levels) + " levels");
+  if (!cfg.transformer_depths.empty() && (int)cfg.transformer_depths.size() != levels)
+    fail("UNet: transformer_depths has " + std::to_string(cfg.transformer_depths.size()) + " entries for " +
+         std::to_string(levels) + " levels");
   build();
 }
 
@@ -144,6 +147,7 @@ void UNet::build() {
   x_ = g.input({batch_, cfg_.in_channels, h_, w_}, act, "x");
   t_ = g.input({batch_}, DType::F32, "t");  // f32: fractional timesteps near 1000 need the bits
   context_ = g.input({batch_, context_len_, cfg_.context_dim}, act, "context");
+  if (cfg_.adm_in_channels > 0) y_ = g.input({batch_, cfg_.adm_in_channels}, act, "y");
 
   // Timestep embedding: sinusoidal features -> time_embed.0 -> SiLU -> time_embed.2. Every
   // ResBlock's emb_layers begins with SiLU, so it is applied once here.
@@ -153,15 +157,24 @@ void UNet::build() {
   Tensor emb = linear(root.sub("time_embed.0"), t_emb);
   emb = linear(root.sub("time_embed.2"), ops::silu(emb));
   record("time_embed", emb);
+  // Vector conditioning (adm_in_channels > 0, SDXL): label_emb.0 = Linear -> SiLU -> Linear on
+  // y, added to the time embedding.
+  if (y_.valid()) {
+    g.set_scope("label_emb vector conditioning");
+    Tensor label = linear(root.sub("label_emb.0.0"), y_);
+    label = linear(root.sub("label_emb.0.2"), ops::silu(label));
+    record("label_emb", label);
+    emb = ops::add(emb, label);
+  }
   Tensor emb_silu = ops::silu(emb);
 
   // Attention maps (opts_.attention_maps): per cross-attention layer, P = mean over heads of
   // softmax(q kᵀ / sqrt(d)) for the last batch entry (the prompt; the negative prompt is entry 0
   // under guidance), kept for the host. Without the option the probe is empty and the graph is
   // the plain one.
-  auto maps = [&](const std::string& block, int level) -> TransformerProbe {
+  auto maps = [&](const std::string& block, int level, int depth) -> TransformerProbe {
     if (!opts_.attention_maps) return {};
-    return [&, block, level](const Scope& blk, int d, int64_t hh, int64_t ww) -> AttentionProbe {
+    return [&, block, level, depth](const Scope& blk, int d, int64_t hh, int64_t ww) -> AttentionProbe {
       return [&, block, level, blk, d, hh, ww](Tensor q_in, Tensor q, Tensor k, int heads) {
         const std::string root_prefix = std::string(kPrefix) + ".";
         std::string scope = blk.prefix();
@@ -170,7 +183,7 @@ void UNet::build() {
         Tensor probs = ops::attention_probs(q, k, heads, batch_ - 1);
         g.keep(probs);
         AttentionLayer layer;
-        layer.block = cfg_.transformer_depth > 1 ? block + " #" + std::to_string(d) : block;
+        layer.block = depth > 1 ? block + " #" + std::to_string(d) : block;
         layer.scope = scope;
         layer.level = level;
         layer.height = (int)hh, layer.width = (int)ww;
@@ -194,9 +207,9 @@ void UNet::build() {
     for (int r = 0; r < cfg_.num_res_blocks; ++r) {
       const Scope blk = in_blocks.sub(++index);
       h = res_block(blk.sub(0), h, emb_silu, ch, cfg_.gn_eps);
-      if (cfg_.attention_levels[level])
-        h = spatial_transformer(blk.sub(1), h, context_, cfg_.heads_for((int)ch), cfg_,
-                                maps("input " + std::to_string(index), level));
+      if (const int depth = cfg_.depth_at(level))
+        h = spatial_transformer(blk.sub(1), h, context_, cfg_.heads_for((int)ch), depth, cfg_,
+                                maps("input " + std::to_string(index), level, depth));
       record("input_blocks." + std::to_string(index), h);
       skips.push_back(h);
     }
@@ -212,8 +225,11 @@ void UNet::build() {
     const Scope mid = root.sub("middle_block");
     const int64_t ch = h.dim(1);
     h = res_block(mid.sub(0), h, emb_silu, ch, cfg_.gn_eps);
-    h = spatial_transformer(mid.sub(1), h, context_, cfg_.heads_for((int)ch), cfg_, maps("middle", levels - 1));
-    h = res_block(mid.sub(2), h, emb_silu, ch, cfg_.gn_eps);
+    const int depth = cfg_.middle_depth();
+    if (depth > 0)
+      h = spatial_transformer(mid.sub(1), h, context_, cfg_.heads_for((int)ch), depth, cfg_,
+                              maps("middle", levels - 1, depth));
+    h = res_block(mid.sub(depth > 0 ? 2 : 1), h, emb_silu, ch, cfg_.gn_eps);
     record("middle_block", h);
   }
 
@@ -229,9 +245,9 @@ void UNet::build() {
       skips.pop_back();
       h = res_block(blk.sub(0), h, emb_silu, ch, cfg_.gn_eps);
       int sub = 1;
-      if (cfg_.attention_levels[level])
-        h = spatial_transformer(blk.sub(sub++), h, context_, cfg_.heads_for((int)ch), cfg_,
-                                maps("output " + std::to_string(index), level));
+      if (const int depth = cfg_.depth_at(level))
+        h = spatial_transformer(blk.sub(sub++), h, context_, cfg_.heads_for((int)ch), depth, cfg_,
+                                maps("output " + std::to_string(index), level, depth));
       if (level > 0 && i == cfg_.num_res_blocks) h = upsample(blk.sub(sub), h);
       record("output_blocks." + std::to_string(index), h);
     }
@@ -249,6 +265,15 @@ void UNet::build() {
   g.compile(opts_.profile);
 }
 
+void UNet::set_y(const std::vector<float>& y) {
+  if (!y_.valid()) fail("UNet::set_y: this UNet has no vector input (adm_in_channels is 0)");
+  const size_t want = (size_t)shape_numel(y_.shape());
+  if (y.size() != want)
+    fail("UNet::set_y: got " + std::to_string(y.size()) + " floats, expected " + shape_str(y_.shape()));
+  graph_->upload(y_, y);
+  y_set_ = true;
+}
+
 void UNet::set_context(const std::vector<float>& ctx) {
   const size_t want = (size_t)shape_numel(context_.shape());
   if (ctx.size() != want)
@@ -263,6 +288,7 @@ std::vector<float> UNet::forward(const std::vector<float>& x, const std::vector<
   if (t.size() != (size_t)batch_)
     fail("UNet::forward: " + std::to_string(t.size()) + " timesteps for batch " + std::to_string(batch_));
   if (!context_set_) fail("UNet::forward: call set_context() first");
+  if (y_.valid() && !y_set_) fail("UNet::forward: this UNet takes a vector input y: call set_y() first");
   graph_->upload(x_, x);
   graph_->upload(t_, t);
   graph_->run();

@@ -1,6 +1,8 @@
 // The latent-diffusion UNet (LDM openaimodel.UNetModel with SpatialTransformer cross-attention),
 // weights under model.diffusion_model.*:
 //   time_embed: sinusoidal(t, model_channels) -> Linear -> SiLU -> Linear
+//               (+ label_emb: Linear -> SiLU -> Linear on the vector input y, when the model
+//               has one: the reference's forward(x, timesteps, context, y), SDXL)
 //   input_blocks:  conv_in, then per level num_res_blocks x [ResBlock (+ SpatialTransformer)],
 //                  and a Downsample between levels; every block's output is saved as a skip
 //   middle_block:  ResBlock, SpatialTransformer, ResBlock
@@ -29,10 +31,15 @@ class UNet {
 
   // Cross-attention context [batch, context_len, context_dim]; uploaded once per prompt.
   void set_context(const std::vector<float>& ctx);
+  // Vector input y [batch, adm_in_channels] (UNetConfig::adm_in_channels > 0 only); uploaded once
+  // per prompt like the context.
+  void set_y(const std::vector<float>& y);
+  bool has_y() const { return y_.valid(); }
   // x [batch, in_channels, h, w], t [batch] (float, may be fractional, one per sample)
   // -> model output [batch, out_channels, h, w] (eps or v, as the checkpoint was trained).
   std::vector<float> forward(const std::vector<float>& x, const std::vector<float>& t);
   // After forward(), with opts.keep_blocks: "time_embed" (the MLP output), "t_emb" (sinusoidal),
+  // "label_emb" (with a y input),
   // "input_blocks.N", "middle_block", "output_blocks.N".
   std::vector<float> block_output(const std::string& name);
   std::vector<std::string> block_names() const;
@@ -68,8 +75,8 @@ class UNet {
   int batch_, h_, w_, context_len_;
   NetOptions opts_;
   std::unique_ptr<Graph> graph_;
-  Tensor x_, t_, context_, out_;
-  bool context_set_ = false;
+  Tensor x_, t_, context_, y_, out_;
+  bool context_set_ = false, y_set_ = false;
   std::map<std::string, Tensor> blocks_;
   std::vector<AttentionLayer> attention_layers_;
   std::vector<Tensor> attention_probs_;
