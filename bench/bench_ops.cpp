@@ -169,6 +169,12 @@ std::vector<Case> make_cases() {
   conv("conv3x3 4->320 @64x64 (conv_in)", 4, 64, 320, 3, ops::Conv2d::same(3), false);
   conv("conv3x3 s2 640 @32x32 (Downsample)", 640, 32, 640, 3, ops::Conv2d::down(), false);
   conv("conv3x3 128->128 @512x512 (VAE)", 128, 512, 128, 3, ops::Conv2d::same(3), false);
+  // SD 1.5 at 256x256 (latent 32x32, batch 1): the UNet's deep levels.
+  conv("sd256 conv3x3 1280->1280 @4x4", 1280, 4, 1280, 3, ops::Conv2d::same(3), false);
+  conv("sd256 conv3x3 2560->1280 @4x4", 2560, 4, 1280, 3, ops::Conv2d::same(3), false);
+  conv("sd256 conv3x3 1280->1280 @8x8", 1280, 8, 1280, 3, ops::Conv2d::same(3), false);
+  conv("sd256 conv3x3 640->640 @16x16", 640, 16, 640, 3, ops::Conv2d::same(3), false);
+  conv("sd256 conv3x3 320->320 @32x32", 320, 32, 320, 3, ops::Conv2d::same(3), false);
   conv("conv1x1 512->512 @64x64", 512, 64, 512, 1, ops::Conv2d::same(1), false);
   conv("conv1x1 2560->1280 @8x8", 2560, 8, 1280, 1, ops::Conv2d::same(1), false);
   conv("conv1x1 640->320 @64x64", 640, 64, 320, 1, ops::Conv2d::same(1), false);
@@ -183,6 +189,9 @@ std::vector<Case> make_cases() {
   };
   attn("self-attention 8h x 4096 x 40", 4096, 4096, 8, 40);
   attn("cross-attention 8h 4096x77 x 40", 4096, 77, 8, 40);
+  attn("sd256 self-attention 8h x 1024 x 40", 1024, 1024, 8, 40);
+  attn("sd256 self-attention 8h x 256 x 80", 256, 256, 8, 80);
+  attn("sd256 cross-attention 8h 1024x77 x 40", 1024, 77, 8, 40);
   attn("VAE attention 1h x 4096 x 512", 4096, 4096, 1, 512);
   cs.push_back({"group_norm 128ch @512x512 (32 groups)", false, true, [](Bench& bn) {
                   Tensor x = bn.input({1, 128, 512, 512}), g = bn.input({128}), b = bn.input({128});

@@ -88,15 +88,17 @@ std::vector<float> random_vec(size_t n, uint64_t seed, double amp) {
   return v;
 }
 
-void unet_profile(Context& ctx, DType dt, int reps, int top) {
-  const UNetConfig cfg = demo_unet();
-  const int batch = 2, h = 8, w = 8, ctx_len = 77;
+// sd15: the SD 1.5 UNet (UNetConfig's defaults) at batch 1, latent 32x32 (256x256 images),
+// instead of the demo architecture at batch 2, latent 8x8.
+void unet_profile(Context& ctx, DType dt, int reps, int top, bool sd15) {
+  const UNetConfig cfg = sd15 ? UNetConfig{} : demo_unet();
+  const int batch = sd15 ? 1 : 2, h = sd15 ? 32 : 8, w = h, ctx_len = 77;
   WeightStore ws(ctx, dt);
   uint64_t seed = 1;
   for (auto& s : unet_layout(cfg)) ws.add(s.name, s.shape, random_tensor(s.name, s.shape, (seed++) << 32).data());
   const auto x = random_vec((size_t)batch * 4 * h * w, 11, 1.0);
   const auto context = random_vec((size_t)batch * ctx_len * cfg.context_dim, 12, 1.0);
-  const std::vector<float> t = {500.f, 500.f};
+  const std::vector<float> t(batch, 500.f);
 
   // 1. per dispatch
   {
@@ -204,23 +206,25 @@ void end_to_end(Context& ctx, const std::string& model, const std::string& vocab
 int bench_step_main(int argc, char** argv) {
   DType dt = DType::F16;
   int reps = 10, runs = 2, top = 0;
+  bool sd15 = false;
   std::string model, vocab;
   for (int i = 0; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--f32")) dt = DType::F32;
+    else if (!std::strcmp(argv[i], "--sd15")) sd15 = true;
     else if (!std::strcmp(argv[i], "--reps") && i + 1 < argc) reps = std::max(1, std::atoi(argv[++i]));
     else if (!std::strcmp(argv[i], "--runs") && i + 1 < argc) runs = std::max(1, std::atoi(argv[++i]));
     else if (!std::strcmp(argv[i], "--top") && i + 1 < argc) top = std::atoi(argv[++i]);
     else if (!std::strcmp(argv[i], "--model") && i + 1 < argc) model = argv[++i];
     else if (!std::strcmp(argv[i], "--vocab") && i + 1 < argc) vocab = argv[++i];
     else {
-      std::fprintf(stderr, "usage: vksd_bench step [--f32] [--reps N] [--top N] [--model PATH [--vocab PATH] [--runs N]]\n");
+      std::fprintf(stderr, "usage: vksd_bench step [--f32] [--sd15] [--reps N] [--top N] [--model PATH [--vocab PATH] [--runs N]]\n");
       return 2;
     }
   }
   try {
     Context ctx;
     std::printf("device: %s\n", ctx.info().name.c_str());
-    unet_profile(ctx, dt, reps, top);
+    unet_profile(ctx, dt, reps, top, sd15);
     if (!model.empty()) end_to_end(ctx, model, vocab, runs);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "vksd_bench step: %s\n", e.what());

@@ -12,6 +12,7 @@
 // The key loop runs Lk / KB times; every inner loop has a constant trip count and is unrolled,
 // which keeps each invocation far below lavapipe's 65,535-iteration budget at Lk >= 4096.
 #extension GL_KHR_shader_subgroup_shuffle : enable
+#extension GL_KHR_shader_subgroup_basic : enable
 #extension GL_EXT_control_flow_attributes : enable
 #include "common.glsl"
 
@@ -21,6 +22,11 @@ layout(constant_id = 2) const int SPLIT = 1;     // lanes sharing one query tile
 layout(constant_id = 3) const int QPI = 4;       // queries per invocation
 layout(constant_id = 4) const int KB = 8;        // keys per online-softmax block
 layout(constant_id = 5) const bool CAUSAL = false;
+// SG > 0 (SPLIT 1, not CAUSAL): the SG lanes of a subgroup are SG query tiles of the same head
+// (the host pads the tiles per head to a multiple of SG), so they read the same keys and
+// values: each lane fetches 1/SG of a block's K and V vec4s and the others get them by
+// subgroupShuffle. On llvmpipe that cuts the texel fetches, the cost there, by ~SG.
+layout(constant_id = 6) const int SG = 0;
 
 IN(0, Q);   // [B, Lq, H * D] as vec4
 IN(1, K);   // [B, Lk, H * D] as vec4
@@ -32,7 +38,7 @@ layout(push_constant) uniform P {
   uint heads;
   uint lq;
   uint lk;
-  uint q_tiles;      // ceil(lq / QPI)
+  uint q_tiles;      // ceil(lq / QPI), rounded up to a multiple of SG when SG > 0
   float scale_log2;  // scale · log2(e): the softmax is evaluated with exp2
   uint groups_x;
 } p;
@@ -76,14 +82,35 @@ void main() {
   if (CAUSAL) kend = min(p.lk, q0 + uint(QPI));  // the tile's last query sees keys 0..q0+QPI-1
   uint kbase = b * p.lk * row_stride + head_off;
 
+  // SG: this lane fetches vec4 number f = jj*SG + lane of a block's KB x DV (key, dim) grid.
+  const int SGD = SG > 0 ? SG : 1;
+  const int NJ = (KB * DV + SGD - 1) / SGD;
+  uint f_key[NJ], f_dim[NJ];
+  if (SG > 0) {
+    [[unroll]] for (int jj = 0; jj < NJ; ++jj) {
+      uint f = min(uint(jj * SG) + gl_SubgroupInvocationID, uint(KB * DV - 1));
+      f_key[jj] = f / uint(DV);
+      f_dim[jj] = f % uint(DV);
+    }
+  }
+
   for (uint j0 = 0u; j0 < kend; j0 += uint(KB)) {
     float s[QPI][KB];
+    vec4 kmine[NJ], vmine[NJ];
+    if (SG > 0) {
+      [[unroll]] for (int jj = 0; jj < NJ; ++jj) {
+        uint off = kbase + min(j0 + f_key[jj], p.lk - 1u) * row_stride + f_dim[jj];
+        kmine[jj] = LOAD4(K, off);
+        vmine[jj] = LOAD4(V, off);
+      }
+    }
     [[unroll]] for (int k = 0; k < KB; ++k) {
       uint j = min(j0 + uint(k), p.lk - 1u);
       uint base = kbase + j * row_stride;
       [[unroll]] for (int i = 0; i < QPI; ++i) s[i][k] = 0.0;
       [[unroll]] for (int d = 0; d < DV; ++d) {
-        vec4 kv = LOAD4(K, base + uint(d));
+        const int f = k * DV + d;
+        vec4 kv = SG > 0 ? subgroupShuffle(kmine[f / SGD], uint(f % SGD)) : LOAD4(K, base + uint(d));
         [[unroll]] for (int i = 0; i < QPI; ++i) s[i][k] += dot(q[i][d], kv);
       }
     }
@@ -123,13 +150,14 @@ void main() {
     [[unroll]] for (int d = 0; d < DV; ++d) {
       [[unroll]] for (int k = 0; k < KB; ++k) {
         uint j = min(j0 + uint(k), p.lk - 1u);
-        vec4 vv = LOAD4(V, kbase + j * row_stride + uint(d));
+        const int f = k * DV + d;
+        vec4 vv = SG > 0 ? subgroupShuffle(vmine[f / SGD], uint(f % SGD)) : LOAD4(V, kbase + j * row_stride + uint(d));
         [[unroll]] for (int i = 0; i < QPI; ++i) acc[i][d] += s[i][k] * vv;
       }
     }
   }
 
-  if (!live) return;
+  if (!live || q0 >= p.lq) return;  // q0 >= lq: a padding tile (SG)
   [[unroll]] for (int i = 0; i < QPI; ++i) {
     uint qi = q0 + uint(i);
     if (qi >= p.lq) break;

@@ -11,6 +11,11 @@
 //         channel are contiguous and 16-byte aligned: KH*KW vec4 fetches instead of 4x that.
 //   XVEC: W % 4 == 0 and TN % 4 == 0. The aligned middle of each input row segment is read
 //         as vec4 texels; only the PL columns on the left and the rest on the right are scalar.
+//   RB:   (small images, e.g. the UNet's 4x4 level at batch 1, too few pixel blocks to fill a
+//         subgroup) a pixel block is RB rows x TN columns, so an invocation reuses each weight
+//         for RB times more outputs; each input row is fetched once and feeds every output row
+//         whose window covers it. The lanes of a subgroup then differ in output channels
+//         (the workgroup's x axis), and the pixel blocks run along y.
 //   SG:   (with WVEC) the SG lanes of a subgroup share their output channels (they differ in
 //         pixels), so they split the block's weight fetches between them and pass the values
 //         on with subgroupShuffle: SG times fewer weight fetches, which were half the cost on
@@ -38,6 +43,8 @@ layout(constant_id = 10) const int XVEC = 0;  // see above (needs PL + S <= KW)
 layout(constant_id = 11) const int PL = 0;    // left padding (a spec constant so that the
                                               // vec4 part of a row lands at fixed registers)
 layout(constant_id = 12) const int SG = 0;    // subgroup size for shared weight fetches; 0: off
+layout(constant_id = 13) const int RB = 1;    // output rows per invocation (a pixel block is
+                                              // RB rows x TN columns)
 
 IN(0, X);
 IN(1, Wt);
@@ -59,14 +66,19 @@ void main() {
   const int XW = (TN - 1) * S + KW;  // input columns one invocation reads per row
   // Pixel blocks of all images in one range: at the UNet's small deep levels (4x4, 8x8) one
   // image alone would leave most lanes of a subgroup idle.
-  uint pb = gl_WorkGroupID.x * gl_WorkGroupSize.x + gl_LocalInvocationID.x;
-  uint co0 = (gl_WorkGroupID.y * gl_WorkGroupSize.y + gl_LocalInvocationID.y) * TM;
-  uint image_blocks = p.Ho * p.row_blocks;
+  // With RB > 1 the workgroup's x axis runs over channel blocks instead (llvmpipe packs
+  // consecutive x invocations into one SIMD vector; a workgroup 1 wide wastes the other lanes).
+  uint pb = RB > 1 ? gl_WorkGroupID.y * gl_WorkGroupSize.y + gl_LocalInvocationID.y
+                   : gl_WorkGroupID.x * gl_WorkGroupSize.x + gl_LocalInvocationID.x;
+  uint co0 = (RB > 1 ? gl_WorkGroupID.x * gl_WorkGroupSize.x + gl_LocalInvocationID.x
+                     : gl_WorkGroupID.y * gl_WorkGroupSize.y + gl_LocalInvocationID.y) * TM;
+  uint row_groups = (p.Ho + uint(RB) - 1u) / uint(RB);
+  uint image_blocks = row_groups * p.row_blocks;
   bool in_range = pb < p.N * image_blocks && co0 < p.Co;
   if (SG == 0 && !in_range) return;
   pb = min(pb, p.N * image_blocks - 1u);  // SG: inactive lanes still fetch for their subgroup
   uint n = pb / image_blocks;
-  uint oh = (pb % image_blocks) / p.row_blocks;
+  uint oh = (pb % image_blocks) / p.row_blocks * uint(RB);  // first output row of the block
   uint ow0 = (pb % p.row_blocks) * TN;
 
   // Input columns: clamped index plus an in-bounds flag (padding reads as zero).
@@ -78,13 +90,14 @@ void main() {
     col_ok[j] = iw >= 0 && iw < int(p.W);
     col[j] = uint(clamp(iw, 0, int(p.W) - 1));
   }
-  uint row[KH];
-  bool row_ok[KH];
+  const int RIN = (RB - 1) * S + KH;  // input rows the block's windows cover
+  uint row[RIN];
+  bool row_ok[RIN];
   int ih0 = int(oh) * S - p.pad_top;
-  [[unroll]] for (int dy = 0; dy < KH; ++dy) {
-    int ih = ih0 + dy;
-    row_ok[dy] = ih >= 0 && ih < int(p.H);
-    row[dy] = uint(clamp(ih, 0, int(p.H) - 1)) * p.W;
+  [[unroll]] for (int r = 0; r < RIN; ++r) {
+    int ih = ih0 + r;
+    row_ok[r] = ih >= 0 && ih < int(p.H);
+    row[r] = uint(clamp(ih, 0, int(p.H) - 1)) * p.W;
   }
   // Weight rows of this invocation's output channels (clamped: extra channels are not stored).
   const uint KK = uint(KH * KW);
@@ -103,9 +116,9 @@ void main() {
     }
   }
 
-  float acc[TM][TN];
+  float acc[TM][RB * TN];
   [[unroll]] for (int i = 0; i < TM; ++i)
-    [[unroll]] for (int j = 0; j < TN; ++j) acc[i][j] = 0.0;
+    [[unroll]] for (int j = 0; j < RB * TN; ++j) acc[i][j] = 0.0;
 
   uint plane = p.H * p.W;
   uint xbase = n * p.Ci * plane;
@@ -143,29 +156,34 @@ void main() {
     }
     [[unroll]] for (int cj = 0; cj < CB; ++cj) {
       uint xc = xbase + (cb * CB + cj) * plane;
-      [[unroll]] for (int dy = 0; dy < KH; ++dy) {
+      [[unroll]] for (int r = 0; r < RIN; ++r) {
         float xs[XW];
         [[unroll]] for (int j = 0; j < XW; ++j) {
           if (XVEC == 1 && j >= VX0 && j < VX0 + 4 * VXN) continue;
-          float v = LOAD(X, xc + row[dy] + col[j]);
-          xs[j] = (row_ok[dy] && col_ok[j]) ? v : 0.0;
+          float v = LOAD(X, xc + row[r] + col[j]);
+          xs[j] = (row_ok[r] && col_ok[j]) ? v : 0.0;
         }
         if (XVEC == 1) {
-          uint r4 = (xc + row[dy]) / 4u;
+          uint r4 = (xc + row[r]) / 4u;
           [[unroll]] for (int q = 0; q < VXN; ++q) {
             uint c4 = ow0 * S / 4u + q;  // 16-byte aligned: ow0 is a multiple of TN
             vec4 v = LOAD4(X4, r4 + min(c4, W4n - 1u));
-            v = (row_ok[dy] && c4 < W4n) ? v : vec4(0.0);
+            v = (row_ok[r] && c4 < W4n) ? v : vec4(0.0);
             xs[VX0 + 4 * q] = v.x;
             xs[VX0 + 4 * q + 1] = v.y;
             xs[VX0 + 4 * q + 2] = v.z;
             xs[VX0 + 4 * q + 3] = v.w;
           }
         }
-        [[unroll]] for (int i = 0; i < TM; ++i) {
-          [[unroll]] for (int dx = 0; dx < KW; ++dx) {
-            float w = wv[i][cj * KH * KW + dy * KW + dx];
-            [[unroll]] for (int t = 0; t < TN; ++t) acc[i][t] += w * xs[t * S + dx];
+        // Input row r is kernel row dy = r - o*S of output row o (constant after unrolling).
+        [[unroll]] for (int o = 0; o < RB; ++o) {
+          const int dy = r - o * S;
+          if (dy < 0 || dy >= KH) continue;
+          [[unroll]] for (int i = 0; i < TM; ++i) {
+            [[unroll]] for (int dx = 0; dx < KW; ++dx) {
+              float w = wv[i][cj * KH * KW + dy * KW + dx];
+              [[unroll]] for (int t = 0; t < TN; ++t) acc[i][o * TN + t] += w * xs[t * S + dx];
+            }
           }
         }
       }
@@ -178,13 +196,16 @@ void main() {
     uint co = co0 + i;
     if (co >= p.Co) break;
     float bv = BIAS == 1 ? LOAD(BIASV, co) : 0.0;
-    uint obase = (n * p.Co + co) * out_plane + oh * p.Wo;
-    [[unroll]] for (int t = 0; t < TN; ++t) {
-      uint ow = ow0 + t;
-      if (ow >= p.Wo) break;
-      float v = acc[i][t] + bv;
-      if (RESID == 1) v += LOAD(R, obase + ow);
-      STORE(Y, obase + ow, v);
+    [[unroll]] for (int o = 0; o < RB; ++o) {
+      if (oh + uint(o) >= p.Ho) break;
+      uint obase = (n * p.Co + co) * out_plane + (oh + uint(o)) * p.Wo;
+      [[unroll]] for (int t = 0; t < TN; ++t) {
+        uint ow = ow0 + t;
+        if (ow >= p.Wo) break;
+        float v = acc[i][o * TN + t] + bv;
+        if (RESID == 1) v += LOAD(R, obase + ow);
+        STORE(Y, obase + ow, v);
+      }
     }
   }
 }

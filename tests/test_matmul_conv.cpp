@@ -224,7 +224,10 @@ TEST_CASE("conv2d: odd shapes, every SD variant, bias and residual (f32, f16)") 
                 V{{2, 8, 6, 6, 9, 1, one}, true, false}, V{{1, 17, 5, 3, 19, 3, same3}, false, false},
                 // Ci % 4 == 0 and W % 4 == 0: the vec4 weight and row fetches, partial tiles
                 V{{2, 8, 5, 12, 7, 3, same3}, true, true}, V{{1, 12, 9, 20, 6, 3, down}, true, false},
-                V{{1, 4, 7, 12, 3, 3, asym}, false, true}}) {
+                V{{1, 4, 7, 12, 3, 3, asym}, false, true},
+                // fewer pixel blocks than a subgroup: multi-row blocks (RB), partial row groups
+                V{{1, 8, 5, 4, 7, 3, same3}, true, true}, V{{1, 3, 3, 2, 5, 3, same3}, true, false},
+                V{{1, 12, 6, 4, 21, 3, down}, false, true}}) {
       CAPTURE(dtype_name(dt));
       CAPTURE(v.cc.Ci);
       CAPTURE(v.cc.Co);
@@ -273,6 +276,9 @@ TEST_CASE("conv2d: SD 1.5 sizes, sampled reference (f32, and f16 for 320->320)")
   for (R r : {R{"UNet 320->320 3x3 @64x64", {1, 320, 64, 64, 320, 3, same3}, DType::F32},
               R{"UNet 320->320 3x3 @64x64 f16", {1, 320, 64, 64, 320, 3, same3}, DType::F16},
               R{"UNet 2560->1280 3x3 @8x8 (K = 23,040)", {1, 2560, 8, 8, 1280, 3, same3}, DType::F32},
+              R{"UNet 2560->1280 3x3 @4x4 (256x256 images; multi-row blocks)", {1, 2560, 4, 4, 1280, 3, same3}, DType::F32},
+              R{"UNet 1280->1280 3x3 @4x4 f16", {1, 1280, 4, 4, 1280, 3, same3}, DType::F16},
+              R{"UNet 1280->1280 3x3 @4x4 batch 2", {2, 1280, 4, 4, 1280, 3, same3}, DType::F32},
               R{"UNet conv_in 4->320 @64x64", {2, 4, 64, 64, 320, 3, same3}, DType::F32},
               R{"UNet Downsample 640 @32x32", {1, 640, 32, 32, 640, 3, ops::Conv2d::down()}, DType::F32},
               R{"VAE encoder Downsample 128ch 256x256 -> 128x128", {1, 128, 256, 256, 128, 3, ops::Conv2d::down_asym()}, DType::F32},

@@ -114,6 +114,8 @@ TEST_CASE("attention: odd shapes (Lq 37, Lk 53, D 24, 3 heads), batch 2, f32 and
     CHECK(check_attention({2, 37, 53, 3, 24, false, dt, 0}) < test::tol_for(dt));
     CHECK(check_attention({1, 5, 130, 2, 16, false, dt, 0}) < test::tol_for(dt));  // Lk past two blocks + tail
     CHECK(check_attention({1, 9, 9, 2, 32, true, dt, 0}) < test::tol_for(dt));     // causal
+    // query tiles per head not a multiple of the subgroup (padded per head), 5 heads, batch 3
+    CHECK(check_attention({3, 21, 67, 5, 8, false, dt, 0}) < test::tol_for(dt));
   }
   CHECK(test::ctx().validation_messages() == 0);
 }
@@ -150,6 +152,9 @@ TEST_CASE("attention: SD 1.5 cross-attention 4096 queries x 77 keys, 8 heads x 4
 
 TEST_CASE("attention: SD 1.5 deeper levels: 1024 tokens x 80 and 256 tokens x 160, self and cross (sampled rows)") {
   CHECK(check_attention({1, 1024, 1024, 8, 80, false, DType::F32, 64}) < 1e-5);
+  // 256x256 images: 1024 tokens x 40; 1000 queries (250 tiles per head, padded to the subgroup)
+  CHECK(check_attention({1, 1024, 1024, 8, 40, false, DType::F32, 64}) < 1e-5);
+  CHECK(check_attention({2, 1000, 1000, 8, 40, false, DType::F16, 64}) < 2e-3);
   CHECK(check_attention({2, 1024, 77, 8, 80, false, DType::F16, 64}) < 2e-3);
   CHECK(check_attention({1, 256, 256, 8, 160, false, DType::F32, 64}) < 1e-5);
   CHECK(check_attention({2, 256, 77, 8, 160, false, DType::F32, 64}) < 1e-5);

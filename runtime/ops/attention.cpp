@@ -70,7 +70,13 @@ Tensor attention(Tensor q, Tensor k, Tensor v, int heads, bool causal, float sca
   const DeviceInfo& dev = g.context().info();
   AttentionTiles t = choose_tiles(dev, d / 4);
   const uint32_t dv = (uint32_t)(d / 4 / t.split);
-  const uint64_t q_tiles = (uint64_t)(lq + t.qpi - 1) / t.qpi;
+  // Subgroup-shared K/V fetches (attention.comp, SG): where measured, llvmpipe (subgroup 8).
+  const uint32_t sg = (dev.type == "CPU" && dev.subgroup_size > 0 && t.split == 1 && !causal &&
+                       t.wg % dev.subgroup_size == 0)
+                          ? dev.subgroup_size
+                          : 0;
+  uint64_t q_tiles = (uint64_t)(lq + t.qpi - 1) / t.qpi;
+  if (sg) q_tiles = (q_tiles + sg - 1) / sg * sg;  // a subgroup never spans two heads
   const uint64_t invocations = (uint64_t)batch * heads * q_tiles * t.split;
   Grid grid = grid_1d(g, invocations, t.wg);
 
@@ -80,7 +86,7 @@ Tensor attention(Tensor q, Tensor k, Tensor v, int heads, bool causal, float sca
   Dispatch dsp;
   dsp.kernel = "attention";
   dsp.label = causal ? "attention_causal" : "attention";
-  dsp.spec = {t.wg, dv, t.split, t.qpi, t.kb, causal ? 1u : 0u};
+  dsp.spec = {t.wg, dv, t.split, t.qpi, t.kb, causal ? 1u : 0u, sg};
   dsp.args = {in(q, 4), in(k, 4), in(v, 4), out(o, 4)};
   dsp.set_push(p);
   dsp.groups[0] = grid.x;

@@ -1,5 +1,6 @@
 // 2-D convolution: 1x1 stride-1 unpadded convolutions are plain GEMMs over the pixels
 // (matmul.comp); every other kernel/stride/padding goes to the implicit-GEMM conv2d.comp.
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 
@@ -96,7 +97,22 @@ Tensor conv2d(Tensor x, Tensor w, Tensor b, Conv2d p, Tensor residual) {
   while (t.tn > 1 && t.tn / 2 >= Wo && !std::getenv("VKSD_CONV_TILES")) t.tn /= 2;
   row_blocks = (Wo + t.tn - 1) / t.tn;
   const uint32_t tn = t.tn;
-  t = conv_tiles(g, Co, N * Ho * row_blocks);  // the pixel blocks of all N images form one range
+  const DeviceInfo& info = g.context().info();
+  const int64_t sg_size = info.subgroup_size ? info.subgroup_size : 8;
+  // Too few pixel blocks to fill a subgroup (the UNet's 4x4 level at batch 1: 4 blocks of one
+  // row): blocks of several rows instead, and the lanes of a subgroup take different output
+  // channels. Measured on llvmpipe at 1280->1280 @4x4: ~2.5x the one-row tiles.
+  uint32_t rb = 1;
+  if (info.type == "CPU" && N * Ho * row_blocks < sg_size && Ho > 1 && !std::getenv("VKSD_CONV_TILES"))
+    rb = (uint32_t)std::min<int64_t>(Ho, std::max<int64_t>(1, 16 / tn));
+  const int64_t row_groups = (Ho + rb - 1) / rb;
+  if (rb > 1) {
+    t.px = 1;
+    t.cy = (uint32_t)sg_size;
+    while (t.cy > 1 && (int64_t)t.tm * t.cy / 2 >= Co) t.cy /= 2;
+  } else {
+    t = conv_tiles(g, Co, N * Ho * row_blocks);  // the pixel blocks of all N images form one range
+  }
   t.tn = tn;
   row_blocks = (Wo + t.tn - 1) / t.tn;
   Tensor y = g.temp(out_shape, x.dtype());
@@ -108,7 +124,6 @@ Tensor conv2d(Tensor x, Tensor w, Tensor b, Conv2d p, Tensor residual) {
   bool xvec = W % 4 == 0 && t.tn % 4 == 0 && p.pad_left + p.stride <= kw;
   // Subgroup-shared weight fetches (lanes of a subgroup = neighbouring pixel blocks, same
   // channels). Enabled where measured: llvmpipe (subgroup size 8, workgroup rows of 8).
-  const DeviceInfo& info = g.context().info();
   uint32_t sg = 0;
   if (wvec && info.type == "CPU" && info.subgroup_size > 0 && t.px % info.subgroup_size == 0 &&
       !std::getenv("VKSD_CONV_NO_SG"))
@@ -117,13 +132,17 @@ Tensor conv2d(Tensor x, Tensor w, Tensor b, Conv2d p, Tensor residual) {
   d.kernel = "conv2d";
   d.label = "conv" + std::to_string(kh) + "x" + std::to_string(kw) + (p.stride > 1 ? "s" + std::to_string(p.stride) : "");
   d.spec = {t.px, t.cy, t.tm, t.tn, (uint32_t)kh, (uint32_t)kw, (uint32_t)p.stride, b.valid() ? 1u : 0u,
-            residual.valid() ? 1u : 0u, wvec ? 1u : 0u, xvec ? 1u : 0u, (uint32_t)p.pad_left, sg};
+            residual.valid() ? 1u : 0u, wvec ? 1u : 0u, xvec ? 1u : 0u, (uint32_t)p.pad_left, sg, rb};
   d.args = {in(x), in(w), in(b.valid() ? b : w), in(residual.valid() ? residual : x), out(y),
             in(x, xvec ? 4 : 1), in(w, wvec ? 4 : 1)};
   d.set_push(pc);
   if ((uint64_t)N * Ho * row_blocks >= (1ull << 32)) fail("conv2d: output " + shape_str(out_shape) + " is too large");
-  d.groups[0] = (uint32_t)((N * Ho * row_blocks + t.px - 1) / t.px);
+  d.groups[0] = (uint32_t)((N * row_groups * row_blocks + t.px - 1) / t.px);
   d.groups[1] = (uint32_t)((Co + (int64_t)t.tm * t.cy - 1) / ((int64_t)t.tm * t.cy));
+  if (rb > 1) {  // channel blocks along x (see conv2d.comp)
+    std::swap(d.spec[0], d.spec[1]);
+    std::swap(d.groups[0], d.groups[1]);
+  }
   d.groups[2] = 1;
   d.flops = 2.0 * (double)N * Co * Ho * Wo * Ci * kh * kw;
   g.add(std::move(d));
