@@ -20,7 +20,6 @@
 #include "cli/command.h"
 #include "cli/from_png.h"
 #include "cli/generate_checks.h"
-#include "cli/init_images.h"
 #include "cli/interrupt.h"
 #include "cli/prompt_check.h"
 #include "runtime/diffusion/step_frames.h"
@@ -29,6 +28,7 @@
 #include "runtime/error.h"
 #include "runtime/io/image_io.h"
 #include "runtime/io/json.h"
+#include "runtime/diffusion/init_images.h"
 #include "runtime/diffusion/pipeline.h"
 #include "runtime/diffusion/rng.h"
 #include "runtime/diffusion/samplers.h"
@@ -389,7 +389,9 @@ int cmd_generate(int argc_in, char** argv_in) {
     fail("--init-img is " + std::to_string(p.init_image->width) + "x" + std::to_string(p.init_image->height) +
          ": too small (give -W and -H to enlarge it)");
   if (!a.mask.empty()) p.mask = vksd::read_image(a.mask, 1);
-  vksd::cli::fit_init_images(p, vksd::parse_resize_mode(a.resize_mode), a.json);
+  for (auto [img, what] : {std::pair{&p.init_image, "--init-img"}, std::pair{&p.mask, "--mask"}})
+    if (auto note = vksd::fit_init_image(*img, what, p.width, p.height, vksd::parse_resize_mode(a.resize_mode)); !note.empty() && !a.json)
+      std::fprintf(stderr, "%s\n", note.c_str());
 
   p.prompt = a.prompt;
   p.negative_prompt = a.negative;

@@ -26,6 +26,7 @@
 #pragma once
 
 #include "runtime/diffusion/generation_job.h"
+#include "runtime/diffusion/init_images.h"
 #include "runtime/diffusion/pipeline.h"
 #include "runtime/diffusion/rng.h"
 #include "runtime/error.h"

@@ -141,14 +141,18 @@ ImageRequest parse_image_request(const json& body, bool img2img, const SdPipelin
   p.height = (int)get_int(body, "height", def_h, 1, kMaxSide);
   for (auto [name, v] : {std::pair{"width", p.width}, std::pair{"height", p.height}})
     if (v % m) throw RequestError(name, std::string(name) + " must be a multiple of " + std::to_string(m) + " for this model (got " + std::to_string(v) + ")");
-  if (p.init_image && (p.init_image->width != p.width || p.init_image->height != p.height))
-    throw RequestError("init_images", "init_images[0] is " + std::to_string(p.init_image->width) + "x" +
-                                          std::to_string(p.init_image->height) + " but width x height is " +
-                                          std::to_string(p.width) + "x" + std::to_string(p.height) +
-                                          " (vksd does not resize; omit width and height to use the image's size)");
-  if (p.mask && (p.mask->width != p.width || p.mask->height != p.height))
-    throw RequestError("mask", "mask is " + std::to_string(p.mask->width) + "x" + std::to_string(p.mask->height) +
-                                   " but the image is " + std::to_string(p.width) + "x" + std::to_string(p.height));
+  // An init image or mask of another size is fitted as `vksd generate` fits it, by A1111's
+  // resize_mode: 0 just resize, 1 crop and resize, 2 resize and fill (3, A1111's latent upscale,
+  // is refused as out of range).
+  if (img2img) {
+    const ResizeMode modes[] = {ResizeMode::JustResize, ResizeMode::CropAndResize, ResizeMode::ResizeAndFill};
+    const ResizeMode mode = modes[get_int(body, "resize_mode", 0, 0, 2)];
+    for (auto [img, name] : {std::pair{&p.init_image, "init_images"}, std::pair{&p.mask, "mask"}}) try {
+        fit_init_image(*img, name == std::string("mask") ? "mask" : "init_images[0]", p.width, p.height, mode);
+      } catch (const Error& e) {
+        throw RequestError(name, e.what());
+      }
+  }
 
   // The runtime's own check last (sampler-specific step limits, inpainting models, ...).
   try {

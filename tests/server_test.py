@@ -159,6 +159,31 @@ def main():
               % (sum(left) / len(left), sum(right) / len(right)))
         check("Denoising strength: 0.6" in t2.get("parameters", ""), "img2img parameters carry the denoising strength")
 
+    # ---- img2img with an init image and a mask of other sizes: fitted like vksd generate fits them ----
+    # The 64x64 init image and a 32x32 mask, made 128x64 by resize_mode 1 (crop and resize):
+    # the same pixels as `vksd generate --init-img ... --mask ... -W 128 -H 64 --resize-mode crop`.
+    small_rows = b"".join(b"\0" + bytes([255 if x >= 16 else 0 for x in range(32)]) for _ in range(32))
+    small_mask = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 32, 32, 8, 0, 0, 0, 0)) +
+                  chunk(b"IDAT", zlib.compress(small_rows)) + chunk(b"IEND", b""))
+    init_path, mask_path = os.path.join(WORK, "init64.png"), os.path.join(WORK, "mask32.png")
+    open(init_path, "wb").write(base64.b64decode(init_b64))
+    open(mask_path, "wb").write(small_mask)
+    st, r3 = call("POST", "/sdapi/v1/img2img", {"prompt": "green apple", "init_images": [init_b64], "width": 128, "height": 64,
+                                                "resize_mode": 1, "mask": base64.b64encode(small_mask).decode(),
+                                                "denoising_strength": 0.6, "steps": 4, "sampler_name": "Euler", "cfg_scale": 7,
+                                                "seed": 7})
+    check(st == 200 and len(r3["images"]) == 1, "img2img with a 64x64 init image and a 32x32 mask at 128x64: 200, not 422 (%s %s)"
+          % (st, r3 if st != 200 else ""))
+    if st == 200:
+        out3 = os.path.join(WORK, "cli_fit.png")
+        subprocess.run([VKSD, "generate", "-p", "green apple", "--init-img", init_path, "--mask", mask_path, "-W", "128", "-H", "64",
+                        "--resize-mode", "crop", "--strength", "0.6", "--steps", "4", "--sampler", "euler", "--cfg-scale", "7",
+                        "--seed", "7", "-o", out3], check=True, capture_output=True)
+        sw, sh, _, spx, _ = read_png(base64.b64decode(r3["images"][0]))
+        cw, chh, _, cpx, _ = read_png(open(out3, "rb").read())
+        check((sw, sh) == (cw, chh) == (128, 64), "fitted img2img is 128x64 (%dx%d, CLI %dx%d)" % (sw, sh, cw, chh))
+        check(spx == cpx, "fitted img2img: pixels equal vksd generate's with --resize-mode crop")
+
     # ---- bad requests: 4xx naming the field ----
     for body, field in [({"steps": "many"}, "steps"), ({"steps": 0}, "steps"), ({"steps": 2.5}, "steps"),
                         ({"width": 65}, "width"), ({"height": -64}, "height"), ({"cfg_scale": "x"}, "cfg_scale"),
@@ -167,10 +192,14 @@ def main():
                         ({"sampler_name": "Euler", "scheduler": "Karras"}, "scheduler")]:
         st, e = call("POST", "/sdapi/v1/txt2img", body)
         check(st == 422 and e.get("field") == field and field in e.get("detail", ""), "txt2img %s -> 422 naming %s (%s %s)" % (body, field, st, e))
+    # A 4x4 picture is refused (smaller than one latent pixel), as by vksd generate.
+    tiny_b64 = base64.b64encode(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 4, 4, 8, 0, 0, 0, 0)) +
+                                chunk(b"IDAT", zlib.compress(b"\0\0\0\0\0" * 4)) + chunk(b"IEND", b"")).decode()
     for body, field in [({"prompt": "x"}, "init_images"), ({"init_images": ["!!notbase64"]}, "init_images"),
                         ({"init_images": [base64.b64encode(b"not an image").decode()]}, "init_images"),
                         ({"init_images": [init_b64], "denoising_strength": 1.5}, "denoising_strength"),
-                        ({"init_images": [init_b64], "width": 128}, "init_images")]:
+                        ({"init_images": [init_b64], "resize_mode": 3}, "resize_mode"),
+                        ({"init_images": [tiny_b64], "width": 64, "height": 64}, "init_images")]:
         st, e = call("POST", "/sdapi/v1/img2img", body)
         check(st == 422 and e.get("field") == field, "img2img %s... -> 422 naming %s (%s %s)" % (str(body)[:40], field, st, e))
     st, e = call("POST", "/sdapi/v1/txt2img", b"{not json")

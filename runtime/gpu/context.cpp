@@ -7,6 +7,7 @@
 
 #include "runtime/error.h"
 #include "runtime/gpu/device_hint.h"
+#include "runtime/gpu/fault_inject.h"
 #include "runtime/gpu/kernel.h"
 
 namespace vksd {
@@ -403,7 +404,8 @@ void Context::submit_and_wait(VkCommandBuffer cb) {
   si.pCommandBuffers = &cb;
   ThreadCommands& tc = thread_commands();
   submit(si, tc.fence);
-  const VkResult r = vkWaitForFences(device_, 1, &tc.fence, VK_TRUE, UINT64_MAX);
+  VkResult r = vkWaitForFences(device_, 1, &tc.fence, VK_TRUE, UINT64_MAX);
+  if (r == VK_SUCCESS) r = injected_fault(FaultSite::Transfer);  // a test may force a failure
   if (r != VK_SUCCESS) fail(std::string("a one-time GPU transfer (upload or download) failed: ") + vk_result_name(r) + vk_result_advice(r));
   vkResetFences(device_, 1, &tc.fence);
   vkFreeCommandBuffers(device_, tc.pool, 1, &cb);

@@ -5,6 +5,7 @@
 #include "runtime/gpu/context.h"
 #include "runtime/error.h"
 #include "runtime/gpu/device_hint.h"
+#include "runtime/gpu/fault_inject.h"
 
 namespace vksd {
 
@@ -291,7 +292,8 @@ void Graph::run() {
   si.commandBufferCount = 1;
   si.pCommandBuffers = &cmd_;
   ctx_.submit(si, fence_);
-  const VkResult r = vkWaitForFences(ctx_.device(), 1, &fence_, VK_TRUE, UINT64_MAX);
+  VkResult r = vkWaitForFences(ctx_.device(), 1, &fence_, VK_TRUE, UINT64_MAX);
+  if (r == VK_SUCCESS) r = injected_fault(FaultSite::Graph);  // a test may force a failure
   if (r != VK_SUCCESS)  // name the work that was running: its first kernels
     fail("running a graph of " + std::to_string(nodes_.size()) + " dispatches (" +
          (nodes_.empty() ? std::string("empty") : nodes_.front().label + ", ...") + ") failed: " + vk_result_name(r) +

@@ -6,6 +6,7 @@
 #include "runtime/gpu/context.h"
 #include "runtime/error.h"
 #include "runtime/gpu/device_hint.h"
+#include "runtime/gpu/fault_inject.h"
 
 namespace vksd {
 
@@ -32,10 +33,12 @@ Buffer::Buffer(Context& ctx, VkDeviceSize bytes, Use use, const std::string& wha
       ? ctx.memory_type(req.memoryTypeBits, VK_MEMORY_PROPERTY_DEVICE_LOCAL_BIT)
       : ctx.memory_type(req.memoryTypeBits,
                         VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT | VK_MEMORY_PROPERTY_HOST_COHERENT_BIT);
-  VkResult r = vkAllocateMemory(ctx.device(), &ai, nullptr, &memory_);
+  VkResult r = injected_fault(FaultSite::Alloc);  // VK_SUCCESS unless a test forces a failure
+  if (r == VK_SUCCESS) r = vkAllocateMemory(ctx.device(), &ai, nullptr, &memory_);
   if (r != VK_SUCCESS) {
     vkDestroyBuffer(ctx.device(), buffer_, nullptr);
-    fail("out of device memory allocating " + std::to_string(bytes >> 20) + " MiB for " + what + " (" +
+    const std::string amount = bytes >= (1u << 20) ? std::to_string(bytes >> 20) + " MiB" : std::to_string(bytes >> 10) + " KiB";
+    fail("out of device memory allocating " + amount + " for " + what + " (" +
          vk_result_name(r) + ")" + kDeviceLimitHint);
   }
   vk_check(vkBindBufferMemory(ctx.device(), buffer_, memory_, 0), "vkBindBufferMemory");

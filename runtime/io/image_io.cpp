@@ -15,13 +15,23 @@
 
 #include "runtime/error.h"
 #include "runtime/io/file_check.h"
-#include "runtime/io/jpeg_guard.h"
+#include "runtime/io/jpeg_decode.h"
 
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wsign-compare"
 #pragma GCC diagnostic ignored "-Wunused-but-set-variable"
 #pragma GCC diagnostic ignored "-Wimplicit-fallthrough"
 #define STB_IMAGE_IMPLEMENTATION
+#define STBI_NO_JPEG  // JPEGs go to libjpeg-turbo (runtime/io/jpeg_decode.h says why)
+// Only PNG, BMP and GIF are read through stb_image. Its TGA, PSD, PIC, HDR and PNM readers take
+// bytes past the end of the file as zeros, so a few bytes declaring 16384x16384 pixels kept the
+// decoder busy for > 10 s (a TGA found by tests/fuzz, corpus/image/timeout-tga-16384.tga), and
+// nobody starts an image from those formats.
+#define STBI_NO_TGA
+#define STBI_NO_PSD
+#define STBI_NO_PIC
+#define STBI_NO_HDR
+#define STBI_NO_PNM
 #define STBI_FAILURE_USERMSG
 #include <stb_image.h>
 #pragma GCC diagnostic pop
@@ -30,7 +40,7 @@ namespace vksd {
 
 // Why stb_image refused `b`, said in the user's terms where the file is plainly cut short (stb
 // reports a truncated PNG as e.g. an unsupported bit depth).
-static std::string truncation_reason(const std::string& b) {
+static std::string truncation_reason(std::string_view b) {
   static const char png_sig[8] = {'\x89', 'P', 'N', 'G', '\r', '\n', '\x1a', '\n'};
   if (b.size() >= 2 && (unsigned char)b[0] == 0xff && (unsigned char)b[1] == 0xd8) {
     // The end-of-image marker after the (first) start of scan; data after it (phone trailers)
@@ -40,7 +50,7 @@ static std::string truncation_reason(const std::string& b) {
       return "truncated JPEG (no end-of-image marker)";
     return "";
   }
-  if (b.size() < 8 || b.compare(0, 8, std::string(png_sig, 8)) != 0) return "";
+  if (b.size() < 8 || b.compare(0, 8, std::string_view(png_sig, 8)) != 0) return "";
   size_t pos = 8;
   while (pos + 12 <= b.size()) {
     const uint32_t n = (uint32_t)(uint8_t)b[pos] << 24 | (uint32_t)(uint8_t)b[pos + 1] << 16 |
@@ -52,7 +62,33 @@ static std::string truncation_reason(const std::string& b) {
   return "truncated PNG (the file ends before its IEND chunk)";
 }
 
-Image decode_image(const std::string& bytes, const std::string& name, int channels) {
+// stb_image reads an uncompressed BMP's rows without checking that the file holds them (missing
+// bytes read as zeros: a bomb like the TGA above), so the pixel array's size is checked first.
+static std::string bmp_truncation(std::string_view b) {
+  if (b.size() < 30 || b[0] != 'B' || b[1] != 'M') return "";
+  auto le = [&](size_t i, int n) {
+    uint64_t v = 0;
+    for (int k = n - 1; k >= 0; --k) v = v << 8 | (uint8_t)b[i + (size_t)k];
+    return v;
+  };
+  const uint64_t offset = le(10, 4), header = le(14, 4);
+  int64_t w = 0, h = 0;
+  uint64_t bpp = 0;
+  if (header == 12) {  // OS/2 BITMAPCOREHEADER: 16-bit sizes
+    w = (int64_t)le(18, 2), h = (int64_t)le(20, 2), bpp = le(24, 2);
+  } else {
+    w = (int32_t)le(18, 4), h = (int32_t)le(22, 4), bpp = le(28, 2);
+  }
+  if (h < 0) h = -h;  // top-down rows
+  if (w <= 0 || h <= 0 || bpp == 0 || bpp > 32) return "";  // stb_image names these
+  const uint64_t row = ((uint64_t)w * bpp + 31) / 32 * 4, need = offset + row * (uint64_t)h;
+  if (need > b.size())
+    return "truncated BMP (" + std::to_string(w) + "x" + std::to_string(h) + " pixels need " + std::to_string(need) +
+           " bytes, the file has " + std::to_string(b.size()) + ")";
+  return "";
+}
+
+Image decode_image(std::string_view bytes, const std::string& name, int channels) {
   if (channels != 1 && channels != 3 && channels != 4) fail("read_image: channels must be 1, 3 or 4");
   if (bytes.empty()) fail("cannot read image '" + name + "': the file is empty");
   if (bytes.size() > (size_t)INT32_MAX) fail("cannot read image '" + name + "': the file is larger than 2 GB");
@@ -61,12 +97,15 @@ Image decode_image(const std::string& bytes, const std::string& name, int channe
   int w = 0, h = 0, n = 0;
   auto why = [&](const char* stb) {
     std::string t = truncation_reason(bytes);
-    return "cannot read image '" + name + "': " + (t.empty() ? std::string(stb ? stb : "unknown format") : t);
+    std::string r = stb ? stb : "unknown format";
+    if (r.find("not of any known type") != std::string::npos) r = "not a PNG, JPEG, BMP or GIF image (the formats vksd reads), or corrupt";
+    return "cannot read image '" + name + "': " + (t.empty() ? r : t);
   };
-  if (std::string j = jpeg_header_problem(bytes); !j.empty()) fail("cannot read image '" + name + "': " + j);
-  // Before stb_image: it would allocate what a cut-short PNG chunk declares (up to 1 GB for a
-  // file of 143 bytes, found by tests/fuzz) before noticing the data is not there.
+  // Before any decoder: stb_image would allocate what a cut-short PNG chunk declares (up to 1 GB
+  // for a file of 143 bytes, found by tests/fuzz) before noticing the data is not there.
   if (std::string t = truncation_reason(bytes); !t.empty()) fail("cannot read image '" + name + "': " + t);
+  if (is_jpeg(bytes)) return decode_jpeg(bytes, name, channels);
+  if (std::string t = bmp_truncation(bytes); !t.empty()) fail("cannot read image '" + name + "': " + t);
   const std::string limit = "; vksd reads images of at most " + std::to_string(kMaxImageSide) + " pixels per side";
   // A PNG's size is in its IHDR: read it here, since stb_image refuses big ones as just "too large".
   if (bytes.size() >= 24 && bytes.compare(1, 3, "PNG") == 0 && bytes.compare(12, 4, "IHDR") == 0) {
@@ -103,7 +142,7 @@ Image read_image(const std::string& path, int channels) {
 }
 
 Image decode_image(const uint8_t* data, size_t size, int channels, const std::string& what) {
-  return decode_image(std::string(reinterpret_cast<const char*>(data), size), what, channels);
+  return decode_image(std::string_view(reinterpret_cast<const char*>(data), size), what, channels);
 }
 
 // ---- PNG through libpng ------------------------------------------------------------------------

@@ -5,6 +5,7 @@
 #pragma once
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -30,8 +31,9 @@ using TextChunks = std::vector<std::pair<std::string, std::string>>;  // keyword
 // or JPEG is reported as truncated.
 constexpr int kMaxImageSide = 16384;
 Image read_image(const std::string& path, int channels = 3);
-// The same from bytes in memory (`name` for messages): what the fuzz harness drives.
-Image decode_image(const std::string& bytes, const std::string& name, int channels = 3);
+// The same from bytes in memory (`name` for messages; the bytes are read, not copied): what
+// the fuzz harness drives.
+Image decode_image(std::string_view bytes, const std::string& name, int channels = 3);
 // The same for a buffer (an uploaded image); `what` names it in errors.
 Image decode_image(const uint8_t* data, size_t size, int channels, const std::string& what);
 // PNG bytes with uncompressed iTXt chunks (keyword 1-79 Latin-1 chars, UTF-8 text without NUL).

@@ -15,7 +15,7 @@ case $name in
   json) files="runtime/io/json.cpp"; libs="" ;;
   prompt) files="runtime/text/prompt.cpp runtime/text/tokenizer.cpp runtime/text/text_clean.cpp runtime/io/json.cpp runtime/io/file_check.cpp"
           libs="-lutf8proc -lz" ;;
-  image) files="runtime/io/image_io.cpp runtime/io/jpeg_guard.cpp runtime/io/file_check.cpp"; libs="$(pkg-config --libs libpng) -lz" ;;
+  image) files="runtime/io/image_io.cpp runtime/io/jpeg_decode.cpp runtime/io/file_check.cpp"; libs="$(pkg-config --libs libpng) -ljpeg -lz" ;;
   *) echo "run.sh: unknown harness '$name'" >&2; exit 2 ;;
 esac
 mkdir -p "$out/$name"
