@@ -1,6 +1,8 @@
 #include "cli/run_report.h"
 
+#include <algorithm>
 #include <cstdio>
+#include <vector>
 
 #include "runtime/diffusion/peak_memory.h"
 #include "runtime/diffusion/pipeline.h"
@@ -35,8 +37,13 @@ void report_run(const Context& ctx, SdPipeline& pipe, const GenerateParams& p, c
   std::fprintf(stderr, "peak device memory %.0f MiB (measured: every vksd allocation%s; in use at the end: %s MiB)\n",
                mib(r.peak_bytes), lowvram ? ", --lowvram" : "", now.empty() ? "nothing" : now.c_str());
   const KernelStats k = const_cast<Context&>(ctx).kernels().stats();
-  std::fprintf(stderr, "pipelines: %zu created, %.2f s of creation (%.2f s wall in parallel batches)\n", k.pipelines,
+  std::fprintf(stderr, "pipelines: %zu created, %.2f s of creation (%.2f s wall in parallel batches); by shader:", k.pipelines,
                k.create_seconds, k.prepare_seconds);
+  std::vector<std::pair<double, std::string>> by;
+  for (auto& [name, v] : k.by_shader) by.emplace_back(v.second, name + " " + std::to_string(v.first) + "x");
+  std::sort(by.rbegin(), by.rend());
+  for (size_t i = 0; i < by.size() && i < 6; ++i) std::fprintf(stderr, " %s %.2f s", by[i].second.c_str(), by[i].first);
+  std::fprintf(stderr, "\n");
 }
 
 void print_measured_peaks(const std::string& model) {

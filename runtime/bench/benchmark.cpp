@@ -436,6 +436,9 @@ BenchReport run_benchmark(Context& ctx, const BenchOptions& o, const Progress& p
   }
   for (auto& r : rep.rows)
     if (r.part != "matmul" && r.gflops > 0 && best_mm.count(r.dtype)) r.vs_matmul = r.gflops / best_mm[r.dtype];
+  for (auto& [name, v] : ctx.kernels().stats().by_shader) rep.pipeline_shaders.emplace_back(name, v.first, v.second);
+  std::sort(rep.pipeline_shaders.begin(), rep.pipeline_shaders.end(),
+            [](auto& a, auto& b) { return std::get<2>(a) > std::get<2>(b); });
   return rep;
 }
 
@@ -464,10 +467,10 @@ std::string BenchReport::json() const {
     const BenchRow& r = rows[i];
     s += std::string(i ? "," : "") + "{\"part\":\"" + json_escape(r.part) + "\",\"dtype\":\"" + r.dtype +
          "\",\"size\":" + std::to_string(r.size) + ",\"batch\":" + std::to_string(r.batch) +
-         ",\"steps\":" + std::to_string(r.steps) + ",\"first_s\":" + num(r.first_s, 4) + ",\"min_s\":" + num(r.min_s, 4) +
-         ",\"median_s\":" + num(r.median_s, 4) + ",\"runs_s\":[";
-    for (size_t k = 0; k < r.runs_s.size(); ++k) s += (k ? "," : "") + num(r.runs_s[k], 4);
-    s += "],\"its\":" + num(r.its, 4) + ",\"gflop\":" + exact(r.gflop) + ",\"gflops\":" + num(r.gflops, 3) +
+         ",\"steps\":" + std::to_string(r.steps) + ",\"first_s\":" + exact(r.first_s) + ",\"min_s\":" + exact(r.min_s) +
+         ",\"median_s\":" + exact(r.median_s) + ",\"runs_s\":[";
+    for (size_t k = 0; k < r.runs_s.size(); ++k) s += (k ? "," : "") + exact(r.runs_s[k]);
+    s += "],\"its\":" + exact(r.its) + ",\"gflop\":" + exact(r.gflop) + ",\"gflops\":" + exact(r.gflops) +
          ",\"vs_matmul\":" + num(r.vs_matmul, 3) + ",\"vs_torch\":" + num(r.vs_torch, 3) +
          ",\"peak_bytes\":" + std::to_string(r.peak_bytes) + ",\"note\":\"" + json_escape(r.note) + "\",\"top\":[";
     for (size_t k = 0; k < r.top.size(); ++k)
@@ -480,7 +483,14 @@ std::string BenchReport::json() const {
   s += "],\"startup\":{\"to_first_step_s\":" + num(st.to_first_step_s) + ",\"context_s\":" + num(st.context_s) +
        ",\"weights_s\":" + num(st.weights_s) + ",\"compile_s\":" + num(st.compile_s) +
        ",\"pipelines_s\":" + num(st.pipelines_s) + ",\"pipelines\":" + std::to_string(st.pipelines) +
-       ",\"first_forward_s\":" + num(st.first_forward_s) + ",\"steady_forward_s\":" + num(st.steady_forward_s) + "}}";
+       ",\"first_forward_s\":" + num(st.first_forward_s) + ",\"steady_forward_s\":" + num(st.steady_forward_s) +
+       "},\"pipeline_creation\":[";
+  for (size_t i = 0; i < pipeline_shaders.size(); ++i) {
+    const auto& [name, n, sec] = pipeline_shaders[i];
+    s += std::string(i ? "," : "") + "{\"shader\":\"" + json_escape(name) + "\",\"pipelines\":" + std::to_string(n) +
+         ",\"seconds\":" + num(sec, 4) + "}";
+  }
+  s += "]}";
   return s;
 }
 
@@ -494,7 +504,7 @@ std::string BenchReport::table() const {
   for (auto& r : rows) {
     s += "| " + r.part + (r.steps ? " " + std::to_string(r.steps) + " steps" : "") + " | " + r.dtype + " | " +
          (r.size ? std::to_string(r.size) : "") + " | " + std::to_string(r.batch) + " | " + num(r.first_s, 2) + " | " +
-         num(r.min_s, 3) + " | " + num(r.median_s, 3) + " | " + num(r.its, 3) + " | " + num(r.gflop, 1) + " | " +
+         num(r.min_s, 4) + " | " + num(r.median_s, 4) + " | " + num(r.its, 3) + " | " + num(r.gflop, 1) + " | " +
          num(r.gflops, 1) + " | " + (r.vs_matmul > 0 ? num(r.vs_matmul, 2) : "") + " | " +
          (r.vs_torch > 0 ? num(r.vs_torch, 2) : "") + " | " + (r.peak_bytes ? num(r.peak_bytes / 1048576.0, 0) : "") + " |" +
          (r.note.empty() ? "" : " " + r.note) + "\n";
@@ -513,6 +523,14 @@ std::string BenchReport::table() const {
          num(st.context_s, 2) + " s, UNet weights " + num(st.weights_s, 2) + " s, graph compile " + num(st.compile_s, 2) +
          " s of which " + std::to_string(st.pipelines) + " pipelines " + num(st.pipelines_s, 2) + " s, first forward " +
          num(st.first_forward_s, 2) + " s vs " + num(st.steady_forward_s, 2) + " s later)\n";
+  if (!pipeline_shaders.empty()) {
+    s += "pipeline creation by shader (seconds summed over threads):";
+    for (size_t i = 0; i < pipeline_shaders.size() && i < 8; ++i) {
+      const auto& [name, n, sec] = pipeline_shaders[i];
+      s += " " + name + " " + std::to_string(n) + "x " + num(sec, 2) + " s" + (i + 1 < pipeline_shaders.size() && i < 7 ? "," : "");
+    }
+    s += "\n";
+  }
   return s;
 }
 

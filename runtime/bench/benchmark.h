@@ -12,6 +12,7 @@
 #pragma once
 #include <functional>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "runtime/gpu/dtype.h"
@@ -81,6 +82,8 @@ struct BenchReport {
   std::vector<BenchRow> rows;
   StartupTimes startup;
   std::string torch_version;  // "" = torch part not run or unavailable
+  // Pipeline creation over the whole run, by shader: (shader, pipelines, seconds), most first.
+  std::vector<std::tuple<std::string, int, double>> pipeline_shaders;
   std::string json() const;
   std::string table() const;  // markdown
 };

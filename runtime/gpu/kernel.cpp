@@ -97,9 +97,15 @@ const Pipeline& Kernels::get(const std::string& name, const std::vector<uint32_t
   const auto t0 = std::chrono::steady_clock::now();
   Pipeline p = create(key);
   std::lock_guard<std::mutex> lock(mutex_);
-  stats_.create_seconds += seconds_since(t0);
+  const double dt = seconds_since(t0);
+  stats_.create_seconds += dt;
   auto [it, added] = cache_.emplace(key, p);
-  if (added) stats_.pipelines++;
+  if (added) {
+    stats_.pipelines++;
+    auto& s = stats_.by_shader[name];
+    s.first++;
+    s.second += dt;
+  }
   else destroy_pipeline(ctx_.device(), p);  // another thread made it meanwhile
   return it->second;
 }
@@ -114,7 +120,10 @@ void Kernels::prepare(const std::vector<KernelKey>& keys) {
   }
   if (todo.empty()) return;
   const auto t0 = std::chrono::steady_clock::now();
-  const size_t threads = std::min<size_t>(todo.size(), std::max(1u, std::thread::hardware_concurrency()));
+  // VKSD_PIPELINE_THREADS=N caps the threads (1 = one after another, to measure the gain).
+  size_t cap = std::max(1u, std::thread::hardware_concurrency());
+  if (const char* e = std::getenv("VKSD_PIPELINE_THREADS"); e && std::atoi(e) > 0) cap = (size_t)std::atoi(e);
+  const size_t threads = std::min(todo.size(), cap);
   std::atomic<size_t> next{0};
   std::exception_ptr error;
   std::mutex error_mutex;

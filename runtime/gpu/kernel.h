@@ -44,6 +44,7 @@ struct KernelStats {
   size_t pipelines = 0;         // created so far
   double create_seconds = 0;    // wall time spent creating them (summed over threads)
   double prepare_seconds = 0;   // wall time of prepare() calls (parallel creation)
+  std::map<std::string, std::pair<int, double>> by_shader;  // shader -> (pipelines, create seconds)
 };
 
 class Kernels {

@@ -59,15 +59,19 @@ Arena::Arena(Context& ctx, std::string name, VkDeviceSize block_bytes)
 
 DeviceTensor Arena::alloc(const Shape& shape, DType dtype) {
   VkDeviceSize bytes = align_up((VkDeviceSize)shape_numel(shape) * dtype_size(dtype), 16);
-  if (blocks_.empty() || align_up(cursor_, kTensorAlignment) + bytes > blocks_.back()->size()) {
+  size_t b = 0;
+  while (b < blocks_.size() && align_up(cursors_[b], kTensorAlignment) + bytes > blocks_[b]->size()) ++b;
+  if (b == blocks_.size()) {
     VkDeviceSize sz = std::max(block_bytes_, bytes);
+    if (expected_ > placed_) sz = std::max(bytes, std::min(sz, expected_ - placed_));
     blocks_.push_back(std::make_unique<Buffer>(ctx_, sz, Buffer::Use::Device, name_));
-    cursor_ = 0;
+    cursors_.push_back(0);
   }
-  cursor_ = align_up(cursor_, kTensorAlignment);
-  DeviceTensor t{blocks_.back()->handle(), cursor_, shape, dtype};
-  cursor_ += bytes;
+  const VkDeviceSize at = align_up(cursors_[b], kTensorAlignment);
+  DeviceTensor t{blocks_[b]->handle(), at, shape, dtype};
+  cursors_[b] = at + bytes;
   used_ += bytes;
+  placed_ += align_up(bytes, kTensorAlignment);
   return t;
 }
 

@@ -10,7 +10,9 @@ static constexpr VkDeviceSize kWeightBlock = 256ull << 20;
 
 WeightStore::WeightStore(Context& ctx, DType storage, VkDeviceSize expected_bytes)
     : storage_(storage),
-      arena_(ctx, "weights", expected_bytes ? std::min(kWeightBlock, align_up(expected_bytes, kTensorAlignment)) : kWeightBlock) {}
+      arena_(ctx, "weights", expected_bytes ? std::min(kWeightBlock, align_up(expected_bytes, kTensorAlignment)) : kWeightBlock) {
+  arena_.expect_total(expected_bytes);
+}
 
 void WeightStore::add(const std::string& name, const Shape& shape, const float* data) {
   if (has(name)) fail("weight '" + name + "' added twice");
