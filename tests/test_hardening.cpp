@@ -382,6 +382,10 @@ TEST_CASE("image loader: only PNG, JPEG and BMP are read, and a BMP must hold it
   // for > 13 s under the fuzzer).
   CHECK(has(error_of([&] { vksd::read_image((dir / "timeout-bmp-short-header.bmp").string()); }),
             "truncated BMP (the file ends inside its header)"));
+  // A 28-byte BMP declaring a 3-byte info header: the size check itself read past the end
+  // (ASan, found by the fuzzer in the check's first version).
+  CHECK(has(error_of([&] { vksd::read_image((dir / "crash-bmp-header-3-bytes.bmp").string()); }),
+            "truncated BMP (the file ends inside its header)"));
   // A whole BMP still reads.
   const vksd::Image ok = vksd::read_image((dir / "rgb2x2.bmp").string());
   CHECK(ok.width == 2);

@@ -75,7 +75,8 @@ static std::string bmp_truncation(std::string_view b) {
   };
   // stb_image also takes a cut-short header's missing fields as zeros (a 29-byte file decoded
   // for > 13 s under the fuzzer: corpus/image/timeout-bmp-short-header.bmp).
-  if (b.size() < 18 || b.size() < 14 + std::min<uint64_t>(le(14, 4), 40))
+  // The fields read below end at byte 26 (OS/2 header of 12 bytes) or 30 (any other).
+  if (b.size() < 18 || b.size() < 14 + std::max<uint64_t>(std::min<uint64_t>(le(14, 4), 40), le(14, 4) == 12 ? 12 : 16))
     return "truncated BMP (the file ends inside its header)";
   const uint64_t offset = le(10, 4), header = le(14, 4);
   int64_t w = 0, h = 0;
