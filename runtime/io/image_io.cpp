@@ -23,10 +23,12 @@
 #pragma GCC diagnostic ignored "-Wimplicit-fallthrough"
 #define STB_IMAGE_IMPLEMENTATION
 #define STBI_NO_JPEG  // JPEGs go to libjpeg-turbo (runtime/io/jpeg_decode.h says why)
-// Only PNG, BMP and GIF are read through stb_image. Its TGA, PSD, PIC, HDR and PNM readers take
-// bytes past the end of the file as zeros, so a few bytes declaring 16384x16384 pixels kept the
-// decoder busy for > 10 s (a TGA found by tests/fuzz, corpus/image/timeout-tga-16384.tga), and
-// nobody starts an image from those formats.
+// Only PNG and BMP are read through stb_image. Its TGA, PSD, PIC, HDR and PNM readers take bytes
+// past the end of the file as zeros, so a few bytes declaring 16384x16384 pixels kept the decoder
+// busy for > 10 s (a TGA found by tests/fuzz, corpus/image/timeout-tga-16384.tga); its GIF reader
+// allocates and clears 9 bytes per declared pixel before reading any data (a 29-byte GIF of
+// 16384x16384: 2.3 GB and 47 s). Nobody starts an image from those formats.
+#define STBI_NO_GIF
 #define STBI_NO_TGA
 #define STBI_NO_PSD
 #define STBI_NO_PIC
@@ -65,12 +67,17 @@ static std::string truncation_reason(std::string_view b) {
 // stb_image reads an uncompressed BMP's rows without checking that the file holds them (missing
 // bytes read as zeros: a bomb like the TGA above), so the pixel array's size is checked first.
 static std::string bmp_truncation(std::string_view b) {
-  if (b.size() < 30 || b[0] != 'B' || b[1] != 'M') return "";
+  if (b.size() < 2 || b[0] != 'B' || b[1] != 'M') return "";
   auto le = [&](size_t i, int n) {
     uint64_t v = 0;
     for (int k = n - 1; k >= 0; --k) v = v << 8 | (uint8_t)b[i + (size_t)k];
     return v;
   };
+  // stb_image also takes a cut-short header's missing fields as zeros (a 29-byte file decoded
+  // for > 13 s under the fuzzer: corpus/image/timeout-bmp-short-header.bmp).
+  // The fields read below end at byte 26 (OS/2 header of 12 bytes) or 30 (any other).
+  if (b.size() < 18 || b.size() < 14 + std::max<uint64_t>(std::min<uint64_t>(le(14, 4), 40), le(14, 4) == 12 ? 12 : 16))
+    return "truncated BMP (the file ends inside its header)";
   const uint64_t offset = le(10, 4), header = le(14, 4);
   int64_t w = 0, h = 0;
   uint64_t bpp = 0;
@@ -98,7 +105,7 @@ Image decode_image(std::string_view bytes, const std::string& name, int channels
   auto why = [&](const char* stb) {
     std::string t = truncation_reason(bytes);
     std::string r = stb ? stb : "unknown format";
-    if (r.find("not of any known type") != std::string::npos) r = "not a PNG, JPEG, BMP or GIF image (the formats vksd reads), or corrupt";
+    if (r.find("not of any known type") != std::string::npos) r = "not a PNG, JPEG or BMP image (the formats vksd reads), or corrupt";
     return "cannot read image '" + name + "': " + (t.empty() ? r : t);
   };
   // Before any decoder: stb_image would allocate what a cut-short PNG chunk declares (up to 1 GB
