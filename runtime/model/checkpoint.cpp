@@ -27,11 +27,6 @@ const char* checkpoint_format_name(CheckpointFormat f) {
 
 namespace {
 
-bool starts_with(const std::string& s, const std::string& p) { return s.compare(0, p.size(), p) == 0; }
-bool ends_with(const std::string& s, const std::string& p) {
-  return s.size() >= p.size() && s.compare(s.size() - p.size(), p.size(), p) == 0;
-}
-
 std::string read_text_file(const std::string& path) { return read_regular_file(path, "config file"); }
 
 Json read_json_file(const std::string& path) {
@@ -44,19 +39,19 @@ Json read_json_file(const std::string& path) {
 }
 
 // Tensors under a network prefix that are bookkeeping, not weights.
-bool is_ignorable_network_tensor(const std::string& name) { return ends_with(name, ".position_ids"); }
+bool is_ignorable_network_tensor(const std::string& name) { return name.ends_with(".position_ids"); }
 
 bool is_network_name(const std::string& n) {
-  return starts_with(n, kUNetPrefix) || starts_with(n, kVaePrefix) || starts_with(n, kClipPrefix);
+  return n.starts_with(kUNetPrefix) || n.starts_with(kVaePrefix) || n.starts_with(kClipPrefix);
 }
 
 // The VAE attention's q/k/v/proj_out are 1x1 convs in LDM but linears in diffusers (and in
 // some single files converted from it): the same bytes, viewed as [C,C,1,1].
 bool is_vae_attention_projection(const std::string& n) {
-  if (!starts_with(n, kVaePrefix) || n.find(".mid.attn_1.") == std::string::npos || !ends_with(n, ".weight"))
+  if (!n.starts_with(kVaePrefix) || n.find(".mid.attn_1.") == std::string::npos || !n.ends_with(".weight"))
     return false;
   for (const char* p : {".q.weight", ".k.weight", ".v.weight", ".proj_out.weight"})
-    if (ends_with(n, p)) return true;
+    if (n.ends_with(p)) return true;
   return false;
 }
 
@@ -119,7 +114,7 @@ Checkpoint Checkpoint::open_impl(const std::string& path, const std::string& con
     ck.format_ = CheckpointFormat::SingleFile;
     ck.config_.name = fs::path(path).stem().string();
     for (const char* ext : {".ckpt", ".pt", ".pth", ".bin"})
-      if (ends_with(path, ext))
+      if (path.ends_with(ext))
         fail(path + ": PyTorch pickle checkpoints are not supported (they can run arbitrary code); "
                     "convert it to .safetensors first");
     ck.load_single_file();
@@ -197,12 +192,12 @@ void Checkpoint::load_single_file() {
     std::string name = t.name;
     // Checkpoints saved with transformers < 4.x lack the "text_model." level.
     const std::string old_clip = "cond_stage_model.transformer.";
-    if (starts_with(name, old_clip) && !starts_with(name, kClipPrefix)) {
+    if (name.starts_with(old_clip) && !name.starts_with(kClipPrefix)) {
       name = kClipPrefix + name.substr(old_clip.size());
     }
     // SD 2.x: the OpenCLIP tower under the CLIPTextModel names, fused q/k/v as three slices. The
     // file holds the whole tower; SD 2.x conditions on its penultimate layer.
-    if (starts_with(name, kOpenClipPrefix)) {
+    if (name.starts_with(kOpenClipPrefix)) {
       config_.clip.skip_last_layers = 1;
       const auto slices = openclip_text_keys(name.substr(std::string(kOpenClipPrefix).size()), t.shape);
       if (slices.empty()) ignored_.push_back(f.path() + ": " + t.name);
@@ -265,7 +260,7 @@ void Checkpoint::load_diffusers_folder() {
     if (dir == "unet") unet_shape = diffusers_unet_shape(keys);
     if (dir == "vae") {
       for (const auto& k : keys)
-        if (starts_with(k, "encoder.down_blocks.")) vae_levels = std::max(vae_levels, std::atoi(k.c_str() + 20) + 1);
+        if (k.starts_with("encoder.down_blocks.")) vae_levels = std::max(vae_levels, std::atoi(k.c_str() + 20) + 1);
       if (vae_levels == 0) fail(f.path() + ": no encoder.down_blocks.* tensors: not a diffusers AutoencoderKL");
     }
     std::vector<std::string> unmapped;
@@ -316,7 +311,7 @@ void Checkpoint::infer_architecture() {
   auto exists = [&](const std::string& name) { return tensors_.count(name) != 0; };
   auto count_network = [&](const char* prefix) {
     size_t n = 0;
-    for (auto& [k, v] : tensors_) n += starts_with(k, prefix);
+    for (auto& [k, v] : tensors_) n += k.starts_with(prefix);
     return n;
   };
   if (count_network(kUNetPrefix) == 0)
@@ -483,7 +478,7 @@ void Checkpoint::validate() {
 
 std::vector<std::string> Checkpoint::tensor_names(const std::string& prefix) const {
   std::vector<std::string> r;
-  for (auto it = tensors_.lower_bound(prefix); it != tensors_.end() && starts_with(it->first, prefix); ++it)
+  for (auto it = tensors_.lower_bound(prefix); it != tensors_.end() && it->first.starts_with(prefix); ++it)
     r.push_back(it->first);
   return r;
 }

@@ -19,11 +19,6 @@ namespace vksd {
 
 namespace {
 
-bool starts_with(const std::string& s, const std::string& p) { return s.compare(0, p.size(), p) == 0; }
-bool ends_with(const std::string& s, const std::string& p) {
-  return s.size() >= p.size() && s.compare(s.size() - p.size(), p.size(), p) == 0;
-}
-
 std::string flat(std::string s) {
   std::replace(s.begin(), s.end(), '.', '_');
   return s;
@@ -31,10 +26,10 @@ std::string flat(std::string s) {
 
 // Keys of model families vksd does not run, with what to say about them.
 const char* other_family(const std::string& key) {
-  if (starts_with(key, "lora_te1_") || starts_with(key, "lora_te2_") || starts_with(key, "text_encoder_2."))
+  if (key.starts_with("lora_te1_") || key.starts_with("lora_te2_") || key.starts_with("text_encoder_2."))
     return "an SDXL LoRA (two text encoders: lora_te1_/lora_te2_)";
-  if (starts_with(key, "lora_transformer_") || starts_with(key, "transformer.") ||
-      starts_with(key, "lora_unet_double_blocks_") || starts_with(key, "lora_unet_single_blocks_"))
+  if (key.starts_with("lora_transformer_") || key.starts_with("transformer.") ||
+      key.starts_with("lora_unet_double_blocks_") || key.starts_with("lora_unet_single_blocks_"))
     return "a LoRA for a transformer model (SD3 / Flux)";
   return nullptr;
 }
@@ -79,7 +74,7 @@ LoraFile::LoraFile(const std::string& path) : file_(path) {
       fail(p + ": '" + k + "' is the key of " + fam + "; vksd runs SD 1.x and its LoRAs only");
     const Suffix* suffix = nullptr;
     for (const Suffix& s : kSuffixes)
-      if (ends_with(k, s.text)) {
+      if (k.ends_with(s.text)) {
         suffix = &s;
         break;
       }
@@ -88,10 +83,10 @@ LoraFile::LoraFile(const std::string& path) : file_(path) {
     const std::string module = k.substr(0, k.size() - std::string(suffix->text).size());
     LoraLayer l;
     l.key = module;
-    if (starts_with(module, "lora_unet_")) l.net = LoraNet::UNet, l.kohya = true;
-    else if (starts_with(module, "lora_te_")) l.net = LoraNet::TextEncoder, l.kohya = true;
-    else if (starts_with(module, "unet.") || starts_with(module, "base_model.model.")) l.net = LoraNet::UNet, l.kohya = false;
-    else if (starts_with(module, "text_encoder.")) l.net = LoraNet::TextEncoder, l.kohya = false;
+    if (module.starts_with("lora_unet_")) l.net = LoraNet::UNet, l.kohya = true;
+    else if (module.starts_with("lora_te_")) l.net = LoraNet::TextEncoder, l.kohya = true;
+    else if (module.starts_with("unet.") || module.starts_with("base_model.model.")) l.net = LoraNet::UNet, l.kohya = false;
+    else if (module.starts_with("text_encoder.")) l.net = LoraNet::TextEncoder, l.kohya = false;
     else fail(p + ": '" + k + "': a LoRA key must start with lora_unet_, lora_te_, unet. or text_encoder.");
     if (suffix->role == Suffix::Alpha) {
       if (t.numel() != 1) fail(p + ": '" + k + "' (alpha) has shape " + shape_str(t.shape) + ", expected a scalar");
@@ -194,9 +189,9 @@ FlatNames flat_names(const Checkpoint& ck) {
   FlatNames f;
   const std::string w = ".weight";
   for (const auto& n : ck.tensor_names(kUNetPrefix))
-    if (ends_with(n, w)) f.unet[flat(n.substr(std::string(kUNetPrefix).size(), n.size() - std::string(kUNetPrefix).size() - w.size()))] = n;
+    if (n.ends_with(w)) f.unet[flat(n.substr(std::string(kUNetPrefix).size(), n.size() - std::string(kUNetPrefix).size() - w.size()))] = n;
   for (const auto& n : ck.tensor_names(kClipPrefix))
-    if (ends_with(n, w)) f.text["text_model_" + flat(n.substr(std::string(kClipPrefix).size(), n.size() - std::string(kClipPrefix).size() - w.size()))] = n;
+    if (n.ends_with(w)) f.text["text_model_" + flat(n.substr(std::string(kClipPrefix).size(), n.size() - std::string(kClipPrefix).size() - w.size()))] = n;
   return f;
 }
 
@@ -239,7 +234,7 @@ BoundLora::BoundLora(std::shared_ptr<const LoraFile> file, const Checkpoint& ck)
       if (auto it = m.find(rest); it != m.end()) target = it->second;
       else if (unet) target = unet_from_diffusers_flat(rest, shape, ck);
     } else if (l.net == LoraNet::UNet) {
-      const std::string path = l.key.substr(starts_with(l.key, "unet.") ? 5 : 17);  // unet. / base_model.model.
+      const std::string path = l.key.substr(l.key.starts_with("unet.") ? 5 : 17);  // unet. / base_model.model.
       if (ck.has(kUNetPrefix + path + ".weight")) target = kUNetPrefix + path + ".weight";
       else target = diffusers_unet_key(path + ".weight", shape);
     } else {
@@ -273,7 +268,7 @@ BoundLora::BoundLora(std::shared_ptr<const LoraFile> file, const Checkpoint& ck)
 
 bool BoundLora::touches(const std::string& prefix) const {
   for (const auto& [t, ls] : targets_)
-    if (starts_with(t, prefix)) return true;
+    if (t.starts_with(prefix)) return true;
   return false;
 }
 
@@ -308,7 +303,7 @@ std::set<std::string> lora_targets(const std::vector<ActiveLora>& loras, const s
   std::set<std::string> r;
   for (const ActiveLora& a : loras)
     for (const auto& [t, ls] : a.lora->targets())
-      if (starts_with(t, prefix)) r.insert(t);
+      if (t.starts_with(prefix)) r.insert(t);
   return r;
 }
 
@@ -338,7 +333,7 @@ LoraSummary summarize_lora(const LoraFile& f) {
 bool is_lora_file(const SafetensorsFile& f) {
   for (const StTensor& t : f.tensors())
     for (const char* s : {".lora_down.weight", ".lora_A.weight", ".lora.down.weight", ".hada_w1_a", ".lokr_w1"})
-      if (ends_with(t.name, s)) return true;
+      if (t.name.ends_with(s)) return true;
   return false;
 }
 

@@ -8,7 +8,6 @@ namespace vksd {
 
 namespace {
 
-bool starts_with(const std::string& s, const std::string& p) { return s.compare(0, p.size(), p) == 0; }
 bool has(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
 
 // What a set of key names holds, one flag per telltale prefix or module name.
@@ -20,22 +19,22 @@ struct KeyTraits {
 
   explicit KeyTraits(const std::vector<std::string>& keys) {
     for (const auto& k : keys) {
-      sd1_text |= starts_with(k, "cond_stage_model.transformer.");
-      openclip_text |= starts_with(k, kOpenClipPrefix);
-      sdxl_conditioner |= starts_with(k, "conditioner.embedders.");
-      sdxl_second_embedder |= starts_with(k, "conditioner.embedders.1.");
-      label_emb |= starts_with(k, "model.diffusion_model.label_emb.");
-      unclip_parts |= starts_with(k, "embedder.model.visual.") || starts_with(k, "noise_augmentor.");
+      sd1_text |= k.starts_with("cond_stage_model.transformer.");
+      openclip_text |= k.starts_with(kOpenClipPrefix);
+      sdxl_conditioner |= k.starts_with("conditioner.embedders.");
+      sdxl_second_embedder |= k.starts_with("conditioner.embedders.1.");
+      label_emb |= k.starts_with("model.diffusion_model.label_emb.");
+      unclip_parts |= k.starts_with("embedder.model.visual.") || k.starts_with("noise_augmentor.");
       joint_blocks |= has(k, "joint_blocks.");
       double_blocks |= has(k, "double_blocks.");
-      cascade |= starts_with(k, "clip_txt_mapper.") || starts_with(k, "clip_txt_pooled_mapper.") ||
-                 starts_with(k, "effnet_mapper");
-      x_embedder |= starts_with(k, "x_embedder.") || has(k, ".x_embedder.");
+      cascade |= k.starts_with("clip_txt_mapper.") || k.starts_with("clip_txt_pooled_mapper.") ||
+                 k.starts_with("effnet_mapper");
+      x_embedder |= k.starts_with("x_embedder.") || has(k, ".x_embedder.");
       caption_projection |= has(k, "y_embedder.y_proj.");
-      lora |= starts_with(k, "lora_unet_") || starts_with(k, "lora_te") || has(k, ".lora_down.") ||
+      lora |= k.starts_with("lora_unet_") || k.starts_with("lora_te") || has(k, ".lora_down.") ||
               has(k, ".lora_up.") || has(k, ".lora_A.") || has(k, ".lora_B.");
-      depth_model |= starts_with(k, "depth_model.");
-      low_scale_model |= starts_with(k, "low_scale_model.");
+      depth_model |= k.starts_with("depth_model.");
+      low_scale_model |= k.starts_with("low_scale_model.");
     }
   }
 };

@@ -6,12 +6,6 @@
 
 namespace vksd {
 
-namespace {
-
-bool starts_with(const std::string& s, const std::string& p) { return s.compare(0, p.size(), p) == 0; }
-
-}  // namespace
-
 std::vector<KeySlice> openclip_text_keys(const std::string& key, const Shape& shape) {
   const std::string T = kClipPrefix;
   if (key == "text_projection" || key == "logit_scale" || key == "attn_mask") return {};
@@ -20,7 +14,7 @@ std::vector<KeySlice> openclip_text_keys(const std::string& key, const Shape& sh
   if (key == "ln_final.weight" || key == "ln_final.bias") return {{T + "final_layer_norm." + key.substr(9)}};
 
   const std::string R = "transformer.resblocks.";
-  if (starts_with(key, R)) {
+  if (key.starts_with(R)) {
     const std::string rest = key.substr(R.size());
     const size_t dot = rest.find('.');
     const std::string index = rest.substr(0, dot);
@@ -40,7 +34,7 @@ std::vector<KeySlice> openclip_text_keys(const std::string& key, const Shape& sh
           {"ln_1.", "layer_norm1."},  {"ln_2.", "layer_norm2."},  {"attn.out_proj.", "self_attn.out_proj."},
           {"mlp.c_fc.", "mlp.fc1."}, {"mlp.c_proj.", "mlp.fc2."}};
       for (auto [from, to] : renames)
-        if (starts_with(leaf, from)) {
+        if (leaf.starts_with(from)) {
           const std::string param = leaf.substr(std::string(from).size());
           if (param == "weight" || param == "bias") return {{layer + to + param}};
         }

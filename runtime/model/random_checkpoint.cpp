@@ -23,11 +23,6 @@ uint64_t name_seed(const std::string& s) {
   return h;
 }
 
-bool ends_with(const std::string& s, const char* suffix) {
-  const size_t l = std::strlen(suffix);
-  return s.size() >= l && s.compare(s.size() - l, l, suffix) == 0;
-}
-
 }  // namespace
 
 std::vector<float> random_weight(const std::string& name, const Shape& shape) {
@@ -35,8 +30,8 @@ std::vector<float> random_weight(const std::string& name, const Shape& shape) {
   double offset = 0, amp;
   if (name.find("token_embedding") != std::string::npos) amp = std::sqrt(3.0);  // variance 1
   else if (name.find("position_embedding") != std::string::npos) amp = 0.5 * std::sqrt(3.0);
-  else if (shape.size() == 1 && ends_with(name, ".weight")) offset = 1, amp = 0.1;  // norm gains
-  else if (ends_with(name, ".bias")) amp = 0.05;
+  else if (shape.size() == 1 && name.ends_with(".weight")) offset = 1, amp = 0.1;  // norm gains
+  else if (name.ends_with(".bias")) amp = 0.05;
   else amp = std::sqrt(3.0 / (double)(n / (size_t)shape[0]));  // variance 1/fan_in
   std::vector<float> v(n);
   const uint64_t seed = name_seed(name);

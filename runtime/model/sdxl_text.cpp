@@ -18,11 +18,6 @@ namespace vksd {
 
 namespace {
 
-bool starts_with(const std::string& s, const std::string& p) { return s.compare(0, p.size(), p) == 0; }
-bool ends_with(const std::string& s, const std::string& p) {
-  return s.size() >= p.size() && s.compare(s.size() - p.size(), p.size(), p) == 0;
-}
-
 std::string list_some(const std::vector<std::string>& v, size_t max = 8) {
   std::string r;
   for (size_t i = 0; i < v.size() && i < max; ++i) r += "\n  " + v[i];
@@ -50,19 +45,19 @@ SdxlTextConfig sdxl_text_defaults() {
 }
 
 std::vector<SdxlTextKey> sdxl_single_file_text_keys(const std::string& key, const Shape& shape) {
-  if (starts_with(key, kSdxlClipLPrefix)) {
+  if (key.starts_with(kSdxlClipLPrefix)) {
     const std::string rest = key.substr(std::string(kSdxlClipLPrefix).size());
-    if (rest.empty() || ends_with(rest, ".position_ids")) return {};
+    if (rest.empty() || rest.ends_with(".position_ids")) return {};
     return {{0, {kClipPrefix + rest}}};
   }
-  if (starts_with(key, kSdxlClipGPrefix)) {
+  if (key.starts_with(kSdxlClipGPrefix)) {
     const std::string rest = key.substr(std::string(kSdxlClipGPrefix).size());
     if (rest == "text_projection") return {{1, {kSdxlTextProjection}}};
     std::vector<SdxlTextKey> r;
     for (KeySlice& k : openclip_text_keys(rest, shape)) {
       // openclip_text_keys names what it does not know by the SD 2.x prefix: keep SDXL's name
       // for it so that validation reports the key as stored.
-      if (starts_with(k.name, kOpenClipPrefix)) k.name = key;
+      if (k.name.starts_with(kOpenClipPrefix)) k.name = key;
       r.push_back({1, k});
     }
     return r;
@@ -123,7 +118,7 @@ SdxlTextWeights SdxlTextWeights::open(const std::string& path, int heads_l, int 
       const SafetensorsFile& f = *w.files_.back();
       std::vector<std::string> unmapped;
       for (const StTensor& t : f.tensors()) {
-        if (ends_with(t.name, ".position_ids")) continue;
+        if (t.name.ends_with(".position_ids")) continue;
         if (e == 1 && t.name == "text_projection.weight") {
           if (t.shape.size() != 2) fail(f.path() + ": text_projection.weight has shape " + shape_str(t.shape) + ", expected [proj, width]");
           w.add(e, kSdxlTextProjection, f, t.name, {t.shape[1], t.shape[0]}, 0, /*transpose=*/true);
@@ -233,7 +228,7 @@ std::unique_ptr<WeightStore> SdxlTextWeights::upload(Context& ctx, int encoder, 
   auto used = [&](const std::string& name) {
     if (name == kSdxlTextProjection) return false;  // host-side, see text_projection()
     const std::string L = std::string(kClipPrefix) + "encoder.layers.";
-    if (!starts_with(name, L)) return true;
+    if (!name.starts_with(L)) return true;
     return std::atoi(name.c_str() + L.size()) < c.used_layers();
   };
   VkDeviceSize total = 0;
