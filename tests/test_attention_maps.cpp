@@ -238,7 +238,7 @@ TEST_CASE("attention maps: tiny reference UNet, every cross-attention layer agai
       auto q_in = unet.block_output(ly.scope + ".norm2");
       const int64_t C = (int64_t)q_in.size() / (2 * hw);
       std::vector<float> q_in_cond(q_in.begin() + hw * C, q_in.end());
-      const std::string w = std::string(nn::UNet::kPrefix) + "." + ly.scope + ".attn2.";
+      const std::string w = std::string(kUNetPrefix) + ly.scope + ".attn2.";
       auto wq = test::round_to(dt, ck.read_f32(w + "to_q.weight"));
       auto wk = test::round_to(dt, ck.read_f32(w + "to_k.weight"));
       REQUIRE(wq.size() == (size_t)(C * C));

@@ -9,13 +9,10 @@
 
 #include "runtime/gpu/dtype.h"
 #include "runtime/model/model_config.h"
+#include "runtime/model/network_prefixes.h"
 
 namespace vksd {
 
-// Key prefixes of the three networks.
-inline constexpr const char* kUNetPrefix = "model.diffusion_model.";
-inline constexpr const char* kVaePrefix = "first_stage_model.";
-inline constexpr const char* kClipPrefix = "cond_stage_model.transformer.text_model.";
 
 struct TensorSpec {
   std::string name;  // full original name, prefix included

@@ -1,6 +1,6 @@
 // Shared building blocks of the three Stable Diffusion networks, composed from vksd::ops.
 //
-//   Scope        names weights like the checkpoint does: Scope("model.diffusion_model").sub("out")
+//   Scope        names weights like the checkpoint does: Scope::root(g, w, kUNetPrefix).sub("out")
 //                .w("0.weight") binds "model.diffusion_model.out.0.weight" into the graph.
 //   NetOptions   what every network takes besides its weights and geometry.
 //   linear / conv / group_norm / layer_norm bound to a weight prefix, so that a network's code
@@ -34,6 +34,11 @@ struct NetOptions {
 class Scope {
  public:
   Scope(Graph& g, const WeightStore& w, std::string prefix) : g_(g), w_(w), prefix_(std::move(prefix)) {}
+  // A network's root scope from its checkpoint key prefix (model/network_prefixes.h, "a.b.").
+  static Scope root(Graph& g, const WeightStore& w, std::string key_prefix) {
+    if (!key_prefix.empty() && key_prefix.back() == '.') key_prefix.pop_back();
+    return Scope(g, w, std::move(key_prefix));
+  }
   Scope sub(const std::string& name) const { return Scope(g_, w_, join(name)); }
   Scope sub(int index) const { return sub(std::to_string(index)); }
   // The tensor `prefix.name`, checked against `expect` when given.

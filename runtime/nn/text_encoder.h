@@ -16,13 +16,13 @@
 #include <vector>
 
 #include "runtime/model/model_config.h"
+#include "runtime/model/network_prefixes.h"
 #include "runtime/nn/blocks.h"
 
 namespace vksd::nn {
 
 class TextEncoder {
  public:
-  static constexpr const char* kPrefix = "cond_stage_model.transformer.text_model";
 
   TextEncoder(Context& ctx, const WeightStore& weights, const ClipConfig& cfg, int batch, NetOptions opts = {});
   ~TextEncoder();

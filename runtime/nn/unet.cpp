@@ -15,7 +15,7 @@ constexpr float kTransformerGroupNormEps = 1e-6f;
 // Names the module the next dispatches belong to (Graph::set_scope, for profiles): the weight
 // path below model.diffusion_model and the module's kind, e.g. "input_blocks.1.0 ResBlock".
 void enter(const Scope& s, const char* kind) {
-  const std::string root = std::string(UNet::kPrefix) + ".";
+  const std::string root = kUNetPrefix;
   std::string path = s.prefix();
   if (path.rfind(root, 0) == 0) path = path.substr(root.size());
   s.graph().set_scope(path + " " + kind);
@@ -136,7 +136,7 @@ UNet::~UNet() = default;
 void UNet::build() {
   graph_ = std::make_unique<Graph>(ctx_);
   Graph& g = *graph_;
-  const Scope root(g, weights_, kPrefix);
+  const Scope root = Scope::root(g, weights_, kUNetPrefix);
   const DType act = opts_.activations.value_or(weights_.storage());
   const int mc = cfg_.model_channels, levels = (int)cfg_.channel_mult.size();
   auto record = [&](const std::string& name, Tensor t) {
@@ -176,7 +176,7 @@ void UNet::build() {
     if (!opts_.attention_maps) return {};
     return [&, block, level, depth](const Scope& blk, int d, int64_t hh, int64_t ww) -> AttentionProbe {
       return [&, block, level, blk, d, hh, ww](Tensor q_in, Tensor q, Tensor k, int heads) {
-        const std::string root_prefix = std::string(kPrefix) + ".";
+        const std::string root_prefix = kUNetPrefix;
         std::string scope = blk.prefix();
         if (scope.rfind(root_prefix, 0) == 0) scope = scope.substr(root_prefix.size());
         if (opts_.keep_blocks) record(scope + ".norm2", q_in);

@@ -17,13 +17,13 @@
 #include <vector>
 
 #include "runtime/model/model_config.h"
+#include "runtime/model/network_prefixes.h"
 #include "runtime/nn/blocks.h"
 
 namespace vksd::nn {
 
 class UNet {
  public:
-  static constexpr const char* kPrefix = "model.diffusion_model";
 
   UNet(Context& ctx, const WeightStore& weights, const UNetConfig& cfg, int batch, int latent_h, int latent_w,
        int context_len = 77, NetOptions opts = {});

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "runtime/error.h"
+#include "runtime/model/network_prefixes.h"
 
 namespace vksd::nn {
 
@@ -113,8 +114,6 @@ Tensor decoder_tail(const Scope& s, Tensor h, const VaeConfig& cfg, Norms& norm)
   return conv3x3(s.sub("conv_out"), h);
 }
 
-constexpr const char* kVaePrefix = "first_stage_model";
-
 }  // namespace
 
 VaeDecoder::VaeDecoder(Context& ctx, const WeightStore& weights, const VaeConfig& cfg, int batch, int latent_h,
@@ -125,7 +124,7 @@ VaeDecoder::VaeDecoder(Context& ctx, const WeightStore& weights, const VaeConfig
          std::to_string(latent_w) + " must be positive");
   graph_ = std::make_unique<Graph>(ctx);
   Graph& g = *graph_;
-  const Scope root(g, weights, kVaePrefix);
+  const Scope root = Scope::root(g, weights, kVaePrefix);
   z_ = g.input({batch, cfg.embed_dim, latent_h, latent_w}, opts.activations.value_or(weights.storage()), "z");
   Norms norm;
   Tensor h = conv1x1(root.sub("post_quant_conv"), z_);
@@ -156,7 +155,7 @@ VaeEncoder::VaeEncoder(Context& ctx, const WeightStore& weights, const VaeConfig
          " must be a positive multiple of " + std::to_string(f));
   graph_ = std::make_unique<Graph>(ctx);
   Graph& g = *graph_;
-  const Scope root(g, weights, kVaePrefix);
+  const Scope root = Scope::root(g, weights, kVaePrefix);
   image_ = g.input({batch, cfg.in_channels, image_h, image_w}, opts.activations.value_or(weights.storage()), "image");
   Norms norm;
   Tensor h = encoder_head(root.sub("encoder"), image_, cfg, norm);
@@ -203,7 +202,7 @@ VaePartNet::VaePartNet(Context& ctx, const WeightStore& weights, const VaeConfig
          std::to_string(in_w) + " must be positive" + (image_in ? " multiples of " + std::to_string(f) : std::string()));
   graph_ = std::make_unique<Graph>(ctx);
   Graph& g = *graph_;
-  const Scope root(g, weights, kVaePrefix);
+  const Scope root = Scope::root(g, weights, kVaePrefix);
   const DType dt = opts.activations.value_or(weights.storage());
   const int64_t top = (int64_t)cfg.ch * cfg.ch_mult.back();  // channels between head and tail
   Norms norm;
