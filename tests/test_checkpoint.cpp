@@ -113,16 +113,7 @@ std::vector<WTensor> read_all(const std::string& path) {
   return r;
 }
 
-// The error message of running f, "" when it does not throw.
-template <class F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using vksd::test::error_of;
 
 bool contains(const std::string& s, const std::string& w) { return s.find(w) != std::string::npos; }
 

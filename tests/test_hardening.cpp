@@ -50,15 +50,7 @@ struct TmpDir {
   std::string p(const std::string& n) const { return (dir / n).string(); }
 };
 
-template <class F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const vksd::Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using vksd::test::error_of;
 
 bool has(const std::string& s, const std::string& sub) { return s.find(sub) != std::string::npos; }
 

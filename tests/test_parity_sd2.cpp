@@ -60,14 +60,7 @@ PipelineOptions sd2_options(const std::string& prediction) {
   return o;
 }
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using vksd::test::error_of;
 
 }  // namespace
 

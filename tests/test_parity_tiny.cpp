@@ -199,25 +199,17 @@ TEST_CASE("networks: bad inputs are errors that name the problem") {
   const ModelConfig cfg = tiny_config();
   auto weights = tiny_weights(DType::F32);
   const WeightStore& w = *weights;
-  auto message = [](auto&& f) -> std::string {
-    try {
-      f();
-    } catch (const Error& e) {
-      return e.what();
-    }
-    return "";
-  };
   nn::TextEncoder te(test::ctx(), w, cfg.clip, 1);
-  CHECK(message([&] { te.encode(std::vector<int32_t>(76, 1)); }).find("token ids") != std::string::npos);
-  CHECK(message([&] { te.encode(std::vector<int32_t>(77, 49408)); }).find("vocabulary") != std::string::npos);
-  CHECK(message([&] { te.encode(std::vector<int32_t>(77, 1), 3); }).find("clip_skip") != std::string::npos);
-  CHECK(message([&] { nn::UNet(test::ctx(), w, cfg.unet, 1, 15, 16); }).find("multiple of 2") != std::string::npos);
+  CHECK(test::error_of([&] { te.encode(std::vector<int32_t>(76, 1)); }).find("token ids") != std::string::npos);
+  CHECK(test::error_of([&] { te.encode(std::vector<int32_t>(77, 49408)); }).find("vocabulary") != std::string::npos);
+  CHECK(test::error_of([&] { te.encode(std::vector<int32_t>(77, 1), 3); }).find("clip_skip") != std::string::npos);
+  CHECK(test::error_of([&] { nn::UNet(test::ctx(), w, cfg.unet, 1, 15, 16); }).find("multiple of 2") != std::string::npos);
   nn::UNet unet(test::ctx(), w, cfg.unet, 1, 8, 8);
-  CHECK(message([&] { unet.forward(std::vector<float>(4 * 64), {1.f}); }).find("set_context") != std::string::npos);
-  CHECK(message([&] { unet.set_context(std::vector<float>(5)); }).find("set_context") != std::string::npos);
+  CHECK(test::error_of([&] { unet.forward(std::vector<float>(4 * 64), {1.f}); }).find("set_context") != std::string::npos);
+  CHECK(test::error_of([&] { unet.set_context(std::vector<float>(5)); }).find("set_context") != std::string::npos);
   // A UNet config that disagrees with the checkpoint names the tensor.
   UNetConfig wrong = cfg.unet;
   wrong.model_channels = 48;
-  CHECK(message([&] { nn::UNet(test::ctx(), w, wrong, 1, 8, 8); }).find("model.diffusion_model.") != std::string::npos);
+  CHECK(test::error_of([&] { nn::UNet(test::ctx(), w, wrong, 1, 8, 8); }).find("model.diffusion_model.") != std::string::npos);
   CHECK(test::ctx().validation_messages() == 0);
 }

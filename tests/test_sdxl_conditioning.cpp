@@ -71,14 +71,7 @@ std::vector<int32_t> ids_of(const std::string& name) {
   return {t.data.begin(), t.data.end()};
 }
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using vksd::test::error_of;
 
 // The SDXL size conditioning the reference used (index.json meta.size_conditioning).
 SdxlSizeConditioning reference_sizes() {

@@ -189,19 +189,11 @@ TEST_CASE("UNet vector input: a y of the wrong size, or a y for a UNet without o
   auto weights = sdxl_tiny_unet_weights(DType::F32);
   nn::UNet unet(test::ctx(), *weights, cfg, 1, 8, 8);
   unet.set_context(std::vector<float>((size_t)77 * cfg.context_dim, 0.f));
-  auto message = [](auto&& f) -> std::string {
-    try {
-      f();
-    } catch (const Error& e) {
-      return e.what();
-    }
-    return "";
-  };
-  CHECK(message([&] { unet.forward(std::vector<float>(4 * 64), {1.f}); }).find("set_y") != std::string::npos);
-  CHECK(message([&] { unet.set_y(std::vector<float>(5)); }).find("set_y") != std::string::npos);
+  CHECK(test::error_of([&] { unet.forward(std::vector<float>(4 * 64), {1.f}); }).find("set_y") != std::string::npos);
+  CHECK(test::error_of([&] { unet.set_y(std::vector<float>(5)); }).find("set_y") != std::string::npos);
   UNetConfig wrong = cfg;
   wrong.transformer_depths = {0, 2, 2};
-  CHECK(message([&] { nn::UNet(test::ctx(), *weights, wrong, 1, 8, 8); }).find("transformer_depths") != std::string::npos);
+  CHECK(test::error_of([&] { nn::UNet(test::ctx(), *weights, wrong, 1, 8, 8); }).find("transformer_depths") != std::string::npos);
 }
 
 TEST_CASE("sdxl-tiny: the UNet layout with per-level depth and label_emb is exactly the checkpoint's UNet tensors") {

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "runtime/error.h"
 #include "runtime/gpu/context.h"
 #include "runtime/gpu/dtype.h"
 
@@ -68,5 +69,16 @@ struct ToolRun {
 ToolRun run_vksd(const std::string& args, const std::string& env = "");
 // `s` as one POSIX shell word.
 std::string shell_quote(const std::string& s);
+
+// The vksd::Error message of running f, "" when it does not throw (other exceptions propagate).
+template <class F>
+std::string error_of(F&& f) {
+  try {
+    f();
+  } catch (const ::vksd::Error& e) {
+    return e.what();
+  }
+  return "";
+}
 
 }  // namespace vksd::test
