@@ -25,6 +25,7 @@ void apply_sdxl_defaults(ModelConfig& cfg) {
   cfg.unet.num_head_channels = 64;
   cfg.unet.use_linear_in_transformer = true;
   cfg.vae.scale_factor = 0.13025f;
+  cfg.vae.fp32_activations = true;  // its decoder overflows fp16 (runtime/diffusion/precision_plan.h)
   cfg.schedule.prediction_type = "epsilon";
   cfg.schedule.beta_schedule = "scaled_linear";
   cfg.schedule.timestep_spacing = "trailing";
