@@ -154,6 +154,8 @@ void usage() {
       "                          $VKSD_MEMORY_BUDGET_MB, else the GPU's memory)\n"
       "      --fp32              fp32 weights and activations (default fp16 storage where supported,\n"
       "                          always fp32 arithmetic): twice the memory, reference-exact results\n"
+      "      --vae-fp16          fp16 VAE activations also for a model whose VAE overflows fp16 (SDXL's\n"
+      "                          VAE runs with fp32 activations by default): for an fp16-fixed VAE\n"
       "\n"
       "environment: VKSD_DEVICE picks the GPU (see vksd devices), VKSD_VALIDATION=1 enables the\n"
       "Vulkan validation layer.\n");
@@ -168,6 +170,7 @@ struct Args {
   bool strength_given = false, prompt_given = false;
   long long seed = -1;
   bool lowvram = false, fp32 = false, json = false, vae_tiling = false, strict = false, verbose = false;
+  bool vae_fp16 = false;
   int vae_tile = 64;
   uint64_t memory_budget_mb = 0;  // 0 = VKSD_MEMORY_BUDGET_MB, else the device's memory
   int save_steps_every = 1, preview_interval = 1;
@@ -213,6 +216,7 @@ Args parse(int argc, char** argv, bool& help) {
     else if (is(nullptr, "--preview-interval")) a.preview_interval = (int)f.int_val();
     else if (f.is_switch("--lowvram")) a.lowvram = true;
     else if (f.is_switch("--fp32")) a.fp32 = true;
+    else if (f.is_switch("--vae-fp16")) a.vae_fp16 = true;
     else if (f.is_switch("--vae-tiling")) a.vae_tiling = true;
     else if (is(nullptr, "--vae-tile-size")) a.vae_tile = (int)f.int_in(INT_MIN, kMaxVaeTile);
     else if (f.is_switch("--json")) a.json = true;
@@ -415,6 +419,7 @@ int cmd_generate(int argc_in, char** argv_in) {
   po.vocab_path = a.vocab;
   po.prediction = a.prediction;
   po.fp32 = a.fp32;
+  po.vae_fp16 = a.vae_fp16;
   po.lowvram = a.lowvram;
   if (a.vae_tiling) po.vae_tiling = vksd::PipelineOptions::VaeTiling::On;
   po.vae_tile = a.vae_tile;
@@ -434,10 +439,12 @@ int cmd_generate(int argc_in, char** argv_in) {
       std::fprintf(stderr, "VAE tiling: tiles of %d latent pixels, overlap >= %d\n", po.vae_tile, po.vae_tile_overlap);
   }
 
+  std::vector<std::pair<std::string, uint64_t>> stage_peaks;  // of the last image
   for (int i = 0; i < a.batch_count; ++i) {
     p.seed = seed0 + (uint64_t)i;
     CliObserver obs(a, i, p.width, p.height, pipe.config().preview);
     auto res = pipe.generate(p, &obs);
+    stage_peaks = res.stage_peaks;
     const std::string path = output_path(a, i);
     vksd::write_png(path, res.image, {{"parameters", res.parameters}});
     obs.save_steps(pipe);
@@ -454,7 +461,7 @@ int cmd_generate(int argc_in, char** argv_in) {
                    res.sample_ms / 1000, res.decode_ms / 1000);
     }
   }
-  vksd::cli::report_run(ctx, pipe, p, model, a.lowvram, a.verbose && !a.json);
+  vksd::cli::report_run(ctx, pipe, p, model, a.lowvram, a.verbose && !a.json, stage_peaks);
   if (!a.json)
     std::fprintf(stderr, "done in %.1f s\n",
                  std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());

@@ -8,6 +8,7 @@
 
 #include "cli/command.h"
 #include "cli/lora_info.h"
+#include "cli/memory_info.h"
 #include "cli/run_report.h"
 #include "cli/sdxl_info.h"
 #include "runtime/model/demo_model.h"
@@ -185,6 +186,9 @@ int cmd_info(int argc, char** argv) {
     for (size_t i = 0; i < ign.size() && i < 6; ++i) std::printf(" %s", ign[i].substr(ign[i].rfind(": ") + 2).c_str());
     std::printf("%s\n", ign.size() > 6 ? " ..." : "");
   }
+  vksd::cli::print_precision_and_memory(c, {device_bytes(nets[2].specs, DType::F16),
+                                             device_bytes(nets[0].specs, DType::F16),
+                                             device_bytes(nets[1].specs, DType::F16)});
   vksd::cli::print_measured_peaks(model);
   return 0;
 }

@@ -284,20 +284,25 @@ GenerateResult SdPipeline::generate(const GenerateParams& p, Observer* obs) {
   res.parameters = parameters_text(p);
 
   // 1. Conditioning: the prompt's (and the negative prompt's) text embeddings.
+  ctx_.begin_memory_stage();
   GuidedConditioning c = condition(p, obs, res.text_ms);
+  res.stage_peaks.emplace_back("text", ctx_.memory_stage_peak());
 
   // 2. The starting latent: the seed's torch-compatible noise, then the init image if any
   //    (whose encoding also gives an inpainting UNet its extra channels).
   TorchRng rng(p.seed);
   const std::vector<float> noise = rng.randn((int64_t)lc * lh * lw);
   auto sampler = make_sampler(p);
+  ctx_.begin_memory_stage();
   InitImage init = encode_init_image(p, obs);
+  if (p.init_image) res.stage_peaks.emplace_back("init image", ctx_.memory_stage_peak());
   c.cond.concat = c.uncond.concat = init.concat;
   LatentStart start = initial_latent(p, *sampler, Latent(noise.begin(), noise.end()), std::move(init.latent),
                                      std::move(init.repaint));
 
   // 3. The denoiser: the UNet with its conditioning and guidance.
   stage(obs, "load unet");
+  ctx_.begin_memory_stage();
   Denoiser::Options dopt;
   dopt.cfg_scale = p.cfg_scale;
   dopt.observed = obs != nullptr;
@@ -315,14 +320,17 @@ GenerateResult SdPipeline::generate(const GenerateParams& p, Observer* obs) {
   Latent x = sampling_loop(*sampler, denoiser, std::move(start), rng, *schedule_, obs, lo);
   res.steps_run = sampler->steps() - first;
   res.sample_ms = ms_since(t0);
+  res.stage_peaks.emplace_back("unet", ctx_.memory_stage_peak());
   if (opts_.lowvram) nets_->release_unet();
 
   // 5. Decode.
   stage(obs, "decode");
+  ctx_.begin_memory_stage();
   t0 = Clock::now();
   res.latent.assign(x.begin(), x.end());
   res.pixels = decode_latent(res.latent, lh, lw);
   require_finite(res.pixels, "the decoded image (VAE decoder output)");
+  res.stage_peaks.emplace_back("vae decode", ctx_.memory_stage_peak());
   if (opts_.lowvram) nets_->release_vae();
   res.decode_ms = ms_since(t0);
   res.image = tensor_to_image(res.pixels.data(), cfg.vae.out_channels, p.height, p.width);

@@ -29,6 +29,7 @@
 #include <vector>
 
 #include "runtime/diffusion/memory_budget.h"
+#include "runtime/diffusion/precision_plan.h"
 #include "runtime/gpu/dtype.h"
 #include "runtime/io/image_io.h"
 #include "runtime/model/lora.h"
@@ -43,6 +44,7 @@ struct GuidedConditioning;
 struct InitImage;
 namespace nn {
 class UNet;
+struct NetOptions;
 }
 class Tokenizer;
 class NoiseSchedule;
@@ -66,6 +68,9 @@ struct PipelineOptions {
   enum class VaeTiling { Off, On, Auto };
   VaeTiling vae_tiling = VaeTiling::Auto;
   int vae_tile = 64, vae_tile_overlap = 16;  // latent pixels
+  // Trust the VAE with fp16 activations even where the model's data says they overflow
+  // (VaeConfig::fp32_activations, SDXL): for an fp16-fixed VAE. precision_plan.h.
+  bool vae_fp16 = false;
   // Device memory a run may use, MiB; 0 = $VKSD_MEMORY_BUDGET_MB, else the device's largest
   // device-local heap. A run estimated above it is refused before anything is uploaded.
   uint64_t memory_budget_mb = 0;
@@ -197,6 +202,9 @@ struct GenerateResult {
   std::string parameters;        // A1111 "parameters" text (also written into PNGs)
   double text_ms = 0, sample_ms = 0, decode_ms = 0, total_ms = 0;
   int steps_run = 0;
+  // Measured peak device memory of each stage ("text", "init image", "unet", "vae decode"):
+  // every vksd allocation alive at the stage's worst moment (Context::memory_stage_peak).
+  std::vector<std::pair<std::string, uint64_t>> stage_peaks;
 };
 
 class SdPipeline {
@@ -227,6 +235,8 @@ class SdPipeline {
   // thread-safe like tokenizer(): a UI may call it on every keystroke while a run is active.
   WeightedPrompt tokenize(const std::string& prompt, int pad_chunks = 0) const;
   DType dtype() const { return dtype_; }
+  // Weights and activations precision per network (precision_plan.h).
+  PrecisionPlan precision() const;
   // Image size granularity: width and height must be multiples of this (8 for SD 1.x's VAE
   // times the UNet's 2^(levels-1) downsampling of the latent, i.e. 64 for SD 1.5).
   int size_multiple() const;
@@ -274,6 +284,7 @@ class SdPipeline {
   GuidedConditioning condition(const GenerateParams& p, Observer* obs, double& text_ms);
   InitImage encode_init_image(const GenerateParams& p, Observer* obs);
   nn::UNet& unet_for(const GenerateParams& p, const GuidedConditioning& c);
+  nn::NetOptions vae_options() const;
 
   Context& ctx_;
   PipelineOptions opts_;

@@ -666,6 +666,7 @@ void apply_model_config_json(ModelConfig& cfg, const Json& j, const std::string&
     r.check("embed_dim", v.embed_dim);
     r.take("gn_eps", v.gn_eps);
     r.take("scale_factor", v.scale_factor);
+    r.take("fp32_activations", v.fp32_activations);
   });
   top.sub("schedule", [&](ConfigReader& r) {
     ScheduleConfig& sc = cfg.schedule;

@@ -78,6 +78,11 @@ struct VaeConfig {
   int embed_dim = 4;                       // latent channels
   float gn_eps = 1e-6f;
   float scale_factor = 0.18215f;           // latent = scale_factor * posterior sample
+  // The trained weights drive activations past fp16's range (SDXL's VAE: decoder up-block values
+  // above 65504 -> inf -> NaN -> a black image): the VAE keeps fp32 activations (its weights may
+  // stay fp16) unless the user says the VAE is an fp16-fixed one (--vae-fp16).
+  // runtime/diffusion/precision_plan.h decides; model config key "vae.fp32_activations".
+  bool fp32_activations = false;
   int downsample_factor() const { return 1 << (int)(ch_mult.size() - 1); }
 };
 

@@ -14,6 +14,7 @@ const SdxlFamilyDescription& sdxl_base() {
   static const SdxlFamilyDescription d = [] {
     SdxlFamilyDescription x;
     x.vae.scale_factor = 0.13025f;
+    x.vae.fp32_activations = true;  // its decoder overflows fp16 (runtime/diffusion/precision_plan.h)
     x.schedule.prediction_type = "epsilon";
     x.schedule.beta_schedule = "scaled_linear";
     return x;
