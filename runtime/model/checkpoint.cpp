@@ -686,7 +686,20 @@ void apply_model_config_json(ModelConfig& cfg, const Json& j, const std::string&
     r.check("channel_mult", u.channel_mult);
     r.check("num_res_blocks", u.num_res_blocks);
     r.check("attention_levels", u.attention_levels);
-    r.check("transformer_depth", u.transformer_depth);
+    // The reference writes transformer_depth as one number (SD 1.x / 2.x) or one entry per level
+    // (SDXL's [0, 2, 10]); a level without attention ignores its entry, as the reference does.
+    if (const Json* v = r.get("transformer_depth"); v && v->is_array()) {
+      const auto want = r.parse<std::vector<int>>(*v, "transformer_depth");
+      if (want.size() != u.channel_mult.size())
+        fail(what + ": unet.transformer_depth has " + std::to_string(want.size()) + " entries for " +
+             std::to_string(u.channel_mult.size()) + " levels");
+      for (size_t l = 0; l < want.size(); ++l)
+        if (u.attention_levels[l] && want[l] != u.depth_at((int)l))
+          fail(what + ": unet.transformer_depth[" + std::to_string(l) + "] = " + std::to_string(want[l]) +
+               " but the tensors say " + std::to_string(u.depth_at((int)l)));
+    } else {
+      r.check("transformer_depth", u.transformer_depth);
+    }
     r.check("context_dim", u.context_dim);
     r.check("use_linear_in_transformer", u.use_linear_in_transformer);
     // A head count alone means a fixed count (SD 1.x style), whatever the family's default.
