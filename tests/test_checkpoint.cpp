@@ -26,6 +26,8 @@
 #include "runtime/model/sd1_layout.h"
 #include "runtime/model/weights.h"
 #include "runtime/nn/text_encoder.h"
+#include "runtime/diffusion/pipeline.h"
+#include "tests/sdxl_tiny.h"
 #include "tests/test_util.h"
 
 using namespace vksd;
@@ -565,6 +567,8 @@ struct ReverseMap {
     P("middle_block.0.", "mid_block.resnets.0.");
     P("middle_block.1.", "mid_block.attentions.0.");
     P("middle_block.2.", "mid_block.resnets.1.");
+    P("label_emb.0.0.", "add_embedding.linear_1.");  // SDXL's vector input y
+    P("label_emb.0.2.", "add_embedding.linear_2.");
     unet_resnet = {{"in_layers.0.", "norm1."},  {"in_layers.2.", "conv1."},  {"emb_layers.1.", "time_emb_proj."},
                    {"out_layers.0.", "norm2."}, {"out_layers.3.", "conv2."}, {"skip_connection.", "conv_shortcut."}};
 
@@ -716,7 +720,77 @@ void build_sd2_diffusers(const std::string& root, std::map<std::string, std::vec
   std::ofstream(root + "/model_index.json") << R"({"_class_name": "StableDiffusionPipeline"})";
 }
 
+// The sdxl-tiny single file as diffusers writes an SDXL folder: unet/ (add_embedding = label_emb),
+// vae/, text_encoder/ (CLIP ViT-L, CLIPTextModel) and text_encoder_2/ (bigG as
+// CLIPTextModelWithProjection: HF names, text_projection as a Linear weight [proj, width]).
+void build_sdxl_diffusers(const std::string& root) {
+  Checkpoint ck = vksd::test::sdxl_tiny::sdxl_checkpoint();
+  std::map<std::string, std::vector<float>> unused;
+  write_diffusers_weights(root, ck, false, false, 0, &unused);
+  const ModelConfig& c = ck.config();
+  const char* dirs[] = {"text_encoder", "text_encoder_2"};
+  for (size_t e = 0; e < c.text_encoder_count(); ++e) {
+    const ClipConfig& enc = c.text_encoder(e);
+    fs::create_directories(fs::path(root) / dirs[e]);
+    std::vector<WTensor> text;
+    for (const auto& n : ck.tensor_names(enc.prefix)) {
+      const std::vector<float> v = ck.read_f32(n);
+      if (n == enc.prefix + "text_projection") {
+        const Shape& sh = ck.shape(n);  // [width, proj] -> Linear weight [proj, width]
+        std::vector<float> t(v.size());
+        for (int64_t i = 0; i < sh[0]; ++i)
+          for (int64_t o = 0; o < sh[1]; ++o) t[(size_t)(o * sh[0] + i)] = v[(size_t)(i * sh[1] + o)];
+        text.push_back(f32_tensor("text_projection.weight", {sh[1], sh[0]}, t));
+      } else {
+        text.push_back(f32_tensor("text_model." + n.substr(enc.prefix.size()), ck.shape(n), v));
+      }
+    }
+    write_st(root + "/" + dirs[e] + "/model.safetensors", text);
+    std::ofstream(root + "/" + dirs[e] + "/config.json")
+        << "{\"hidden_act\": \"" << (enc.quick_gelu ? "quick_gelu" : "gelu") << "\", \"num_attention_heads\": " << enc.heads
+        << "}";
+  }
+  std::ofstream(root + "/model_index.json") << R"({"_class_name": "StableDiffusionXLPipeline"})";
+}
+
 }  // namespace
+
+TEST_CASE("checkpoint: an SDXL diffusers folder (text_encoder + text_encoder_2) generates what the single file does") {
+  REQUIRE_SHARED();
+  TempDir d;
+  build_sdxl_diffusers(d.path.string());
+  const Checkpoint single = vksd::test::sdxl_tiny::sdxl_checkpoint();
+  const Checkpoint folder = Checkpoint::open_with_config_text(d.path.string(), vksd::test::sdxl_tiny::config_json());
+  CHECK(folder.format() == CheckpointFormat::Diffusers);
+  CHECK(folder.config().family == ModelFamily::SDXL);
+  REQUIRE(folder.config().text_encoder_count() == 2);
+  // Every tensor the single file gives, the folder gives too, with the same values (the bigG
+  // projection transposed back, fused q/k/v as separate rows).
+  CHECK(folder.tensor_names() == single.tensor_names());
+  for (const auto& n : single.tensor_names()) {
+    CAPTURE(n);
+    CHECK(folder.shape(n) == single.shape(n));
+    if (n.find("text_projection") != std::string::npos || n.find("self_attn.v_proj.weight") != std::string::npos)
+      CHECK(folder.read_f32(n) == single.read_f32(n));
+  }
+  // The whole run: identical latents and images.
+  PipelineOptions o = vksd::test::sdxl_tiny::pipeline_options();
+  GenerateParams p;
+  p.prompt = "a photograph of an astronaut riding a horse";
+  p.width = p.height = 32;
+  p.steps = 2;
+  p.cfg_scale = 7.5;
+  p.sampler = SamplerKind::Euler;
+  p.seed = 3;
+  SdPipeline a(test::ctx(), o);
+  const GenerateResult ra = a.generate(p);
+  o.model_path = d.path.string();
+  SdPipeline b(test::ctx(), o);
+  const GenerateResult rb = b.generate(p);
+  CHECK(ra.latent == rb.latent);
+  CHECK(ra.image.pixels == rb.image.pixels);
+  CHECK(test::ctx().validation_messages() == 0);
+}
 
 TEST_CASE("checkpoint: a diffusers folder loads to the same tensors under original names") {
   REQUIRE_SHARED();

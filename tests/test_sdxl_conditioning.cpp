@@ -434,3 +434,31 @@ TEST_CASE("sdxl-tiny: vksd's y through the checkpoint's label_emb (in double) gi
   }
   check("label_emb(y) vs unet_label_emb", emb, arr("unet_label_emb"));
 }
+
+TEST_CASE("sdxl-tiny: long prompts and emphasis go to both encoders as the same weighted 77-token chunks") {
+  REQUIRE_SHARED();
+  SdPipeline pipe(test::ctx(), pipeline_options());
+  const int width = pipe.config().context_width(), pooled = pipe.config().pooled_width();
+  std::string words75, words100;
+  for (int i = 0; i < 100; ++i) (i < 75 ? words75 : words100) += "horse ";
+  const std::string longer = words75 + words100;
+  // 100 tokens: two chunks, each encoder's context for each, concatenated per row; the pooled
+  // vector is the first chunk's (its 75 tokens alone give the same ids, hence the same values).
+  const SdPipeline::TextOutput two = pipe.encode_text(longer, 1, 0), first = pipe.encode_text(words75, 1, 0);
+  REQUIRE(two.context.size() == (size_t)2 * 77 * width);
+  REQUIRE(first.context.size() == (size_t)77 * width);
+  CHECK(std::vector<float>(two.context.begin(), two.context.begin() + 77 * width) == first.context);
+  CHECK(two.pooled.size() == (size_t)pooled);
+  CHECK(two.pooled == first.pooled);
+  // Emphasis: each encoder's hidden states scaled per token, then each chunk's mean restored
+  // (A1111's "Original"): another context with the same sum.
+  const SdPipeline::TextOutput plain = pipe.encode_text("a horse riding", 1, 0),
+                               weighted = pipe.encode_text("a (horse:1.5) riding", 1, 0);
+  REQUIRE(plain.context.size() == weighted.context.size());
+  CHECK(plain.context != weighted.context);
+  double sp = 0, sw = 0;
+  for (size_t i = 0; i < plain.context.size(); ++i) sp += plain.context[i], sw += weighted.context[i];
+  // The mean is restored per encoder, so the sum over both encoders' channels is too.
+  CHECK(sw == doctest::Approx(sp).epsilon(1e-4));
+  CHECK(plain.pooled == weighted.pooled);  // the pooled vector is not emphasised (as A1111)
+}
