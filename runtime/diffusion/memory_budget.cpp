@@ -82,14 +82,16 @@ MemoryEstimate estimate_memory(const ModelConfig& c, const PrecisionPlan& prec, 
   if (q.vae_tile_pixels > 0) vh = vw = (uint64_t)q.vae_tile_pixels;
   const uint64_t c0 = (uint64_t)v.ch * v.ch_mult.front(), c1 = (uint64_t)v.ch * v.ch_mult[std::min<size_t>(1, v.ch_mult.size() - 1)];
   e.vae = vh * vw * (3 * c0 + 2 * c1) * dtype_size(prec.vae.activations);
-  e.text_stage = q.text_weights + e.text;
-  e.unet_stage = q.unet_weights + e.unet;
-  e.vae_stage = q.vae_weights + e.vae;
+  // Each stage may upload (weights, inputs) through one staging buffer while its network is resident.
+  const uint64_t staging = std::min<uint64_t>(q.largest_tensor, 64ull << 20);
+  e.text_stage = q.text_weights + e.text + staging;
+  e.unet_stage = q.unet_weights + e.unet + staging;
+  e.vae_stage = q.vae_weights + e.vae + staging;
   // Peak: with lowvram one network (and its arena) at a time, else everything resident.
   if (q.lowvram)
     e.peak = std::max({e.text_stage, e.unet_stage, e.vae_stage});
   else
-    e.peak = e.weights + e.text + e.unet + e.vae;
+    e.peak = e.weights + e.text + e.unet + e.vae + staging;
   return e;
 }
 
@@ -98,13 +100,16 @@ MemoryEstimate SdPipeline::memory_estimate(const GenerateParams& p) const {
   const PrecisionPlan prec = precision();
   MemoryQuery q;
   // Weights, exact per network, in each network's weight precision.
+  uint64_t largest = 0;
   for (const std::string& name : ckpt_->tensor_names()) {
     uint64_t n = 1;
     for (int64_t d : ckpt_->shape(name)) n *= (uint64_t)d;
+    largest = std::max<uint64_t>(largest, n * 4);  // fp32 bytes: an upper bound of any upload of it
     if (name.rfind(kUNetPrefix, 0) == 0) q.unet_weights += n * dtype_size(prec.unet.weights);
     else if (name.rfind(kVaePrefix, 0) == 0) q.vae_weights += n * dtype_size(prec.vae.weights);
     else q.text_weights += n * dtype_size(prec.text.weights);
   }
+  q.largest_tensor = largest;
   q.width = p.width, q.height = p.height;
   q.batch = p.cfg_scale != 1.0 ? 2 : 1;
   q.prompt_bytes = p.prompt.size();

@@ -36,6 +36,9 @@ struct MemoryQuery {
   size_t prompt_bytes = 0;       // the longer prompt: how many 77-token chunks the text may need
   bool lowvram = false;          // one network resident at a time
   int vae_tile_pixels = 0;       // the VAE's tile edge in image pixels; 0 = the whole image
+  // The largest tensor's device bytes: uploads go through a staging buffer of up to 64 MiB
+  // that is alive next to the weights already resident (kStagingChunk, gpu/memory.cpp).
+  uint64_t largest_tensor = 64ull << 20;
 };
 
 // The estimate itself (SdPipeline::memory_estimate fills the query from its checkpoint and
