@@ -83,7 +83,14 @@ TextEncoder::Net& TextEncoder::net_for(int clip_skip) {
   // (and the ones the model skips: SD 2.x's last OpenCLIP block) are not needed and not built.
   net->hidden = clip_text_transformer(
       Scope::root(g, weights, cfg_.prefix), net->ids, cfg_, cfg_.used_layers() - clip_skip,
-      [&](Tensor x) { net->embeddings = x, g.keep(x); }, [&](Tensor x) { net->layers.push_back(x), g.keep(x); });
+      [&](Tensor x) {
+        net->embeddings = x;
+        g.keep(x);
+      },
+      [&](Tensor x) {
+        net->layers.push_back(x);
+        g.keep(x);
+      });
   g.keep(net->hidden);
   g.compile(opts_.profile);
   slot = std::move(net);
