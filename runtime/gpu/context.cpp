@@ -361,6 +361,7 @@ void Context::track_memory(const std::string& category, int64_t bytes) {
   v = (uint64_t)std::max<int64_t>(0, (int64_t)v + bytes);
   memory_total_ = memory_total_ + v - before;
   memory_peak_ = std::max(memory_peak_, memory_total_);
+  memory_stage_peak_ = std::max(memory_stage_peak_, memory_total_);
 }
 
 uint64_t Context::memory_total() const {
@@ -376,6 +377,16 @@ uint64_t Context::memory_peak() const {
 void Context::reset_memory_peak() {
   std::lock_guard<std::mutex> lock(memory_mutex_);
   memory_peak_ = memory_total_;
+}
+
+void Context::begin_memory_stage() {
+  std::lock_guard<std::mutex> lock(memory_mutex_);
+  memory_stage_peak_ = memory_total_;
+}
+
+uint64_t Context::memory_stage_peak() const {
+  std::lock_guard<std::mutex> lock(memory_mutex_);
+  return memory_stage_peak_;
 }
 
 std::map<std::string, uint64_t> Context::memory_in_use() const {
