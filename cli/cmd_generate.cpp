@@ -22,6 +22,7 @@
 #include "cli/generate_checks.h"
 #include "cli/interrupt.h"
 #include "cli/prompt_check.h"
+#include "cli/size_flags.h"
 #include "runtime/diffusion/step_frames.h"
 #include "runtime/gpu/context.h"
 #include "runtime/model/demo_model.h"
@@ -110,6 +111,9 @@ void usage() {
       "      --clip-skip N       use CLIP's N-th layer from the end (default 1; 2 for some anime\n"
       "                          fine-tunes)\n"
       "  -b, --batch-count N     make N images with seeds seed, seed+1, ... (default 1)\n"
+      "      --original-size WxH, --target-size WxH, --crop-coords TOP,LEFT\n"
+      "                          SDXL's size conditioning (default: the image size, crop 0,0);\n"
+      "                          other models ignore them\n"
       "\n"
       "image to image and inpainting:\n"
       "      --init-img FILE     start from this picture (PNG/JPEG/...); its size (down to multiples\n"
@@ -154,6 +158,8 @@ void usage() {
       "                          $VKSD_MEMORY_BUDGET_MB, else the GPU's memory)\n"
       "      --fp32              fp32 weights and activations (default fp16 storage where supported,\n"
       "                          always fp32 arithmetic): twice the memory, reference-exact results\n"
+      "      --vae-fp16          fp16 VAE activations also for a model whose VAE overflows fp16 (SDXL's\n"
+      "                          VAE runs with fp32 activations by default): for an fp16-fixed VAE\n"
       "\n"
       "environment: VKSD_DEVICE picks the GPU (see vksd devices), VKSD_VALIDATION=1 enables the\n"
       "Vulkan validation layer.\n");
@@ -168,12 +174,14 @@ struct Args {
   bool strength_given = false, prompt_given = false;
   long long seed = -1;
   bool lowvram = false, fp32 = false, json = false, vae_tiling = false, strict = false, verbose = false;
+  bool vae_fp16 = false;
   int vae_tile = 64;
   uint64_t memory_budget_mb = 0;  // 0 = VKSD_MEMORY_BUDGET_MB, else the device's memory
   int save_steps_every = 1, preview_interval = 1;
   std::string preview, resize_mode = "just-resize";
   std::vector<std::string> loras;  // --lora FILE[:WEIGHT], as given
   std::string lora_dir;
+  vksd::cli::SizeFlags size;
 };
 
 Args parse(int argc, char** argv, bool& help) {
@@ -206,6 +214,9 @@ Args parse(int argc, char** argv, bool& help) {
     else if (is(nullptr, "--mask")) a.mask = f.val();
     else if (is(nullptr, "--resize-mode")) a.resize_mode = f.val();
     else if (is(nullptr, "--clip-skip")) a.clip_skip = (int)f.int_in(INT_MIN, kMaxClipSkip);
+    else if (is(nullptr, "--original-size")) a.size.original_size = f.val();
+    else if (is(nullptr, "--target-size")) a.size.target_size = f.val();
+    else if (is(nullptr, "--crop-coords")) a.size.crop_coords = f.val();
     else if (is(nullptr, "--save-steps")) a.save_steps = f.val();
     else if (is(nullptr, "--step-preview")) a.step_preview = f.val();
     else if (is(nullptr, "--save-steps-every")) a.save_steps_every = (int)f.int_val();
@@ -213,6 +224,7 @@ Args parse(int argc, char** argv, bool& help) {
     else if (is(nullptr, "--preview-interval")) a.preview_interval = (int)f.int_val();
     else if (f.is_switch("--lowvram")) a.lowvram = true;
     else if (f.is_switch("--fp32")) a.fp32 = true;
+    else if (f.is_switch("--vae-fp16")) a.vae_fp16 = true;
     else if (f.is_switch("--vae-tiling")) a.vae_tiling = true;
     else if (is(nullptr, "--vae-tile-size")) a.vae_tile = (int)f.int_in(INT_MIN, kMaxVaeTile);
     else if (f.is_switch("--json")) a.json = true;
@@ -401,6 +413,7 @@ int cmd_generate(int argc_in, char** argv_in) {
   p.eta = a.eta;
   p.spacing = vksd::parse_timestep_spacing(a.spacing);
   p.clip_skip = a.clip_skip;
+  vksd::cli::apply_size_flags(a.size, p);
   p.strength = a.strength;
   p.loras = lora_refs(a);
   if (!a.lora_dir.empty() && !fs::is_directory(a.lora_dir)) fail("--lora-dir is not a folder: " + a.lora_dir);
@@ -415,6 +428,7 @@ int cmd_generate(int argc_in, char** argv_in) {
   po.vocab_path = a.vocab;
   po.prediction = a.prediction;
   po.fp32 = a.fp32;
+  po.vae_fp16 = a.vae_fp16;
   po.lowvram = a.lowvram;
   if (a.vae_tiling) po.vae_tiling = vksd::PipelineOptions::VaeTiling::On;
   po.vae_tile = a.vae_tile;
@@ -434,10 +448,12 @@ int cmd_generate(int argc_in, char** argv_in) {
       std::fprintf(stderr, "VAE tiling: tiles of %d latent pixels, overlap >= %d\n", po.vae_tile, po.vae_tile_overlap);
   }
 
+  std::vector<std::pair<std::string, uint64_t>> stage_peaks;  // of the last image
   for (int i = 0; i < a.batch_count; ++i) {
     p.seed = seed0 + (uint64_t)i;
     CliObserver obs(a, i, p.width, p.height, pipe.config().preview);
     auto res = pipe.generate(p, &obs);
+    stage_peaks = res.stage_peaks;
     const std::string path = output_path(a, i);
     vksd::write_png(path, res.image, {{"parameters", res.parameters}});
     obs.save_steps(pipe);
@@ -454,7 +470,7 @@ int cmd_generate(int argc_in, char** argv_in) {
                    res.sample_ms / 1000, res.decode_ms / 1000);
     }
   }
-  vksd::cli::report_run(ctx, pipe, p, model, a.lowvram, a.verbose && !a.json);
+  vksd::cli::report_run(ctx, pipe, p, model, a.lowvram, a.verbose && !a.json, stage_peaks);
   if (!a.json)
     std::fprintf(stderr, "done in %.1f s\n",
                  std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());

@@ -9,6 +9,7 @@
 #include "cli/command.h"
 #include "runtime/error.h"
 #include "runtime/model/random_checkpoint.h"
+#include "runtime/model/random_sdxl_checkpoint.h"
 #include "runtime/model/sd1_layout.h"
 
 using vksd::fail;
@@ -17,7 +18,7 @@ namespace {
 
 void usage() {
   std::printf(
-      "usage: vksd random-model -o FILE [--fp32]\n"
+      "usage: vksd random-model -o FILE [--fp32] [--sdxl]\n"
       "\n"
       "Writes a safetensors checkpoint with the exact Stable Diffusion 1.5 architecture (UNet,\n"
       "VAE, CLIP ViT-L/14 text encoder; original single-file key layout) and deterministic random\n"
@@ -26,22 +27,34 @@ void usage() {
       "Use the CLIP vocabulary of a real SD 1.x model with it (--vocab).\n"
       "\n"
       "  -o, --output FILE  where to write (written beside it, then renamed when complete)\n"
-      "      --fp32         store fp32 instead of fp16\n");
+      "      --fp32         store fp32 instead of fp16\n"
+      "      --sdxl         the SDXL base architecture and single-file layout instead (UNet 2.57 B\n"
+      "                     parameters, CLIP ViT-L + OpenCLIP bigG, VAE; about 6.5 GiB in fp16)\n");
 }
 
 int cmd_random_model(int argc, char** argv) {
   std::string out;
   vksd::DType storage = vksd::DType::F16;
+  bool sdxl = false;
   vksd::cli::FlagReader f(argc, argv);
   while (f.next()) {
     if (f.is("-h", "--help")) return usage(), 0;
     else if (f.is("-o", "--output")) out = f.val();
     else if (f.is_switch("--fp32")) storage = vksd::DType::F32;
+    else if (f.is_switch("--sdxl")) sdxl = true;
     else fail("random-model: unknown option '" + f.arg() + "' (vksd random-model --help)");
   }
   if (out.empty()) fail("random-model: -o FILE is required (vksd random-model --help)");
-  const vksd::ModelConfig sd15;  // the default config is SD 1.5's architecture
   const auto t0 = std::chrono::steady_clock::now();
+  if (sdxl) {
+    vksd::write_random_sdxl_checkpoint(out, storage);
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    std::printf("wrote %s: SDXL base architecture, %lld parameters, %s, random weights (%.1f s)\n", out.c_str(),
+                (long long)vksd::parameter_count(vksd::sdxl_single_file_layout(vksd::sdxl_base_architecture())),
+                vksd::dtype_name(storage), s);
+    return 0;
+  }
+  const vksd::ModelConfig sd15;  // the default config is SD 1.5's architecture
   vksd::write_random_checkpoint(sd15, out, storage);
   const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   std::printf("wrote %s: SD 1.5 architecture, %lld parameters, %s, random weights (%.1f s)\n", out.c_str(),

@@ -6,6 +6,7 @@
 
 #include "runtime/diffusion/peak_memory.h"
 #include "runtime/diffusion/pipeline.h"
+#include "runtime/diffusion/precision_plan.h"
 #include "runtime/gpu/context.h"
 #include "runtime/gpu/kernel.h"
 #include "runtime/model/demo_model.h"
@@ -21,7 +22,7 @@ std::string model_file(const std::string& model) {
 }  // namespace
 
 void report_run(const Context& ctx, SdPipeline& pipe, const GenerateParams& p, const std::string& model, bool lowvram,
-                bool verbose) {
+                bool verbose, const std::vector<std::pair<std::string, uint64_t>>& stage_peaks) {
   PeakMemoryRecord r;
   r.model = model_file(model);
   r.width = p.width, r.height = p.height;
@@ -30,8 +31,15 @@ void report_run(const Context& ctx, SdPipeline& pipe, const GenerateParams& p, c
   r.batch = p.cfg_scale != 1.0 ? 2 : 1;
   r.peak_bytes = ctx.memory_peak();
   r.device = ctx.info().name;
+  for (auto& [stage, bytes] : stage_peaks)
+    r.stages += (r.stages.empty() ? "" : ", ") + stage + " " + std::to_string((int)(mib(bytes) + 0.5)) + " MiB";
   record_peak_memory(r);
   if (!verbose) return;
+  const PrecisionPlan prec = pipe.precision();
+  std::fprintf(stderr, "precision: text encoder %s; UNet %s; VAE %s\n", describe(prec.text).c_str(),
+               describe(prec.unet).c_str(), describe(prec.vae).c_str());
+  std::fprintf(stderr, "peak device memory per stage (measured): %s\n", r.stages.empty() ? "none" : r.stages.c_str());
+  std::fprintf(stderr, "estimated per stage: %s\n", pipe.memory_estimate(p).describe_stages().c_str());
   std::string now;
   for (auto& [cat, bytes] : ctx.memory_in_use()) now += (now.empty() ? "" : ", ") + cat + " " + std::to_string((int)(mib(bytes) + 0.5));
   std::fprintf(stderr, "peak device memory %.0f MiB (measured: every vksd allocation%s; in use at the end: %s MiB)\n",
@@ -51,8 +59,11 @@ void print_measured_peaks(const std::string& model) {
   if (recs.empty()) return;
   std::printf("\nmeasured peak device memory (vksd generate runs of this file, %s):\n", peak_memory_file().c_str());
   for (auto& r : recs)
+  {
     std::printf("  %dx%d %s %s, UNet batch %d: %.0f MiB on %s (%s)\n", r.width, r.height, r.dtype.c_str(),
                 r.lowvram ? "--lowvram" : "all resident", r.batch, mib(r.peak_bytes), r.device.c_str(), r.date.c_str());
+    if (!r.stages.empty()) std::printf("    per stage: %s\n", r.stages.c_str());
+  }
 }
 
 }  // namespace vksd::cli

@@ -246,11 +246,11 @@ Seq transformer_block(const Weights& w, Seq x, const Seq& ctx, int heads, double
   return x;
 }
 
-Image spatial_transformer(const Weights& w, const Image& x, const Seq& ctx, int heads, const UNetConfig& cfg) {
+Image spatial_transformer(const Weights& w, const Image& x, const Seq& ctx, int heads, int depth, const UNetConfig& cfg) {
   Image h = group_norm(w.sub("norm"), x, 1e-6, false);  // LDM Normalize(): eps 1e-6
   h = conv2d(w.sub("proj_in"), h, x.c, 1);
   Seq s = to_seq(h);
-  for (int d = 0; d < cfg.transformer_depth; ++d) s = transformer_block(w.sub("transformer_blocks").sub(d), s, ctx, heads, cfg.ln_eps);
+  for (int d = 0; d < depth; ++d) s = transformer_block(w.sub("transformer_blocks").sub(d), s, ctx, heads, cfg.ln_eps);
   h = conv2d(w.sub("proj_out"), to_image(s, x.h, x.w), x.c, 1);
   add_into(h.d, x.d);
   return h;
@@ -309,7 +309,7 @@ Seq clip_text(const WeightFn& fn, const ClipConfig& cfg, const std::vector<int32
 }
 
 Image unet(const WeightFn& fn, const UNetConfig& cfg, const Image& x, const std::vector<double>& t, const Seq& ctx,
-           std::map<std::string, Image>* blocks) {
+           std::map<std::string, Image>* blocks, const Vec& y) {
   const Weights w{fn, "model.diffusion_model."};
   const int mc = cfg.model_channels, ted = cfg.time_embed_dim(), levels = (int)cfg.channel_mult.size();
   // Sinusoidal embedding [cos, sin], then time_embed MLP.
@@ -329,6 +329,19 @@ Image unet(const WeightFn& fn, const UNetConfig& cfg, const Image& x, const std:
     e.d = emb;
     (*blocks)["time_embed"] = e;
   }
+  // SDXL's vector input: emb += label_emb(y), label_emb = Linear -> SiLU -> Linear.
+  if (cfg.adm_in_channels > 0) {
+    if (y.size() != (size_t)x.n * cfg.adm_in_channels) throw std::runtime_error("cpuref::unet: y must be [batch, adm_in_channels]");
+    Vec l = linear(w.sub("label_emb.0.0"), y, cfg.adm_in_channels, ted);
+    for (double& e : l) e = silu(e);
+    l = linear(w.sub("label_emb.0.2"), l, ted, ted);
+    if (blocks) {
+      Image e(x.n, ted, 1, 1);
+      e.d = l;
+      (*blocks)["label_emb"] = e;
+    }
+    add_into(emb, l);
+  }
   auto record = [&](const std::string& name, const Image& h) {
     if (blocks) (*blocks)[name] = h;
   };
@@ -343,7 +356,7 @@ Image unet(const WeightFn& fn, const UNetConfig& cfg, const Image& x, const std:
     for (int r = 0; r < cfg.num_res_blocks; ++r) {
       const Weights b = w.sub("input_blocks").sub(++idx);
       h = res_block(b.sub(0), h, emb, ted, ch, cfg.gn_eps);
-      if (cfg.attention_levels[lv]) h = spatial_transformer(b.sub(1), h, ctx, cfg.heads_for(ch), cfg);
+      if (cfg.depth_at(lv) > 0) h = spatial_transformer(b.sub(1), h, ctx, cfg.heads_for(ch), cfg.depth_at(lv), cfg);
       record("input_blocks." + std::to_string(idx), h);
       skips.push_back(h);
     }
@@ -356,7 +369,7 @@ Image unet(const WeightFn& fn, const UNetConfig& cfg, const Image& x, const std:
   {
     const int ch = h.c;
     h = res_block(w.sub("middle_block.0"), h, emb, ted, ch, cfg.gn_eps);
-    h = spatial_transformer(w.sub("middle_block.1"), h, ctx, cfg.heads_for(ch), cfg);
+    h = spatial_transformer(w.sub("middle_block.1"), h, ctx, cfg.heads_for(ch), cfg.middle_depth(), cfg);
     h = res_block(w.sub("middle_block.2"), h, emb, ted, ch, cfg.gn_eps);
     record("middle_block", h);
   }
@@ -369,7 +382,7 @@ Image unet(const WeightFn& fn, const UNetConfig& cfg, const Image& x, const std:
       skips.pop_back();
       h = res_block(b.sub(0), h, emb, ted, ch, cfg.gn_eps);
       int k = 1;
-      if (cfg.attention_levels[lv]) h = spatial_transformer(b.sub(k++), h, ctx, cfg.heads_for(ch), cfg);
+      if (cfg.depth_at(lv) > 0) h = spatial_transformer(b.sub(k++), h, ctx, cfg.heads_for(ch), cfg.depth_at(lv), cfg);
       if (lv > 0 && i == cfg.num_res_blocks) h = conv2d(b.sub(k).sub("conv"), upsample2x(h), ch, 3);
       record("output_blocks." + std::to_string(idx), h);
     }

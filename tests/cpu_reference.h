@@ -43,10 +43,13 @@ struct Seq {
 Seq clip_text(const WeightFn& w, const ClipConfig& cfg, const std::vector<int32_t>& ids, int batch,
               std::vector<Seq>* layers = nullptr);
 
-// UNet: x [B, in, h, w], t [B], context [B, L, context_dim] -> [B, out, h, w]. `blocks`
-// (optional) receives "time_embed", "input_blocks.N", "middle_block", "output_blocks.N".
+// UNet: x [B, in, h, w], t [B], context [B, L, context_dim] -> [B, out, h, w]; y [B,
+// adm_in_channels] is the vector input of a UNet with label_emb (SDXL), ignored otherwise.
+// Transformer depth per level and in the middle as UNetConfig::depth_at / middle_depth say.
+// `blocks` (optional) receives "time_embed", "label_emb" (with y), "input_blocks.N",
+// "middle_block", "output_blocks.N".
 Image unet(const WeightFn& w, const UNetConfig& cfg, const Image& x, const std::vector<double>& t, const Seq& context,
-           std::map<std::string, Image>* blocks = nullptr);
+           std::map<std::string, Image>* blocks = nullptr, const Vec& y = {});
 
 // VAE: z (= latent / scale_factor) -> image; image -> moments [B, 2 embed_dim, h, w] (after
 // quant_conv, logvar not clamped).

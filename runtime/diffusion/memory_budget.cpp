@@ -4,6 +4,7 @@
 #include <cstdlib>
 
 #include "runtime/diffusion/pipeline.h"
+#include "runtime/diffusion/precision_plan.h"
 #include "runtime/error.h"
 #include "runtime/gpu/context.h"
 #include "runtime/model/checkpoint.h"
@@ -15,6 +16,10 @@ static std::string mib(uint64_t b) { return std::to_string((b + (1 << 20) - 1) >
 
 std::string MemoryEstimate::describe() const {
   return "weights " + mib(weights) + " + activations (text " + mib(text) + ", UNet " + mib(unet) + ", VAE " + mib(vae) + ")";
+}
+
+std::string MemoryEstimate::describe_stages() const {
+  return "text " + mib(text_stage) + ", UNet " + mib(unet_stage) + ", VAE " + mib(vae_stage);
 }
 
 uint64_t memory_budget_bytes(const Context& ctx, uint64_t override_mb) {
@@ -41,30 +46,24 @@ void require_memory_budget(const MemoryEstimate& est, uint64_t budget, bool lowv
        mib(budget) + "; try" + hint);
 }
 
-MemoryEstimate SdPipeline::memory_estimate(const GenerateParams& p) const {
-  const ModelConfig& c = config();
-  const uint64_t bs = dtype_ == DType::F16 ? 2 : 4;
+MemoryEstimate estimate_memory(const ModelConfig& c, const PrecisionPlan& prec, const MemoryQuery& q) {
   MemoryEstimate e;
-  // Weights, exact per network.
-  uint64_t w_text = 0, w_unet = 0, w_vae = 0;
-  for (const std::string& name : ckpt_->tensor_names()) {
-    uint64_t n = 1;
-    for (int64_t d : ckpt_->shape(name)) n *= (uint64_t)d;
-    if (name.rfind(kUNetPrefix, 0) == 0) w_unet += n * bs;
-    else if (name.rfind(kVaePrefix, 0) == 0) w_vae += n * bs;
-    else w_text += n * bs;
-  }
-  e.weights = opts_.lowvram ? std::max({w_text, w_unet, w_vae}) : w_text + w_unet + w_vae;
-
+  e.weights = q.lowvram ? std::max({q.text_weights, q.unet_weights, q.vae_weights})
+                        : q.text_weights + q.unet_weights + q.vae_weights;
   const int f = c.vae.downsample_factor();
-  const uint64_t lh = (uint64_t)std::max(1, p.height / f), lw = (uint64_t)std::max(1, p.width / f);
-  const uint64_t batch = p.cfg_scale != 1.0 ? 2 : 1;
-  // Text: a few [77 x mlp] activations per chunk (chunks from the prompt length, at most 64).
-  const uint64_t chunks = std::min<uint64_t>(64, 1 + p.prompt.size() / 300);
-  e.text = chunks * 77 * (uint64_t)(c.clip.width * 6 + c.clip.mlp_dim * 2) * bs;
+  const uint64_t lh = (uint64_t)std::max(1, q.height / f), lw = (uint64_t)std::max(1, q.width / f);
+  const uint64_t batch = (uint64_t)std::max(1, q.batch);
+  // Text: a few [77 x mlp] activations per chunk (chunks from the prompt length, at most 64), for
+  // every text encoder (SDXL runs two, one after the other; counted together).
+  const uint64_t chunks = std::min<uint64_t>(64, 1 + q.prompt_bytes / 300);
+  const uint64_t tb = dtype_size(prec.text.activations);
+  for (const ClipConfig& t : c.text_encoders()) e.text += chunks * 77 * (uint64_t)(t.width * 6 + t.mlp_dim * 2) * tb;
   // UNet: every input block's output is kept for its skip connection; at level 0 a transformer
-  // block also holds q, k, v, the attention output, the GEGLU input (8 x C) and the residuals.
+  // block also holds q, k, v, the attention output, the GEGLU input (8 x C) and the residuals
+  // (an upper bound for SDXL, whose first transformer level has twice the channels and a
+  // quarter of the pixels). Attention is flash-style: no [tokens x tokens] scores.
   const auto& u = c.unet;
+  const uint64_t ub = dtype_size(prec.unet.activations);
   uint64_t skip = 0;  // channel x pixels, summed over the input blocks
   uint64_t hw = lh * lw;
   skip += (uint64_t)u.model_channels * hw;  // conv_in
@@ -74,20 +73,44 @@ MemoryEstimate SdPipeline::memory_estimate(const GenerateParams& p) const {
     if (l + 1 < u.channel_mult.size()) hw = std::max<uint64_t>(1, hw / 4), skip += ch * hw;  // downsample
   }
   const uint64_t work = (uint64_t)u.model_channels * lh * lw * 14 + 77 * chunks * (uint64_t)u.context_dim * 4;
-  e.unet = batch * (skip + work) * bs + batch * (uint64_t)u.in_channels * lh * lw * 4 * 4;
+  e.unet = batch * (skip + work) * ub + batch * (uint64_t)u.in_channels * lh * lw * 4 * 4;
   // VAE decoder at full resolution: input, two convolution outputs and the skip of a ResBlock at
-  // level 0's width, plus the upsampled level-1 tensor; tiled, of one tile.
+  // level 0's width, plus the upsampled level-1 tensor; tiled, of one tile. In the VAE's own
+  // activation precision (fp32 for a VAE that overflows fp16: precision_plan.h).
   const auto& v = c.vae;
-  uint64_t vh = (uint64_t)p.height, vw = (uint64_t)p.width;
-  if (vae_tiled(p.width, p.height)) vh = vw = (uint64_t)opts_.vae_tile * f;
+  uint64_t vh = (uint64_t)q.height, vw = (uint64_t)q.width;
+  if (q.vae_tile_pixels > 0) vh = vw = (uint64_t)q.vae_tile_pixels;
   const uint64_t c0 = (uint64_t)v.ch * v.ch_mult.front(), c1 = (uint64_t)v.ch * v.ch_mult[std::min<size_t>(1, v.ch_mult.size() - 1)];
-  e.vae = vh * vw * (3 * c0 + 2 * c1) * bs;
+  e.vae = vh * vw * (3 * c0 + 2 * c1) * dtype_size(prec.vae.activations);
+  e.text_stage = q.text_weights + e.text;
+  e.unet_stage = q.unet_weights + e.unet;
+  e.vae_stage = q.vae_weights + e.vae;
   // Peak: with lowvram one network (and its arena) at a time, else everything resident.
-  if (opts_.lowvram)
-    e.peak = std::max({w_text + e.text, w_unet + e.unet, w_vae + e.vae});
+  if (q.lowvram)
+    e.peak = std::max({e.text_stage, e.unet_stage, e.vae_stage});
   else
     e.peak = e.weights + e.text + e.unet + e.vae;
   return e;
+}
+
+MemoryEstimate SdPipeline::memory_estimate(const GenerateParams& p) const {
+  const ModelConfig& c = config();
+  const PrecisionPlan prec = precision();
+  MemoryQuery q;
+  // Weights, exact per network, in each network's weight precision.
+  for (const std::string& name : ckpt_->tensor_names()) {
+    uint64_t n = 1;
+    for (int64_t d : ckpt_->shape(name)) n *= (uint64_t)d;
+    if (name.rfind(kUNetPrefix, 0) == 0) q.unet_weights += n * dtype_size(prec.unet.weights);
+    else if (name.rfind(kVaePrefix, 0) == 0) q.vae_weights += n * dtype_size(prec.vae.weights);
+    else q.text_weights += n * dtype_size(prec.text.weights);
+  }
+  q.width = p.width, q.height = p.height;
+  q.batch = p.cfg_scale != 1.0 ? 2 : 1;
+  q.prompt_bytes = p.prompt.size();
+  q.lowvram = opts_.lowvram;
+  if (vae_tiled(p.width, p.height)) q.vae_tile_pixels = opts_.vae_tile * c.vae.downsample_factor();
+  return estimate_memory(c, prec, q);
 }
 
 }  // namespace vksd

@@ -15,12 +15,32 @@ namespace vksd {
 
 class Context;
 
+struct PrecisionPlan;
+struct ModelConfig;
+
 struct MemoryEstimate {
   uint64_t weights = 0;      // resident at once (all three networks, or the largest with lowvram)
   uint64_t text = 0, unet = 0, vae = 0;  // activation arenas
+  // Each stage alone: its network's weights + its arena (with lowvram, the peak is the largest).
+  uint64_t text_stage = 0, unet_stage = 0, vae_stage = 0;
   uint64_t peak = 0;         // what must fit at the worst moment
   std::string describe() const;  // "weights 1,640 MiB + UNet activations ..." for messages
+  std::string describe_stages() const;  // "text 1,640 MiB, UNet ..., VAE ..." (each stage alone)
 };
+
+// What an estimate depends on besides the model's architecture and precision.
+struct MemoryQuery {
+  uint64_t text_weights = 0, unet_weights = 0, vae_weights = 0;  // device bytes of each network
+  int width = 512, height = 512;
+  int batch = 1;                 // UNet batch: 2 with classifier-free guidance
+  size_t prompt_bytes = 0;       // the longer prompt: how many 77-token chunks the text may need
+  bool lowvram = false;          // one network resident at a time
+  int vae_tile_pixels = 0;       // the VAE's tile edge in image pixels; 0 = the whole image
+};
+
+// The estimate itself (SdPipeline::memory_estimate fills the query from its checkpoint and
+// options); usable without a checkpoint, e.g. for a family's published architecture.
+MemoryEstimate estimate_memory(const ModelConfig& cfg, const PrecisionPlan& precision, const MemoryQuery& q);
 
 // The budget: `override_mb` if > 0, else $VKSD_MEMORY_BUDGET_MB if set, else the largest
 // device-local heap of the device.

@@ -38,7 +38,7 @@ std::vector<PeakMemoryRecord> read_all() {
     std::vector<std::string> c;
     std::stringstream ss(line);
     for (std::string x; std::getline(ss, x, '\t');) c.push_back(x);
-    if (c.size() != 9) continue;  // not ours, or damaged: skipped
+    if (c.size() != 9 && c.size() != 10) continue;  // not ours, or damaged: skipped (9: no stages column)
     PeakMemoryRecord r;
     r.model = c[0];
     r.width = std::atoi(c[1].c_str());
@@ -49,6 +49,7 @@ std::vector<PeakMemoryRecord> read_all() {
     r.peak_bytes = std::strtoull(c[6].c_str(), nullptr, 10);
     r.device = c[7];
     r.date = c[8];
+    if (c.size() == 10) r.stages = c[9];
     v.push_back(r);
   }
   return v;
@@ -69,6 +70,7 @@ void record_peak_memory(const PeakMemoryRecord& in) {
   PeakMemoryRecord r = in;
   r.model = clean(absolute(r.model));
   r.device = clean(r.device);
+  r.stages = clean(r.stages);
   if (r.date.empty()) {
     char buf[32];
     const std::time_t t = std::time(nullptr);
@@ -86,7 +88,7 @@ void record_peak_memory(const PeakMemoryRecord& in) {
     std::ofstream f(tmp);
     for (auto& x : all)
       f << x.model << '\t' << x.width << '\t' << x.height << '\t' << x.dtype << '\t' << (x.lowvram ? "lowvram" : "resident")
-        << '\t' << x.batch << '\t' << x.peak_bytes << '\t' << x.device << '\t' << x.date << '\n';
+        << '\t' << x.batch << '\t' << x.peak_bytes << '\t' << x.device << '\t' << x.date << '\t' << x.stages << '\n';
     if (!f) {
       fs::remove(tmp, ec);
       return;

@@ -29,6 +29,7 @@
 #include <vector>
 
 #include "runtime/diffusion/memory_budget.h"
+#include "runtime/diffusion/precision_plan.h"
 #include "runtime/gpu/dtype.h"
 #include "runtime/io/image_io.h"
 #include "runtime/model/lora.h"
@@ -43,6 +44,7 @@ struct GuidedConditioning;
 struct InitImage;
 namespace nn {
 class UNet;
+struct NetOptions;
 }
 class Tokenizer;
 class NoiseSchedule;
@@ -66,6 +68,9 @@ struct PipelineOptions {
   enum class VaeTiling { Off, On, Auto };
   VaeTiling vae_tiling = VaeTiling::Auto;
   int vae_tile = 64, vae_tile_overlap = 16;  // latent pixels
+  // Trust the VAE with fp16 activations even where the model's data says they overflow
+  // (VaeConfig::fp32_activations, SDXL): for an fp16-fixed VAE. precision_plan.h.
+  bool vae_fp16 = false;
   // Device memory a run may use, MiB; 0 = $VKSD_MEMORY_BUDGET_MB, else the device's largest
   // device-local heap. A run estimated above it is refused before anything is uploaded.
   uint64_t memory_budget_mb = 0;
@@ -90,6 +95,11 @@ struct GenerateParams {
   TimestepSpacing spacing = TimestepSpacing::Default;
   uint64_t seed = 0;
   int clip_skip = 1;       // 1 = last CLIP layer; 2 = the one before (some fine-tunes want it)
+  // Size conditioning, for models that take it (SDXL: ModelConfig::size_embed_dim > 0; others
+  // ignore it): the original image size, the crop's top-left corner and the target size the
+  // model is told, in pixels. 0 = the image's width / height (SDXL's usual choice), crop 0, 0.
+  int original_width = 0, original_height = 0, target_width = 0, target_height = 0;
+  int crop_top = 0, crop_left = 0;
   std::optional<Image> init_image;  // img2img / inpainting source, RGB, width x height
   double strength = 0.75;           // with init_image: 0 keeps it, 1 replaces it entirely
   std::optional<Image> mask;        // grayscale, width x height; white = repaint
@@ -197,6 +207,9 @@ struct GenerateResult {
   std::string parameters;        // A1111 "parameters" text (also written into PNGs)
   double text_ms = 0, sample_ms = 0, decode_ms = 0, total_ms = 0;
   int steps_run = 0;
+  // Measured peak device memory of each stage ("text", "init image", "unet", "vae decode"):
+  // every vksd allocation alive at the stage's worst moment (Context::memory_stage_peak).
+  std::vector<std::pair<std::string, uint64_t>> stage_peaks;
 };
 
 class SdPipeline {
@@ -226,7 +239,11 @@ class SdPipeline {
   // chunks of 77 ids with BOS/EOS and padding), padded to `pad_chunks` chunks. Cheap, const and
   // thread-safe like tokenizer(): a UI may call it on every keystroke while a run is active.
   WeightedPrompt tokenize(const std::string& prompt, int pad_chunks = 0) const;
+  // The same with another pad token (each text encoder pads with its own: ClipConfig::pad_token).
+  WeightedPrompt tokenize_for(const std::string& prompt, int pad_chunks, int32_t pad_id) const;
   DType dtype() const { return dtype_; }
+  // Weights and activations precision per network (precision_plan.h).
+  PrecisionPlan precision() const;
   // Image size granularity: width and height must be multiples of this (8 for SD 1.x's VAE
   // times the UNet's 2^(levels-1) downsampling of the latent, i.e. 64 for SD 1.5).
   int size_multiple() const;
@@ -236,6 +253,12 @@ class SdPipeline {
   // Text conditioning exactly as generate() computes it: [chunks*77, width] per prompt,
   // emphasis applied. Exposed for tests and tools.
   std::vector<float> encode_prompt(const std::string& prompt, int clip_skip, int pad_to_chunks = 0);
+  // Every text encoder's output for `prompt` (encode_prompt's context, and the pooled vectors
+  // of the encoders that give one, concatenated: ModelConfig::pooled_width() values).
+  struct TextOutput {
+    std::vector<float> context, pooled;
+  };
+  TextOutput encode_text(const std::string& prompt, int clip_skip, int pad_to_chunks = 0);
   // Decode a clean latent [1, C, h, w] to the raw decoder output [1, 3, H, W].
   std::vector<float> decode_latent(const std::vector<float>& latent, int latent_h, int latent_w);
   // VAE posterior mean * scale_factor of an image [1, 3, H, W] in [-1, 1].
@@ -274,6 +297,7 @@ class SdPipeline {
   GuidedConditioning condition(const GenerateParams& p, Observer* obs, double& text_ms);
   InitImage encode_init_image(const GenerateParams& p, Observer* obs);
   nn::UNet& unet_for(const GenerateParams& p, const GuidedConditioning& c);
+  nn::NetOptions vae_options() const;
 
   Context& ctx_;
   PipelineOptions opts_;

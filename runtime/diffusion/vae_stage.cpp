@@ -25,6 +25,15 @@ bool SdPipeline::vae_tiled(int width, int height) const {
   return false;
 }
 
+PrecisionPlan SdPipeline::precision() const { return precision_plan(config(), dtype_, opts_.vae_fp16); }
+
+// The VAE's activation precision (fp32 for a VAE that overflows fp16, precision_plan.h).
+nn::NetOptions SdPipeline::vae_options() const {
+  nn::NetOptions o;
+  o.activations = precision().vae.activations;
+  return o;
+}
+
 // The tile geometry for a latent of h x w: the configured tiles, or one tile spanning it.
 static nn::VaeTiles vae_tiles(bool tiled, const PipelineOptions& o, int h, int w) {
   if (tiled) return {o.vae_tile, o.vae_tile_overlap};
@@ -39,7 +48,7 @@ std::vector<float> SdPipeline::decode_latent(const std::vector<float>& latent, i
     nets_->dec.reset();
     const int f = vc.downsample_factor();
     nets_->dec = std::make_unique<nn::TiledVaeDecoder>(ctx_, *nets_->vae_w, vc, 1, lh, lw,
-                                                       vae_tiles(vae_tiled(lw * f, lh * f), opts_, lh, lw));
+                                                       vae_tiles(vae_tiled(lw * f, lh * f), opts_, lh, lw), vae_options());
     nets_->dec_h = lh, nets_->dec_w = lw;
   }
   std::vector<float> z(latent.size());
@@ -55,7 +64,7 @@ std::vector<float> SdPipeline::encode_image(const std::vector<float>& image, int
     nets_->enc.reset();
     const int f = vc.downsample_factor();
     nets_->enc = std::make_unique<nn::TiledVaeEncoder>(ctx_, *nets_->vae_w, vc, 1, h, w,
-                                                       vae_tiles(vae_tiled(w, h), opts_, h / f, w / f));
+                                                       vae_tiles(vae_tiled(w, h), opts_, h / f, w / f), vae_options());
     nets_->enc_h = h, nets_->enc_w = w;
   }
   auto post = nets_->enc->encode(image);

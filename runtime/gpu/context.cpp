@@ -9,6 +9,7 @@
 #include "runtime/gpu/device_hint.h"
 #include "runtime/gpu/fault_inject.h"
 #include "runtime/gpu/kernel.h"
+#include "runtime/gpu/layer_pin.h"
 #include "runtime/gpu/staging.h"
 
 namespace vksd {
@@ -168,6 +169,7 @@ static VkInstance create_instance(bool validation, VkDebugUtilsMessengerCreateIn
     bool found = std::any_of(props.begin(), props.end(),
                              [&](auto& p) { return std::strcmp(p.layerName, layers[0]) == 0; });
     if (!found) fail("validation requested but VK_LAYER_KHRONOS_validation is not installed (apt install vulkan-validationlayers)");
+    pin_validation_layer_for_sanitizers();
     ci.enabledLayerCount = 1;
     ci.ppEnabledLayerNames = layers;
     exts.push_back(VK_EXT_DEBUG_UTILS_EXTENSION_NAME);
@@ -363,6 +365,7 @@ void Context::track_memory(const std::string& category, int64_t bytes) {
   v = (uint64_t)std::max<int64_t>(0, (int64_t)v + bytes);
   memory_total_ = memory_total_ + v - before;
   memory_peak_ = std::max(memory_peak_, memory_total_);
+  memory_stage_peak_ = std::max(memory_stage_peak_, memory_total_);
 }
 
 uint64_t Context::memory_total() const {
@@ -378,6 +381,16 @@ uint64_t Context::memory_peak() const {
 void Context::reset_memory_peak() {
   std::lock_guard<std::mutex> lock(memory_mutex_);
   memory_peak_ = memory_total_;
+}
+
+void Context::begin_memory_stage() {
+  std::lock_guard<std::mutex> lock(memory_mutex_);
+  memory_stage_peak_ = memory_total_;
+}
+
+uint64_t Context::memory_stage_peak() const {
+  std::lock_guard<std::mutex> lock(memory_mutex_);
+  return memory_stage_peak_;
 }
 
 std::map<std::string, uint64_t> Context::memory_in_use() const {

@@ -103,6 +103,10 @@ class Context {
   uint64_t memory_total() const;
   uint64_t memory_peak() const;
   void reset_memory_peak();  // peak := what is in use now
+  // A second peak for one stage of a run (text, UNet, VAE: the per-stage peaks of --verbose),
+  // restarted by begin_memory_stage() without touching the run's peak above.
+  void begin_memory_stage();
+  uint64_t memory_stage_peak() const;
 
   Kernels& kernels() { return *kernels_; }
   // The persistent staging slots every upload and download goes through (staging.h).
@@ -138,7 +142,7 @@ class Context {
   std::mutex queue_mutex_;
   mutable std::mutex memory_mutex_;
   std::map<std::string, uint64_t> memory_;
-  uint64_t memory_total_ = 0, memory_peak_ = 0;
+  uint64_t memory_total_ = 0, memory_peak_ = 0, memory_stage_peak_ = 0;
   VkPhysicalDeviceMemoryProperties mem_props_{};
   std::unique_ptr<Kernels> kernels_;
   std::unique_ptr<StagingRing> staging_;

@@ -193,7 +193,7 @@ std::vector<TensorSpec> vae_layout(const VaeConfig& v) {
 std::vector<TensorSpec> clip_layout(const ClipConfig& c) {
   std::vector<TensorSpec> out;
   Layout L{out};
-  const std::string P = kClipPrefix;
+  const std::string P = c.prefix;
   L.add(P + "embeddings.token_embedding.weight", {c.vocab_size, c.width});
   L.add(P + "embeddings.position_embedding.weight", {c.max_length, c.width});
   for (int i = 0; i < c.layers; ++i) {
@@ -206,6 +206,7 @@ std::vector<TensorSpec> clip_layout(const ClipConfig& c) {
     L.linear(p + ".mlp.fc2", c.width, c.mlp_dim);
   }
   L.norm(P + "final_layer_norm", c.width);
+  if (c.pooled_dim > 0) L.add(P + "text_projection", {c.width, c.pooled_dim});
   return out;
 }
 
@@ -213,8 +214,10 @@ std::vector<TensorSpec> sd1_layout(const ModelConfig& c) {
   auto all = unet_layout(c.unet);
   auto v = vae_layout(c.vae);
   all.insert(all.end(), v.begin(), v.end());
-  auto t = clip_layout(c.clip);
-  all.insert(all.end(), t.begin(), t.end());
+  for (const ClipConfig& e : c.text_encoders()) {
+    auto t = clip_layout(e);
+    all.insert(all.end(), t.begin(), t.end());
+  }
   return all;
 }
 

@@ -56,7 +56,7 @@ TextEncoder::Net& TextEncoder::net_for(int clip_skip) {
   auto net = std::make_unique<Net>();
   net->graph = std::make_unique<Graph>(ctx_);
   Graph& g = *net->graph;
-  const Scope root = Scope::root(g, weights_, kClipPrefix);
+  const Scope root = Scope::root(g, weights_, cfg_.prefix);
   const int64_t L = cfg_.max_length, D = cfg_.width;
 
   net->ids = g.input({batch_, L}, DType::I32, "token_ids");
