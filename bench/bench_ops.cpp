@@ -219,9 +219,11 @@ std::vector<Case> make_cases() {
 }  // namespace
 
 int bench_step_main(int argc, char** argv);  // bench_step.cpp
+int bench_load_main(int argc, char** argv);  // bench_load.cpp
 
 int main(int argc, char** argv) {
   if (argc > 1 && !std::strcmp(argv[1], "step")) return bench_step_main(argc - 2, argv + 2);
+  if (argc > 1 && !std::strcmp(argv[1], "load")) return bench_load_main(argc - 2, argv + 2);
   DType dt = DType::F32;
   int reps = 5;
   std::string filter;

@@ -10,7 +10,8 @@ static int cmd_devices(int argc, char** argv) {
     if (!std::strcmp(argv[i], "--help") || !std::strcmp(argv[i], "-h")) {
       std::printf(
           "usage: vksd devices\n\nLists the Vulkan devices with the limits that decide how vksd runs on them\n"
-          "(buffer ranges, memory heaps, fp16/int8, subgroup size). Pick one for any command with\n"
+          "(buffer ranges, memory heaps, fp16/int8, subgroup size) and the kernel variants vksd\n"
+          "chooses for each (docs/cli.md, environment). Pick one for any command with\n"
           "--device <index|name> or VKSD_DEVICE.\n");
       return 0;
     }
@@ -37,6 +38,7 @@ static int cmd_devices(int argc, char** argv) {
     std::printf("    subgroup %u, shared memory %u KiB, fp16 %s, int8 %s, cooperative matrix %s\n", d.subgroup_size,
                 d.max_shared_memory >> 10, d.fp16 ? "yes" : "no", d.int8 ? "yes" : "no",
                 d.cooperative_matrix ? "yes" : "no");
+    std::printf("    kernels: %s\n", vksd::DeviceProfile::choose(d).describe().c_str());
   }
   return 0;
 }

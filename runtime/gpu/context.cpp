@@ -10,6 +10,7 @@
 #include "runtime/gpu/fault_inject.h"
 #include "runtime/gpu/kernel.h"
 #include "runtime/gpu/layer_pin.h"
+#include "runtime/gpu/staging.h"
 
 namespace vksd {
 
@@ -245,6 +246,7 @@ Context::Context(const ContextOptions& opts) : opts_(opts) {
   info_ = infos[chosen];
   if (info_.api_version < VK_API_VERSION_1_2) fail("device '" + info_.name + "' supports only Vulkan < 1.2; vksd needs 1.2");
   vkGetPhysicalDeviceMemoryProperties(physical_, &mem_props_);
+  profile_ = DeviceProfile::choose(info_);
 
   uint32_t qn = 0;
   vkGetPhysicalDeviceQueueFamilyProperties(physical_, &qn, nullptr);
@@ -290,10 +292,12 @@ Context::Context(const ContextOptions& opts) : opts_(opts) {
   vkGetDeviceQueue(device_, queue_family_, 0, &queue_);
 
   kernels_ = std::make_unique<Kernels>(*this);
+  staging_ = std::make_unique<StagingRing>(*this);
 }
 
 Context::~Context() {
   if (device_) wait_idle();
+  staging_.reset();
   kernels_.reset();
   for (auto& [id, tc] : pools_) {
     if (tc.fence) vkDestroyFence(device_, tc.fence, nullptr);

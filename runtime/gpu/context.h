@@ -10,6 +10,7 @@
 #include <vector>
 #include <vulkan/vulkan.h>
 
+#include "runtime/gpu/device_profile.h"
 #include "runtime/gpu/dtype.h"
 
 namespace vksd {
@@ -54,6 +55,7 @@ struct DeviceInfo {
 };
 
 class Kernels;
+class StagingRing;
 
 class Context {
  public:
@@ -70,6 +72,9 @@ class Context {
   VkQueue queue() const { return queue_; }
   uint32_t queue_family() const { return queue_family_; }
   const DeviceInfo& info() const { return info_; }
+  // Kernel variants for this device, chosen once with the environment's overrides
+  // (device_profile.h); ops read this, never getenv or the device type.
+  const DeviceProfile& profile() const { return profile_; }
   const ContextOptions& options() const { return opts_; }
   // Storage type for activations/weights: F16 when preferred and supported.
   DType compute_dtype() const { return (opts_.prefer_fp16 && info_.fp16) ? DType::F16 : DType::F32; }
@@ -104,6 +109,8 @@ class Context {
   uint64_t memory_stage_peak() const;
 
   Kernels& kernels() { return *kernels_; }
+  // The persistent staging slots every upload and download goes through (staging.h).
+  StagingRing& staging() { return *staging_; }
 
   // Validation messages (warnings and errors) seen so far; tests require zero.
   uint64_t validation_messages() const { return validation_messages_.load(); }
@@ -116,6 +123,7 @@ class Context {
  private:
   ContextOptions opts_;
   DeviceInfo info_;
+  DeviceProfile profile_;
   VkInstance instance_ = VK_NULL_HANDLE;
   VkDebugUtilsMessengerEXT messenger_ = VK_NULL_HANDLE;
   VkPhysicalDevice physical_ = VK_NULL_HANDLE;
@@ -137,6 +145,7 @@ class Context {
   uint64_t memory_total_ = 0, memory_peak_ = 0, memory_stage_peak_ = 0;
   VkPhysicalDeviceMemoryProperties mem_props_{};
   std::unique_ptr<Kernels> kernels_;
+  std::unique_ptr<StagingRing> staging_;
   std::atomic<uint64_t> validation_messages_{0};
   mutable std::mutex msg_mutex_;
   std::string last_message_;

@@ -44,6 +44,12 @@ const DeviceInfo& Graph::device_info() const {
   return ctx_ ? ctx_->info() : neutral;
 }
 
+const DeviceProfile& Graph::profile() const {
+  if (ctx_) return ctx_->profile();
+  static const DeviceProfile neutral = DeviceProfile::choose(device_info(), [](const char*) -> const char* { return nullptr; });
+  return neutral;
+}
+
 Graph::~Graph() {
   if (!ctx_) return;
   VkDevice dev = ctx_->device();

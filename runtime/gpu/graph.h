@@ -30,6 +30,7 @@ namespace vksd {
 class Context;
 class Graph;
 struct DeviceInfo;
+struct DeviceProfile;
 
 // A handle to a tensor of a Graph.
 struct Tensor {
@@ -92,6 +93,9 @@ class Graph {
   // What ops may ask of the device when choosing tiles: the Context's, or a neutral profile
   // (no vendor, generous limits) on a shapes-only graph.
   const DeviceInfo& device_info() const;
+  // The kernel variants ops choose (device_profile.h): the Context's, or the neutral device's
+  // on a shapes-only graph (no environment overrides).
+  const DeviceProfile& profile() const;
 
   // An input the host writes before run(); alive for the whole graph.
   Tensor input(const Shape& shape, DType dtype, const std::string& name = "");

@@ -120,9 +120,9 @@ void Kernels::prepare(const std::vector<KernelKey>& keys) {
   }
   if (todo.empty()) return;
   const auto t0 = std::chrono::steady_clock::now();
-  // VKSD_PIPELINE_THREADS=N caps the threads (1 = one after another, to measure the gain).
+  // VKSD_PIPELINE_THREADS=N (the device profile) caps the threads (1 = one after another).
   size_t cap = std::max(1u, std::thread::hardware_concurrency());
-  if (const char* e = std::getenv("VKSD_PIPELINE_THREADS"); e && std::atoi(e) > 0) cap = (size_t)std::atoi(e);
+  if (ctx_.profile().pipeline_threads) cap = ctx_.profile().pipeline_threads;
   const size_t threads = std::min(todo.size(), cap);
   std::atomic<size_t> next{0};
   std::exception_ptr error;

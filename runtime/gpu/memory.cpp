@@ -7,6 +7,7 @@
 #include "runtime/error.h"
 #include "runtime/gpu/device_hint.h"
 #include "runtime/gpu/fault_inject.h"
+#include "runtime/gpu/staging.h"
 
 namespace vksd {
 
@@ -111,67 +112,64 @@ VkDeviceSize plan_offsets(std::vector<PlanItem>& items, VkDeviceSize alignment) 
   return peak;
 }
 
-// ---- staging ----
-
-static constexpr VkDeviceSize kStagingChunk = 64ull << 20;
-
-static void copy_barrier(VkCommandBuffer cb, VkAccessFlags src, VkPipelineStageFlags src_stage, VkAccessFlags dst,
-                         VkPipelineStageFlags dst_stage) {
-  VkMemoryBarrier mb{VK_STRUCTURE_TYPE_MEMORY_BARRIER};
-  mb.srcAccessMask = src;
-  mb.dstAccessMask = dst;
-  vkCmdPipelineBarrier(cb, src_stage, dst_stage, 0, 1, &mb, 0, nullptr, 0, nullptr);
-}
-
-// Everything earlier on the queue (kernels, copies) against this copy, both directions.
-static constexpr VkAccessFlags kAnyAccess = VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT |
-                                            VK_ACCESS_TRANSFER_READ_BIT | VK_ACCESS_TRANSFER_WRITE_BIT;
-static constexpr VkPipelineStageFlags kAnyStage = VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT;
+// ---- staging: through the Context's StagingRing ----
 
 void upload_bytes(Context& ctx, VkBuffer dst, VkDeviceSize offset, const void* data, VkDeviceSize bytes) {
-  Buffer staging(ctx, std::min(bytes, kStagingChunk), Buffer::Use::Staging, "staging (upload)");
-  for (VkDeviceSize done = 0; done < bytes;) {
-    VkDeviceSize n = std::min(bytes - done, kStagingChunk);
-    std::memcpy(staging.mapped(), (const char*)data + done, n);
-    VkCommandBuffer cb = ctx.begin_commands();
-    copy_barrier(cb, kAnyAccess, kAnyStage, VK_ACCESS_TRANSFER_WRITE_BIT, VK_PIPELINE_STAGE_TRANSFER_BIT);
-    VkBufferCopy region{0, offset + done, n};
-    vkCmdCopyBuffer(cb, staging.handle(), dst, 1, &region);
-    copy_barrier(cb, VK_ACCESS_TRANSFER_WRITE_BIT, VK_PIPELINE_STAGE_TRANSFER_BIT, kAnyAccess, kAnyStage);
-    ctx.submit_and_wait(cb);
-    done += n;
-  }
+  StagingRing& ring = ctx.staging();
+  ring.upload(dst, offset, data, bytes);
+  ring.flush();
 }
 
 void download_bytes(Context& ctx, VkBuffer src, VkDeviceSize offset, void* data, VkDeviceSize bytes) {
-  Buffer staging(ctx, std::min(bytes, kStagingChunk), Buffer::Use::Staging, "staging (download)");
-  for (VkDeviceSize done = 0; done < bytes;) {
-    VkDeviceSize n = std::min(bytes - done, kStagingChunk);
-    VkCommandBuffer cb = ctx.begin_commands();
-    copy_barrier(cb, kAnyAccess, kAnyStage, VK_ACCESS_TRANSFER_READ_BIT, VK_PIPELINE_STAGE_TRANSFER_BIT);
-    VkBufferCopy region{offset + done, 0, n};
-    vkCmdCopyBuffer(cb, src, staging.handle(), 1, &region);
-    copy_barrier(cb, VK_ACCESS_TRANSFER_WRITE_BIT | VK_ACCESS_TRANSFER_READ_BIT, VK_PIPELINE_STAGE_TRANSFER_BIT,
-                 VK_ACCESS_HOST_READ_BIT | kAnyAccess, VK_PIPELINE_STAGE_HOST_BIT | kAnyStage);
-    ctx.submit_and_wait(cb);
-    std::memcpy((char*)data + done, staging.mapped(), n);
-    done += n;
+  ctx.staging().download(src, offset, data, bytes);
+}
+
+UploadBatch::UploadBatch(Context& ctx) : ctx_(ctx) {}
+
+UploadBatch::~UploadBatch() {
+  if (pending_) {
+    try {
+      ctx_.staging().flush();
+    } catch (...) {  // unwinding already: the first error is the one reported
+    }
   }
 }
 
-void upload(Context& ctx, const DeviceTensor& t, const float* data) {
-  size_t n = (size_t)t.numel();
-  if (t.dtype == DType::F16) {
-    std::vector<uint16_t> h(n);
-    for (size_t i = 0; i < n; ++i) h[i] = f32_to_f16(data[i]);
-    upload_bytes(ctx, t.buffer, t.offset, h.data(), n * 2);
-  } else if (t.dtype == DType::I32) {
-    std::vector<int32_t> v(n);
-    for (size_t i = 0; i < n; ++i) v[i] = (int32_t)data[i];
-    upload_bytes(ctx, t.buffer, t.offset, v.data(), n * 4);
+void UploadBatch::bytes(VkBuffer dst, VkDeviceSize offset, const void* data, VkDeviceSize n) {
+  ctx_.staging().upload(dst, offset, data, n, /*batch=*/true);
+  pending_ = true;
+}
+
+void UploadBatch::finish() {
+  pending_ = false;
+  ctx_.staging().trim();  // waits for the copies; the batch's slots are not needed after
+}
+
+std::vector<uint8_t> to_storage(DType dtype, const float* data, size_t n) {
+  std::vector<uint8_t> out(n * dtype_size(dtype));
+  if (dtype == DType::F16) {
+    for (size_t i = 0; i < n; ++i) {
+      const uint16_t h = f32_to_f16(data[i]);
+      std::memcpy(&out[i * 2], &h, 2);
+    }
+  } else if (dtype == DType::I32) {
+    for (size_t i = 0; i < n; ++i) {
+      const int32_t v = (int32_t)data[i];
+      std::memcpy(&out[i * 4], &v, 4);
+    }
   } else {
-    upload_bytes(ctx, t.buffer, t.offset, data, n * 4);
+    std::memcpy(out.data(), data, n * 4);
   }
+  return out;
+}
+
+void upload(Context& ctx, const DeviceTensor& t, const float* data) {
+  if (t.dtype == DType::F32) {  // no copy needed
+    upload_bytes(ctx, t.buffer, t.offset, data, t.bytes());
+    return;
+  }
+  const std::vector<uint8_t> bytes = to_storage(t.dtype, data, (size_t)t.numel());
+  upload_bytes(ctx, t.buffer, t.offset, bytes.data(), bytes.size());
 }
 
 void upload_i32(Context& ctx, const DeviceTensor& t, const int32_t* data) {

@@ -4,7 +4,8 @@
 //   Arena         sub-allocates tensors from large blocks; weights live in one.
 //   plan_offsets  the activation planner: gives each intermediate tensor an offset from its
 //                 lifetime so that tensors that are never alive together share bytes.
-//   upload/download  host <-> device through a staging buffer, converting the dtype.
+//   upload/download  host <-> device through the Context's staging ring, converting the dtype.
+//   UploadBatch   many uploads, one submit per staging slot and one wait at the end (weights).
 #pragma once
 #include <memory>
 #include <string>
@@ -89,9 +90,32 @@ struct PlanItem {
 };
 VkDeviceSize plan_offsets(std::vector<PlanItem>& items, VkDeviceSize alignment = kTensorAlignment);
 
-// Host <-> device copies through a staging buffer (chunked, so any size works).
+// Host <-> device copies through the Context's staging ring (staging.h; any size), complete
+// on return.
 void upload_bytes(Context& ctx, VkBuffer dst, VkDeviceSize offset, const void* data, VkDeviceSize bytes);
 void download_bytes(Context& ctx, VkBuffer src, VkDeviceSize offset, void* data, VkDeviceSize bytes);
+
+// Uploads that need not be complete one by one (a checkpoint's weights): each call copies the
+// host bytes into the staging ring and returns (the host memory may be reused); full slots are
+// submitted as they fill and finish() waits for all of them. Until finish() returns, the
+// destinations must not be read by GPU work, and the batch's destinations must not overlap.
+// A batch destroyed unfinished (an exception) still waits for its copies, so declare it after
+// the buffers it writes to.
+class UploadBatch {
+ public:
+  explicit UploadBatch(Context& ctx);
+  ~UploadBatch();
+  UploadBatch(const UploadBatch&) = delete;
+  UploadBatch& operator=(const UploadBatch&) = delete;
+  void bytes(VkBuffer dst, VkDeviceSize offset, const void* data, VkDeviceSize n);
+  void finish();
+
+ private:
+  Context& ctx_;
+  bool pending_ = false;
+};
+// f32 host values as `dtype` bytes (f16 rounded to nearest even; i32 by value).
+std::vector<uint8_t> to_storage(DType dtype, const float* data, size_t n);
 // Converting helpers: host data is f32 (or i32 for I32 tensors); stored as the tensor's dtype.
 void upload(Context& ctx, const DeviceTensor& t, const float* data);
 void upload_i32(Context& ctx, const DeviceTensor& t, const int32_t* data);

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <set>
@@ -16,6 +17,8 @@
 #include "runtime/io/json.h"
 #include "runtime/model/sd1_layout.h"
 #include "runtime/model/weights.h"
+#include "runtime/gpu/context.h"
+#include "runtime/gpu/staging.h"
 
 namespace fs = std::filesystem;
 
@@ -561,6 +564,41 @@ std::vector<float> Checkpoint::read_f32(const std::string& name) const {
   return std::vector<float>(all.begin() + (ptrdiff_t)begin, all.begin() + (ptrdiff_t)(begin + n));
 }
 
+std::vector<uint8_t> Checkpoint::read_as(const std::string& name, DType storage) const {
+  if (storage != DType::F16 && storage != DType::F32) fail(source(name) + ": weights are stored as f16 or f32");
+  const Entry& e = entry(name);
+  const size_t n = (size_t)shape_numel(e.shape);
+  const size_t in_size = st_dtype_size(e.tensor->dtype), out_size = dtype_size(storage);
+  // A slice along the first dimension (fused q/k/v) is contiguous rows of the stored tensor.
+  const uint64_t stored = e.tensor->end - e.tensor->begin;
+  const uint64_t row_bytes = e.tensor->shape.empty() || e.tensor->shape[0] == 0 ? 0 : stored / (uint64_t)e.tensor->shape[0];
+  const uint64_t begin = (uint64_t)e.row0 * row_bytes;
+  const bool same = (e.tensor->dtype == StDType::F16 && storage == DType::F16) ||
+                    (e.tensor->dtype == StDType::F32 && storage == DType::F32);
+  std::vector<uint8_t> raw(n * in_size);
+  e.file->read_range(*e.tensor, begin, raw.size(), raw.data());
+  if (same) return raw;
+  // Widen to f32 exactly (F16, BF16, F32), then store: f32 as is, f16 rounded to nearest even.
+  std::vector<uint8_t> out(n * out_size);
+  for (size_t i = 0; i < n; ++i) {
+    float f;
+    if (e.tensor->dtype == StDType::F32) {
+      std::memcpy(&f, &raw[i * 4], 4);
+    } else {
+      uint16_t h;
+      std::memcpy(&h, &raw[i * 2], 2);
+      f = e.tensor->dtype == StDType::F16 ? f16_to_f32(h) : bf16_to_f32(h);
+    }
+    if (storage == DType::F32) {
+      std::memcpy(&out[i * 4], &f, 4);
+    } else {
+      const uint16_t h = f32_to_f16(f);
+      std::memcpy(&out[i * 2], &h, 2);
+    }
+  }
+  return out;
+}
+
 void Checkpoint::set_prediction_type(const std::string& prediction, const std::string& what) {
   std::string p = prediction;
   if (p == "eps") p = "epsilon";
@@ -817,12 +855,21 @@ std::unique_ptr<WeightStore> load_weights(Context& ctx, const Checkpoint& ckpt, 
   for (const auto& n : names)
     total += align_up(align_up((VkDeviceSize)shape_numel(ckpt.shape(n)) * dtype_size(storage), 16), kTensorAlignment);
   auto ws = std::make_unique<WeightStore>(ctx, storage, total);
+  // One batch for the whole network (declared after ws: it waits for its copies before the
+  // weights' buffers could be freed by an exception).
+  UploadBatch batch(ctx);
+  ctx.staging().expect_batch(total);  // slots sized to the network: a small one stays small
   std::vector<float> buf;
   for (const auto& n : names) {
-    buf = ckpt.read_f32(n);
-    if (patch) patch(n, ckpt.shape(n), buf);
-    ws->add(n, ckpt.shape(n), buf.data());
+    if (patch) {  // LoRA merges in f32 on the host
+      buf = ckpt.read_f32(n);
+      patch(n, ckpt.shape(n), buf);
+      ws->add(n, ckpt.shape(n), buf.data(), &batch);
+    } else {
+      ws->add_bytes(n, ckpt.shape(n), ckpt.read_as(n, storage).data(), batch);
+    }
   }
+  batch.finish();
   return ws;
 }
 

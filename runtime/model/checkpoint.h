@@ -66,6 +66,10 @@ class Checkpoint {
   StDType dtype(const std::string& name) const;       // as stored in the file
   std::string source(const std::string& name) const;  // "file: stored key", for messages
   std::vector<float> read_f32(const std::string& name) const;
+  // The tensor's little-endian bytes as `storage` (F16 or F32): the file's own bytes when it
+  // stores that type (an fp16 checkpoint into fp16 storage is copied, never widened), else
+  // converted exactly as read_f32() followed by f32_to_f16() (round to nearest even) would.
+  std::vector<uint8_t> read_as(const std::string& name, DType storage) const;
 
   // Tensors in the files that are not network weights and are ignored (EMA copies, schedule
   // buffers, position_ids, ...), as "file: key".

@@ -230,6 +230,12 @@ std::vector<uint8_t> SafetensorsFile::bytes(const StTensor& t) const {
   return b;
 }
 
+void SafetensorsFile::read_range(const StTensor& t, uint64_t begin, uint64_t n, void* dst) const {
+  if (begin > t.end - t.begin || n > t.end - t.begin - begin)
+    fail(path_ + ": tensor '" + t.name + "': read outside its data");
+  read_at(data_start_ + t.begin + begin, dst, (size_t)n);
+}
+
 // Converts n consecutive values of type Raw at p to float. The data area need not be aligned
 // (the header length is arbitrary): each value is read through memcpy.
 template <class Raw, class Convert>

@@ -56,6 +56,8 @@ class SafetensorsFile {
 
   // The tensor's raw little-endian bytes, read from the file (Error if it has become shorter).
   std::vector<uint8_t> bytes(const StTensor& t) const;
+  // Bytes [begin, begin + n) of the tensor's data into dst (Error if outside it or the file).
+  void read_range(const StTensor& t, uint64_t begin, uint64_t n, void* dst) const;
   // Converted to float32 on the host (F16/BF16 widened exactly; I32/I64 converted by value).
   std::vector<float> to_f32(const StTensor& t) const;
   void to_f32(const StTensor& t, float* out) const;

@@ -14,10 +14,22 @@ WeightStore::WeightStore(Context& ctx, DType storage, VkDeviceSize expected_byte
   arena_.expect_total(expected_bytes);
 }
 
-void WeightStore::add(const std::string& name, const Shape& shape, const float* data) {
+void WeightStore::add(const std::string& name, const Shape& shape, const float* data, UploadBatch* batch) {
   if (has(name)) fail("weight '" + name + "' added twice");
   DeviceTensor t = arena_.alloc(shape, storage_);
-  upload(arena_.context(), t, data);
+  if (batch) {
+    const std::vector<uint8_t> bytes = to_storage(t.dtype, data, (size_t)t.numel());
+    batch->bytes(t.buffer, t.offset, bytes.data(), bytes.size());
+  } else {
+    upload(arena_.context(), t, data);
+  }
+  tensors_.emplace(name, t);
+}
+
+void WeightStore::add_bytes(const std::string& name, const Shape& shape, const void* data, UploadBatch& batch) {
+  if (has(name)) fail("weight '" + name + "' added twice");
+  DeviceTensor t = arena_.alloc(shape, storage_);
+  batch.bytes(t.buffer, t.offset, data, t.bytes());
   tensors_.emplace(name, t);
 }
 

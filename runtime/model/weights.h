@@ -21,8 +21,11 @@ class WeightStore {
   Context& context() { return arena_.context(); }
   DType storage() const { return storage_; }
 
-  // Upload one tensor (host data in f32). Names must be unique.
-  void add(const std::string& name, const Shape& shape, const float* data);
+  // Upload one tensor (host data in f32). Names must be unique. With a batch the copy is
+  // complete only after batch->finish().
+  void add(const std::string& name, const Shape& shape, const float* data, UploadBatch* batch = nullptr);
+  // Same, host data already in the storage dtype (storage() bytes, little-endian).
+  void add_bytes(const std::string& name, const Shape& shape, const void* data, UploadBatch& batch);
   // Overwrite an uploaded tensor in place (same shape; graphs bound to it see the new values):
   // how LoRA changes reach networks that are already built.
   void replace(const std::string& name, const float* data);

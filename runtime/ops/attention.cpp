@@ -24,7 +24,7 @@ struct AttentionTiles {
   uint32_t wg;     // workgroup size
 };
 
-AttentionTiles choose_tiles(const DeviceInfo& dev, int64_t d4) {
+AttentionTiles choose_tiles(const DeviceInfo& dev, const DeviceProfile& prof, int64_t d4) {
   AttentionTiles t{1, 4, 16, 64};
   // Heads wider than 160 dims (the VAE's 512) do not fit one lane's registers: spread each
   // query's head dim over a cluster of subgroup lanes, 16 vec4s per lane.
@@ -43,7 +43,7 @@ AttentionTiles choose_tiles(const DeviceInfo& dev, int64_t d4) {
     t.qpi = dv <= 10 ? 4 : 2;
     t.kb = dv <= 20 ? 16 : 8;
   }
-  if (dev.type_rank >= 2) t.qpi = 1;  // GPUs: more invocations beat register reuse
+  if (prof.gpu) t.qpi = 1;  // GPUs: more invocations beat register reuse
   return t;
 }
 
@@ -68,13 +68,12 @@ Tensor attention(Tensor q, Tensor k, Tensor v, int heads, bool causal, float sca
   if (scale == 0.f) scale = (float)(1.0 / std::sqrt((double)d));
 
   const DeviceInfo& dev = g.device_info();
-  AttentionTiles t = choose_tiles(dev, d / 4);
+  const DeviceProfile& prof = g.profile();
+  AttentionTiles t = choose_tiles(dev, prof, d / 4);
   const uint32_t dv = (uint32_t)(d / 4 / t.split);
   // Subgroup-shared K/V fetches (attention.comp, SG): where measured, llvmpipe (subgroup 8).
-  const uint32_t sg = (dev.type == "CPU" && dev.subgroup_size > 0 && t.split == 1 && !causal &&
-                       t.wg % dev.subgroup_size == 0)
-                          ? dev.subgroup_size
-                          : 0;
+  const uint32_t sg =
+      (prof.attention_shared_kv && t.split == 1 && !causal && t.wg % prof.subgroup == 0) ? prof.subgroup : 0;
   uint64_t q_tiles = (uint64_t)(lq + t.qpi - 1) / t.qpi;
   if (sg) q_tiles = (q_tiles + sg - 1) / sg * sg;  // a subgroup never spans two heads
   const uint64_t invocations = (uint64_t)batch * heads * q_tiles * t.split;

@@ -23,16 +23,13 @@ struct ConvPush {
 // properties; VKSD_CONV_TILES=tm,tn,px,cy overrides (the benchmark compares variants).
 struct ConvTiles { uint32_t tm, tn, px, cy; };
 ConvTiles conv_tiles(Graph& g, int64_t Co, int64_t pixel_blocks) {
-  if (const char* e = std::getenv("VKSD_CONV_TILES")) {
-    ConvTiles t{};
-    if (std::sscanf(e, "%u,%u,%u,%u", &t.tm, &t.tn, &t.px, &t.cy) == 4 && t.tm && t.tn && t.px && t.cy) return t;
-  }
-  const DeviceInfo& info = g.device_info();
+  const DeviceProfile& prof = g.profile();
+  const auto& f = prof.conv_tiles;  // the benchmark's forced tiles
+  if (f[0]) return ConvTiles{f[0], f[1], f[2], f[3]};
   // llvmpipe: lanes of a subgroup take neighbouring pixel blocks of the same channels, so the
   // weight fetches of a subgroup are uniform. GPUs: smaller tiles, more invocations.
   // Measured at 320->320 64x64 and 2560->1280 8x8: 16x8 >= 8x8 > 16x16, 32x8, 8x16.
-  ConvTiles t = info.type == "CPU" ? ConvTiles{16, 8, info.subgroup_size ? info.subgroup_size : 8, 4}
-                                   : ConvTiles{4, 4, 32, 8};
+  ConvTiles t = prof.cpu ? ConvTiles{16, 8, prof.subgroup ? prof.subgroup : 8, 4} : ConvTiles{4, 4, 32, 8};
   while (t.cy > 1 && (int64_t)t.tm * t.cy / 2 >= Co) t.cy /= 2;
   while (t.px > 1 && (int64_t)t.px / 2 >= pixel_blocks) t.px /= 2;
   return t;
@@ -94,16 +91,16 @@ Tensor conv2d(Tensor x, Tensor w, Tensor b, Conv2d p, Tensor residual) {
   int64_t row_blocks = 0;
   ConvTiles t = conv_tiles(g, Co, 1);
   // Narrow rows (the UNet's 4x4 level) take a narrower tile instead of computing padding.
-  while (t.tn > 1 && t.tn / 2 >= Wo && !std::getenv("VKSD_CONV_TILES")) t.tn /= 2;
+  const DeviceProfile& prof = g.profile();
+  while (t.tn > 1 && t.tn / 2 >= Wo && !prof.conv_tiles[0]) t.tn /= 2;
   row_blocks = (Wo + t.tn - 1) / t.tn;
   const uint32_t tn = t.tn;
-  const DeviceInfo& info = g.device_info();
-  const int64_t sg_size = info.subgroup_size ? info.subgroup_size : 8;
+  const int64_t sg_size = prof.subgroup ? prof.subgroup : 8;
   // Too few pixel blocks to fill a subgroup (the UNet's 4x4 level at batch 1: 4 blocks of one
   // row): blocks of several rows instead, and the lanes of a subgroup take different output
   // channels. Measured on llvmpipe at 1280->1280 @4x4: ~2.5x the one-row tiles.
   uint32_t rb = 1;
-  if (info.type == "CPU" && N * Ho * row_blocks < sg_size && Ho > 1 && !std::getenv("VKSD_CONV_TILES"))
+  if (prof.conv_multi_row && N * Ho * row_blocks < sg_size && Ho > 1)
     rb = (uint32_t)std::min<int64_t>(Ho, std::max<int64_t>(1, 16 / tn));
   const int64_t row_groups = (Ho + rb - 1) / rb;
   if (rb > 1) {
@@ -125,9 +122,7 @@ Tensor conv2d(Tensor x, Tensor w, Tensor b, Conv2d p, Tensor residual) {
   // Subgroup-shared weight fetches (lanes of a subgroup = neighbouring pixel blocks, same
   // channels). Enabled where measured: llvmpipe (subgroup size 8, workgroup rows of 8).
   uint32_t sg = 0;
-  if (wvec && info.type == "CPU" && info.subgroup_size > 0 && t.px % info.subgroup_size == 0 &&
-      !std::getenv("VKSD_CONV_NO_SG"))
-    sg = info.subgroup_size;
+  if (wvec && prof.conv_shared_weights && t.px % prof.subgroup == 0) sg = prof.subgroup;
   Dispatch d;
   d.kernel = "conv2d";
   d.label = "conv" + std::to_string(kh) + "x" + std::to_string(kw) + (p.stride > 1 ? "s" + std::to_string(p.stride) : "");

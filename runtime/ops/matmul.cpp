@@ -11,20 +11,16 @@ namespace vksd::ops {
 namespace detail {
 
 GemmTiles gemm_tiles(Graph& g, int64_t M, int64_t N, bool vec) {
-  if (const char* e = std::getenv("VKSD_GEMM_TILES")) {
-    GemmTiles t{};
-    if (std::sscanf(e, "%u,%u,%u,%u", &t.tm, &t.tn, &t.wx, &t.wy) == 4 && t.tm && t.tn && t.wx && t.wy &&
-        (!vec || t.tn % 4 == 0))
-      return t;
-  }
-  const DeviceInfo& info = g.device_info();
+  const DeviceProfile& prof = g.profile();
+  const auto& f = prof.gemm_tiles;  // the benchmark's forced tiles
+  if (f[0] && (!vec || f[1] % 4 == 0)) return GemmTiles{f[0], f[1], f[2], f[3]};
   GemmTiles t;
-  if (info.type == "CPU") {
+  if (prof.cpu) {
     // llvmpipe: one invocation per SIMD lane, no benefit from sharing; big register tiles
     // amortise the per-lane texel fetches (spilled accumulators are cheaper than fetches).
     // Measured over the SD shapes: 32x8 is the most even; 32x16 wins at 1024^3 but loses
     // badly when N is small (1x1 conv at 8x8). A workgroup is two subgroups.
-    t = {32, 8, info.subgroup_size ? info.subgroup_size : 8, 2};
+    t = {32, 8, prof.subgroup ? prof.subgroup : 8, 2};
     // Small problems: smaller tiles, so that both cores get work and edges waste less.
     while (t.tm > 8 && (int64_t)t.tm * 2 > M) t.tm /= 2;
     while (t.tn > 4 && (int64_t)t.tn * 2 > N) t.tn /= 2;
@@ -65,11 +61,9 @@ Tensor gemm(const GemmDesc& d) {
   uint32_t bias_mode = d.bias_along == GemmDesc::BiasAlong::N ? 1 : d.bias_along == GemmDesc::BiasAlong::M ? 2 : 0;
   // Subgroup-shared A fetches (the lanes of a subgroup are neighbouring column tiles of the
   // same rows). Enabled where measured: llvmpipe (subgroup size 8, workgroup rows of 8).
-  const DeviceInfo& info = g.device_info();
+  const DeviceProfile& prof = g.profile();
   uint32_t sg = 0;
-  if (vec && info.type == "CPU" && info.subgroup_size > 0 && t.wx % info.subgroup_size == 0 &&
-      !std::getenv("VKSD_GEMM_NO_SG"))
-    sg = info.subgroup_size;
+  if (vec && prof.gemm_shared_a && t.wx % prof.subgroup == 0) sg = prof.subgroup;
   ds.spec = {t.wx, t.wy, t.tm, t.tn, d.trans_b ? 1u : 0u, vec ? 1u : 0u, bias_mode, d.residual.valid() ? 1u : 0u, sg};
   int lanes = vec ? 4 : 1;
   ds.args = {in(d.a, lanes), in(d.b, lanes), in(bias_mode ? d.bias : d.a), in(d.residual.valid() ? d.residual : d.a),

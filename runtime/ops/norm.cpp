@@ -29,9 +29,10 @@ struct RowPlan { uint32_t wg, rl, e; };
 constexpr uint32_t kMaxUnitsPerLane = 64;
 
 std::optional<RowPlan> row_plan(Graph& g, uint64_t units, uint32_t wg_lanes, uint32_t wg_max_e) {
-  const uint32_t sg = g.device_info().subgroup_size;
+  const DeviceProfile& prof = g.profile();
+  const uint32_t sg = prof.subgroup;
   const uint32_t rl = 8;  // 8 lanes: a whole subgroup on llvmpipe, an aligned part of one elsewhere
-  if (sg >= rl && (sg & (sg - 1)) == 0 && units <= (uint64_t)rl * kMaxUnitsPerLane && !std::getenv("VKSD_NORM_NO_RL"))
+  if (prof.norm_subgroup_rows && units <= (uint64_t)rl * kMaxUnitsPerLane)
     return RowPlan{std::max<uint32_t>(64, sg), rl, (uint32_t)((units + rl - 1) / rl)};
   if (units <= (uint64_t)wg_lanes * wg_max_e) return RowPlan{wg_lanes, 0, (uint32_t)std::max<uint64_t>((units + wg_lanes - 1) / wg_lanes, 1)};
   return std::nullopt;

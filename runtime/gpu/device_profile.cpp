@@ -1,0 +1,77 @@
+#include "runtime/gpu/device_profile.h"
+
+#include <cstdio>
+#include <cstdlib>
+
+#include "runtime/error.h"
+#include "runtime/gpu/context.h"
+
+namespace vksd {
+
+namespace {
+
+std::array<uint32_t, 4> tiles_from_env(const DeviceProfile::Env& getenv, const char* name) {
+  std::array<uint32_t, 4> t{};
+  const char* e = getenv(name);
+  if (!e || !*e) return t;
+  char tail = 0;
+  if (std::sscanf(e, "%u,%u,%u,%u%c", &t[0], &t[1], &t[2], &t[3], &tail) != 4 || !t[0] || !t[1] || !t[2] || !t[3])
+    fail(std::string(name) + " must be four positive integers a,b,c,d (got '" + e + "')");
+  return t;
+}
+
+// A switch: unset or "0" = off, "1" = on, anything else an Error.
+bool flag_from_env(const DeviceProfile::Env& getenv, const char* name) {
+  const char* e = getenv(name);
+  if (!e || !*e || std::string(e) == "0") return false;
+  if (std::string(e) == "1") return true;
+  fail(std::string(name) + " must be 0 or 1 (got '" + e + "')");
+}
+
+}  // namespace
+
+DeviceProfile DeviceProfile::choose(const DeviceInfo& info, const Env& getenv) {
+  DeviceProfile p;
+  p.cpu = info.type == "CPU";
+  p.gpu = info.type_rank >= 2;
+  p.subgroup = info.subgroup_size ? info.subgroup_size : 8;
+  const bool sg = p.cpu && info.subgroup_size > 0;  // measured on llvmpipe only
+  p.gemm_shared_a = sg && !flag_from_env(getenv, "VKSD_GEMM_NO_SG");
+  p.conv_shared_weights = sg && !flag_from_env(getenv, "VKSD_CONV_NO_SG");
+  p.attention_shared_kv = sg && !flag_from_env(getenv, "VKSD_ATTN_NO_SG");
+  p.gemm_tiles = tiles_from_env(getenv, "VKSD_GEMM_TILES");
+  p.conv_tiles = tiles_from_env(getenv, "VKSD_CONV_TILES");
+  p.conv_multi_row = p.cpu && !p.conv_tiles[0];  // forced tiles mean one-row blocks
+  const uint32_t s = info.subgroup_size;
+  p.norm_subgroup_rows = s >= 8 && (s & (s - 1)) == 0 && !flag_from_env(getenv, "VKSD_NORM_NO_RL");
+  if (const char* e = getenv("VKSD_PIPELINE_THREADS"); e && *e) {
+    char tail = 0;
+    if (std::sscanf(e, "%u%c", &p.pipeline_threads, &tail) != 1 || p.pipeline_threads == 0)
+      fail(std::string("VKSD_PIPELINE_THREADS must be a positive integer (got '") + e + "')");
+  }
+  return p;
+}
+
+DeviceProfile DeviceProfile::choose(const DeviceInfo& info) {
+  return choose(info, [](const char* name) -> const char* { return std::getenv(name); });
+}
+
+std::string DeviceProfile::describe() const {
+  std::string s = cpu ? "cpu" : gpu ? "gpu" : "other";
+  s += ", subgroup " + std::to_string(subgroup);
+  auto tiles = [](const std::array<uint32_t, 4>& t) {
+    return " " + std::to_string(t[0]) + "," + std::to_string(t[1]) + "," + std::to_string(t[2]) + "," + std::to_string(t[3]);
+  };
+  s += ", matmul";
+  s += gemm_shared_a ? " SG" : " plain";
+  if (gemm_tiles[0]) s += tiles(gemm_tiles);
+  s += ", conv";
+  s += conv_shared_weights ? " SG" : " plain";
+  if (conv_multi_row) s += "+RB";
+  if (conv_tiles[0]) s += tiles(conv_tiles);
+  s += attention_shared_kv ? ", attention SG" : ", attention plain";
+  s += norm_subgroup_rows ? ", norm RL" : ", norm plain";
+  return s;
+}
+
+}  // namespace vksd

@@ -1,0 +1,50 @@
+// DeviceProfile: which kernel variants suit the device, decided once when the Context is
+// created, so that ops read flags instead of testing vendor strings or the environment.
+//
+// The choice follows DeviceInfo (device type, subgroup size). Environment overrides, for
+// benchmarking variants against each other, are read here and nowhere else
+// (docs/cli.md, "Environment", lists them):
+//   VKSD_GEMM_TILES=tm,tn,wx,wy   matmul register tile (tm x tn) and workgroup (wx x wy)
+//   VKSD_CONV_TILES=tm,tn,px,cy   conv2d register tile, pixel blocks and channel groups
+//   VKSD_GEMM_NO_SG=1, VKSD_CONV_NO_SG=1, VKSD_ATTN_NO_SG=1, VKSD_NORM_NO_RL=1
+//                                 switch the subgroup-sharing variants off
+//   VKSD_PIPELINE_THREADS=N       threads creating pipelines (1 = one after another)
+// A malformed value is an Error naming the variable (never silently ignored).
+#pragma once
+#include <array>
+#include <cstdint>
+#include <functional>
+#include <string>
+
+namespace vksd {
+
+struct DeviceInfo;
+
+struct DeviceProfile {
+  // A CPU driver (llvmpipe): each invocation is one SIMD lane of a CPU thread, consecutive x
+  // invocations share a vector, texel fetches (not FMAs) are the cost and a barrier is a
+  // coroutine switch: big register tiles, no shared-memory tiling.
+  bool cpu = false;
+  bool gpu = false;        // a discrete, integrated or virtual GPU (attention: more invocations)
+  uint32_t subgroup = 0;   // subgroup size the kernels assume (8 when the device does not say)
+  // Lanes of a subgroup split the fetches they share and pass values on with subgroupShuffle.
+  // Enabled where measured (llvmpipe, subgroup 8).
+  bool gemm_shared_a = false;        // matmul.comp SG: rows of A
+  bool conv_shared_weights = false;  // conv2d.comp SG: weights
+  bool attention_shared_kv = false;  // attention.comp SG: keys and values
+  bool conv_multi_row = false;       // conv2d.comp RB: multi-row blocks when a subgroup can't be filled
+  bool norm_subgroup_rows = false;   // norm.comp: rows reduced by 8 lanes of a subgroup
+  // Register tiles forced by VKSD_GEMM_TILES / VKSD_CONV_TILES, or all zero (chosen per op).
+  std::array<uint32_t, 4> gemm_tiles{}, conv_tiles{};
+  uint32_t pipeline_threads = 0;  // VKSD_PIPELINE_THREADS, 0 = one per core
+
+  // `getenv` is the environment to read overrides from (tests pass their own).
+  using Env = std::function<const char*(const char*)>;
+  static DeviceProfile choose(const DeviceInfo& info, const Env& getenv);
+  static DeviceProfile choose(const DeviceInfo& info);  // the process environment
+
+  // One line for `vksd devices`: "cpu, subgroup 8, matmul SG, conv SG+RB, attention SG, norm RL".
+  std::string describe() const;
+};
+
+}  // namespace vksd
