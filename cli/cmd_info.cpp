@@ -133,7 +133,7 @@ int cmd_info(int argc, char** argv) {
     const ClipConfig& t = c.text_encoder(i);
     std::printf("text encoder %zu (%s%s)\n", i, t.prefix.c_str(),
                 !t.openclip_prefix.empty() && ck.format() == CheckpointFormat::SingleFile
-                    ? (", stored as " + t.openclip_prefix + "* with OpenCLIP names").c_str()
+                    ? (", stored as " + t.openclip_prefix + "*, OpenCLIP names").c_str()
                     : "");
     std::printf("  vocab_size %d, max_length %d, width %d, layers %d (%d used), heads %d, mlp_dim %d\n", t.vocab_size,
                 t.max_length, t.width, t.layers, t.used_layers(), t.heads, t.mlp_dim);
