@@ -7,6 +7,7 @@
 #include "runtime/diffusion/precision_plan.h"
 #include "runtime/error.h"
 #include "runtime/gpu/context.h"
+#include "runtime/gpu/staging.h"
 #include "runtime/model/checkpoint.h"
 #include "runtime/model/sd1_layout.h"
 
@@ -82,11 +83,14 @@ MemoryEstimate estimate_memory(const ModelConfig& c, const PrecisionPlan& prec, 
   if (q.vae_tile_pixels > 0) vh = vw = (uint64_t)q.vae_tile_pixels;
   const uint64_t c0 = (uint64_t)v.ch * v.ch_mult.front(), c1 = (uint64_t)v.ch * v.ch_mult[std::min<size_t>(1, v.ch_mult.size() - 1)];
   e.vae = vh * vw * (3 * c0 + 2 * c1) * dtype_size(prec.vae.activations);
-  // Each stage may upload (weights, inputs) through one staging buffer while its network is resident.
-  const uint64_t staging = std::min<uint64_t>(q.largest_tensor, 64ull << 20);
-  e.text_stage = q.text_weights + e.text + staging;
-  e.unet_stage = q.unet_weights + e.unet + staging;
-  e.vae_stage = q.vae_weights + e.vae + staging;
+  // Loading a network also holds its staging slots (runtime/gpu/staging.h) until it is on the
+  // device; while it runs, the one small slot for latents and timesteps stays.
+  auto staging = [](uint64_t w) {
+    return (uint64_t)StagingRing::kSlots * StagingRing::batch_slot_bytes(w) + StagingRing::kSmallSlotBytes;
+  };
+  e.text_stage = q.text_weights + e.text + staging(q.text_weights);
+  e.unet_stage = q.unet_weights + e.unet + staging(q.unet_weights);
+  e.vae_stage = q.vae_weights + e.vae + staging(q.vae_weights);
   // Peak: with lowvram one network (and its arena) at a time, else everything resident.
   if (q.lowvram)
     e.peak = std::max({e.text_stage, e.unet_stage, e.vae_stage});
