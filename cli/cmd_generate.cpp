@@ -22,6 +22,7 @@
 #include "cli/generate_checks.h"
 #include "cli/interrupt.h"
 #include "cli/prompt_check.h"
+#include "cli/size_flags.h"
 #include "runtime/diffusion/step_frames.h"
 #include "runtime/gpu/context.h"
 #include "runtime/model/demo_model.h"
@@ -110,6 +111,9 @@ void usage() {
       "      --clip-skip N       use CLIP's N-th layer from the end (default 1; 2 for some anime\n"
       "                          fine-tunes)\n"
       "  -b, --batch-count N     make N images with seeds seed, seed+1, ... (default 1)\n"
+      "      --original-size WxH, --target-size WxH, --crop-coords TOP,LEFT\n"
+      "                          SDXL's size conditioning (default: the image size, crop 0,0);\n"
+      "                          other models ignore them\n"
       "\n"
       "image to image and inpainting:\n"
       "      --init-img FILE     start from this picture (PNG/JPEG/...); its size (down to multiples\n"
@@ -177,6 +181,7 @@ struct Args {
   std::string preview, resize_mode = "just-resize";
   std::vector<std::string> loras;  // --lora FILE[:WEIGHT], as given
   std::string lora_dir;
+  vksd::cli::SizeFlags size;
 };
 
 Args parse(int argc, char** argv, bool& help) {
@@ -209,6 +214,9 @@ Args parse(int argc, char** argv, bool& help) {
     else if (is(nullptr, "--mask")) a.mask = f.val();
     else if (is(nullptr, "--resize-mode")) a.resize_mode = f.val();
     else if (is(nullptr, "--clip-skip")) a.clip_skip = (int)f.int_in(INT_MIN, kMaxClipSkip);
+    else if (is(nullptr, "--original-size")) a.size.original_size = f.val();
+    else if (is(nullptr, "--target-size")) a.size.target_size = f.val();
+    else if (is(nullptr, "--crop-coords")) a.size.crop_coords = f.val();
     else if (is(nullptr, "--save-steps")) a.save_steps = f.val();
     else if (is(nullptr, "--step-preview")) a.step_preview = f.val();
     else if (is(nullptr, "--save-steps-every")) a.save_steps_every = (int)f.int_val();
@@ -405,6 +413,7 @@ int cmd_generate(int argc_in, char** argv_in) {
   p.eta = a.eta;
   p.spacing = vksd::parse_timestep_spacing(a.spacing);
   p.clip_skip = a.clip_skip;
+  vksd::cli::apply_size_flags(a.size, p);
   p.strength = a.strength;
   p.loras = lora_refs(a);
   if (!a.lora_dir.empty() && !fs::is_directory(a.lora_dir)) fail("--lora-dir is not a folder: " + a.lora_dir);

@@ -5,12 +5,13 @@
 #include <cstring>
 #include <map>
 #include <string>
+#include <iterator>
+#include <vector>
 
 #include "cli/command.h"
 #include "cli/lora_info.h"
 #include "cli/memory_info.h"
 #include "cli/run_report.h"
-#include "cli/sdxl_info.h"
 #include "runtime/model/demo_model.h"
 #include "runtime/model/checkpoint.h"
 #include "runtime/model/model_family.h"
@@ -82,7 +83,6 @@ int cmd_info(int argc, char** argv) {
   if (model.empty()) model = vksd::default_model_path();
   else if (std::string inner = vksd::model_in_folder(model); !inner.empty()) model = inner;
   if (vksd::cli::print_lora_info(model)) return 0;
-  if (vksd::cli::print_sdxl_info(model)) return 0;
 
   Checkpoint ck = Checkpoint::open(model, config);
   if (!prediction.empty()) ck.set_prediction_type(prediction, "--prediction " + prediction);
@@ -103,9 +103,13 @@ int cmd_info(int argc, char** argv) {
   std::printf("\nUNet (%s)%s\n", kUNetPrefix, u.in_channels == 9 ? "  [inpainting: 9 input channels]" : "");
   std::printf("  in_channels %d, out_channels %d, model_channels %d, channel_mult %s, num_res_blocks %d\n",
               u.in_channels, u.out_channels, u.model_channels, ints(u.channel_mult).c_str(), u.num_res_blocks);
-  std::printf("  attention_levels %s, transformer_depth %d, context_dim %d, proj_in/out %s\n",
-              bools(u.attention_levels).c_str(), u.transformer_depth, u.context_dim,
-              u.use_linear_in_transformer ? "linear" : "conv1x1");
+  std::printf("  attention_levels %s, transformer_depth %s (middle %d), context_dim %d, proj_in/out %s\n",
+              bools(u.attention_levels).c_str(),
+              u.transformer_depths.empty() ? std::to_string(u.transformer_depth).c_str() : ints(u.transformer_depths).c_str(),
+              u.middle_depth(), u.context_dim, u.use_linear_in_transformer ? "linear" : "conv1x1");
+  if (u.adm_in_channels > 0)
+    std::printf("  vector input y (label_emb) %d = pooled text %d + size conditioning 6 x %d\n", u.adm_in_channels,
+                c.pooled_width(), c.size_embed_dim);
   std::string heads;  // per attention level: count x width
   for (size_t l = 0; l < u.channel_mult.size(); ++l) {
     if (!u.attention_levels[l]) continue;
@@ -124,15 +128,21 @@ int cmd_info(int argc, char** argv) {
   std::printf("  z_channels %d, embed_dim %d, gn_eps %g, scale_factor %g, downsample factor %d\n", v.z_channels,
               v.embed_dim, v.gn_eps, v.scale_factor, v.downsample_factor());
 
-  const ClipConfig& t = c.clip;
-  std::printf("\ntext encoder (%s)\n", c.family == ModelFamily::SD2 && ck.format() == CheckpointFormat::SingleFile
-                                              ? "cond_stage_model.model.*, OpenCLIP names"
-                                              : kClipPrefix);
-  std::printf("  %s\n", text_encoder_kind(c.family));
-  std::printf("  vocab_size %d, max_length %d, width %d, layers %d (%d used), heads %d, mlp_dim %d\n", t.vocab_size,
-              t.max_length, t.width, t.layers, t.used_layers(), t.heads, t.mlp_dim);
-  std::printf("  ln_eps %g, activation %s, bos %d, eos %d, pad %d\n", t.ln_eps, t.quick_gelu ? "quick_gelu" : "gelu",
-              t.bos_token, t.eos_token, t.pad_token);
+  std::printf("\ntext encoders: %zu, %s\n", c.text_encoder_count(), text_encoder_kind(c.family));
+  for (size_t i = 0; i < c.text_encoder_count(); ++i) {
+    const ClipConfig& t = c.text_encoder(i);
+    std::printf("text encoder %zu (%s%s)\n", i, t.prefix.c_str(),
+                !t.openclip_prefix.empty() && ck.format() == CheckpointFormat::SingleFile
+                    ? (", stored as " + t.openclip_prefix + "* with OpenCLIP names").c_str()
+                    : "");
+    std::printf("  vocab_size %d, max_length %d, width %d, layers %d (%d used), heads %d, mlp_dim %d\n", t.vocab_size,
+                t.max_length, t.width, t.layers, t.used_layers(), t.heads, t.mlp_dim);
+    std::printf("  ln_eps %g, activation %s, bos %d, eos %d, pad %d\n", t.ln_eps, t.quick_gelu ? "quick_gelu" : "gelu",
+                t.bos_token, t.eos_token, t.pad_token);
+    std::printf("  context: layer %d of %d%s%s\n", t.context_layer(1) + 1, t.layers,
+                t.final_norm ? " + final_layer_norm" : " (no final LayerNorm)",
+                t.pooled_dim > 0 ? (", pooled " + std::to_string(t.pooled_dim) + " (text_projection)").c_str() : "");
+  }
   if (!ck.tokenizer_vocab().empty()) std::printf("  tokenizer %s, %s\n", ck.tokenizer_vocab().c_str(), ck.tokenizer_merges().c_str());
 
   const ScheduleConfig& s = c.schedule;
@@ -150,8 +160,9 @@ int cmd_info(int argc, char** argv) {
     }
     std::snprintf(buf, sizeof buf, "], bias [%g, %g, %g]", m.bias[0], m.bias[1], m.bias[2]);
     std::printf("preview    latent -> RGB %s: [%s%s\n",
-                m.weights == LatentRgbMap::sd1().weights && !m.bias[0] && !m.bias[1] && !m.bias[2] ? "(SD 1.x default)"
-                                                                                                 : "(model config)",
+                m.weights == LatentRgbMap::sd1().weights && !m.bias[0] && !m.bias[1] && !m.bias[2]    ? "(SD 1.x default)"
+                : m.weights == LatentRgbMap::sdxl().weights && !m.bias[0] && !m.bias[1] && !m.bias[2] ? "(SDXL default)"
+                                                                                                    : "(model config)",
                 rows.c_str(), buf);
   }
 
@@ -159,7 +170,10 @@ int cmd_info(int argc, char** argv) {
     const char* name;
     std::vector<TensorSpec> specs;
   };
-  Net nets[] = {{"UNet", unet_layout(u)}, {"VAE", vae_layout(v)}, {"text encoder", clip_layout(t)}};
+  std::vector<Net> nets = {{"UNet", unet_layout(u)}, {"VAE", vae_layout(v)}};
+  static const char* const kEncoderNames[] = {"text encoder", "text encoder 2", "text encoder 3"};
+  for (size_t i = 0; i < c.text_encoder_count() && i < std::size(kEncoderNames); ++i)
+    nets.push_back({kEncoderNames[i], clip_layout(c.text_encoder(i))});
   std::printf("\n%-14s %14s %12s %12s\n", "network", "parameters", "fp16 MiB", "fp32 MiB");
   int64_t total = 0;
   uint64_t t16 = 0, t32 = 0;
@@ -186,8 +200,9 @@ int cmd_info(int argc, char** argv) {
     for (size_t i = 0; i < ign.size() && i < 6; ++i) std::printf(" %s", ign[i].substr(ign[i].rfind(": ") + 2).c_str());
     std::printf("%s\n", ign.size() > 6 ? " ..." : "");
   }
-  vksd::cli::print_precision_and_memory(c, {device_bytes(nets[2].specs, DType::F16),
-                                             device_bytes(nets[0].specs, DType::F16),
+  uint64_t text16 = 0;  // every text encoder (nets[2..])
+  for (size_t i = 2; i < nets.size(); ++i) text16 += device_bytes(nets[i].specs, DType::F16);
+  vksd::cli::print_precision_and_memory(c, {text16, device_bytes(nets[0].specs, DType::F16),
                                              device_bytes(nets[1].specs, DType::F16)});
   vksd::cli::print_measured_peaks(model);
   return 0;

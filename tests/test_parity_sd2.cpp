@@ -459,8 +459,6 @@ TEST_CASE("model family: every family vksd does not run is refused with a messag
     const char* says;
   };
   const Case cases[] = {
-      {"sdxl", {unet, "model.diffusion_model.label_emb.0.0.weight", "conditioner.embedders.0.transformer.text_model.final_layer_norm.weight",
-                "conditioner.embedders.1.model.ln_final.weight"}, "an SDXL checkpoint"},
       {"sdxl_refiner", {unet, "model.diffusion_model.label_emb.0.0.weight", "conditioner.embedders.0.model.ln_final.weight"},
        "an SDXL refiner checkpoint"},
       {"label_emb", {unet, "model.diffusion_model.label_emb.0.0.weight", "cond_stage_model.transformer.text_model.final_layer_norm.weight"},
@@ -485,7 +483,7 @@ TEST_CASE("model family: every family vksd does not run is refused with a messag
     const std::string path = file_with(c.name, c.keys);
     const std::string e = error_of([&] { Checkpoint::open(path); });
     CHECK(e.find(c.says) != std::string::npos);
-    CHECK(e.find("vksd runs SD 1.x and SD 2.x checkpoints only") != std::string::npos);
+    CHECK(e.find("vksd runs SD 1.x, SD 2.x and SDXL base checkpoints only") != std::string::npos);
     CHECK(e.find(path) != std::string::npos);
   }
   // Two text encoders at once is no family at all.
@@ -494,7 +492,13 @@ TEST_CASE("model family: every family vksd does not run is refused with a messag
   CHECK(error_of([&] { Checkpoint::open(mixed); }).find("two text encoders") != std::string::npos);
 
   // Diffusers folders: the pipeline class, or a second text encoder, names the family.
-  CHECK(error_of([&] { diffusers_family("StableDiffusionXLPipeline", "gelu", true, "d"); }).find("an SDXL pipeline") !=
+  // SDXL base is a family vksd runs (test_sdxl_*.cpp); its refiner is not.
+  CHECK(single_file_family({unet, "model.diffusion_model.label_emb.0.0.weight",
+                            "conditioner.embedders.0.transformer.text_model.final_layer_norm.weight",
+                            "conditioner.embedders.1.model.ln_final.weight"},
+                           "f") == ModelFamily::SDXL);
+  CHECK(diffusers_family("StableDiffusionXLPipeline", "quick_gelu", true, "d") == ModelFamily::SDXL);
+  CHECK(error_of([&] { diffusers_family("StableDiffusionXLImg2ImgPipeline", "", true, "d"); }).find("an SDXL pipeline") !=
         std::string::npos);
   CHECK(error_of([&] { diffusers_family("", "quick_gelu", true, "d"); }).find("text_encoder_2") != std::string::npos);
   CHECK(error_of([&] { diffusers_family("StableDiffusion3Pipeline", "", false, "d"); }).find("Stable Diffusion 3") !=

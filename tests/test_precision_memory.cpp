@@ -37,7 +37,7 @@ namespace {
 // The SDXL family's data as the loader applies it (the one place that names the family API).
 ModelConfig sdxl_family_config() {
   ModelConfig c;
-  apply_sdxl_description(c, sdxl_base());
+  apply_sdxl_defaults(c);
   return c;
 }
 
@@ -219,7 +219,7 @@ TEST_CASE("random SDXL checkpoint layout: the names of an SDXL base single file,
     keys.push_back(s.name);
     if (s.name.starts_with("conditioner.")) text += shape_numel(s.shape);
   }
-  CHECK(is_sdxl_base(keys));
+  CHECK(single_file_family(keys, "random.safetensors") == ModelFamily::SDXL);
   CHECK(parameter_count(unet_layout(c.unet)) == 2567463684ll);
   // CLIP ViT-L 123,060,480 + OpenCLIP bigG 694,659,840 (with its 1280 x 1280 text_projection).
   MESSAGE("text encoder parameters: " << text);

@@ -1,8 +1,13 @@
 // The conditioner stage: everything the UNet is told besides the noisy latent and the timestep,
-// as one value per branch of classifier-free guidance. Text goes through the text encoder as
-// 77-token chunks with A1111 emphasis (SdPipeline::condition, encode_prompt); an inpainting UNet
-// also gets the mask and the masked image's latent as extra input channels (inpaint_concat).
-// A model family's conditioning is data here: which fields are filled, not a code path.
+// as one value per branch of classifier-free guidance. Text goes through every text encoder of
+// the model (ModelConfig::text_encoders(): SD 1.x / 2.x one, SDXL two) as the same 77-token
+// chunks with A1111 emphasis, each tokenized with its own pad token and giving the layer its
+// ClipConfig names; the contexts are concatenated on the feature axis (SdPipeline::condition,
+// encode_text). Encoders with a pooled output (SDXL's bigG) start the UNet's vector y, followed
+// by the size embeddings where the model takes them (ModelConfig::size_embed_dim). An
+// inpainting UNet also gets the mask and the masked image's latent as extra input channels
+// (inpaint_concat). A model family's conditioning is data here: which fields are filled, not a
+// code path.
 #pragma once
 #include <vector>
 
@@ -33,9 +38,22 @@ struct GuidedConditioning {
   WeightedPrompt prompt, negative;    // the tokens, as the observers' TextEvent shows them
 };
 
-// One prompt's tokens through the text encoder (clip_skip as TextEncoder::encode), chunk by
-// chunk, concatenated: [chunks * 77, width], A1111 "Original" emphasis applied.
-std::vector<float> encode_weighted(nn::TextEncoder& te, const WeightedPrompt& wp, int clip_skip);
+// One prompt's tokens through one text encoder, chunk by chunk, concatenated: [chunks * 77,
+// width], the layer its config names (ClipConfig::context_layer(clip_skip), final_layer_norm if
+// final_norm), A1111 "Original" emphasis applied. For an encoder with a pooled output,
+// `pooled` (if given) gets the first chunk's (pooled_text_embedding with `projection`).
+std::vector<float> encode_weighted(nn::TextEncoder& te, const WeightedPrompt& wp, int clip_skip,
+                                   const std::vector<float>& projection = {}, std::vector<float>* pooled = nullptr);
+
+// pooled = last_ln[b, eos_b] @ projection for each prompt b, where eos_b is the first position
+// holding `eos_id` in ids (open_clip's argmax over ids, the end token being the largest id).
+// last_ln: [batch, length, width], projection: [width, proj] -> [batch, proj], in double.
+std::vector<float> pooled_text_embedding(const std::vector<float>& last_ln, const std::vector<int32_t>& ids, int batch,
+                                         int length, int width, const std::vector<float>& projection, int proj,
+                                         int32_t eos_id);
+
+// cat(a, b) along the last axis: a [rows, wa], b [rows, wb] -> [rows, wa + wb].
+std::vector<float> concat_channels(const std::vector<float>& a, int wa, const std::vector<float>& b, int wb);
 
 // A mask image as the inpainting UNet was trained on it: `mask` [H, W] (>= 0.5 = repaint),
 // nearest-downsampled by f to a binary [1, H/f, W/f] plane, followed by the latent of the image

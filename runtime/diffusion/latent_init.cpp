@@ -1,6 +1,10 @@
 #include "runtime/diffusion/latent_init.h"
 
+#include <cmath>
+#include <string>
+
 #include "runtime/diffusion/pipeline.h"
+#include "runtime/error.h"
 
 namespace vksd {
 
@@ -14,7 +18,7 @@ std::vector<float> repaint_fraction(const std::vector<float>& mask, int height, 
 }
 
 LatentStart initial_latent(const GenerateParams& p, const Sampler& sampler, Latent noise, Latent init,
-                           std::vector<float> repaint) {
+                           std::vector<float> repaint, const std::string& init_noise) {
   LatentStart s;
   const size_t n = noise.size();
   s.noise = std::move(noise);
@@ -30,7 +34,14 @@ LatentStart initial_latent(const GenerateParams& p, const Sampler& sampler, Late
     for (size_t i = 0; i < n; ++i) s.x[i] = lv.signal * s.init[i] + lv.noise * s.noise[i];
     if (s.first == sampler.steps()) s.x = s.init;  // strength 0: the image itself
   } else {
-    for (size_t i = 0; i < n; ++i) s.x[i] = s.noise[i] * sampler.init_noise_scale();
+    double scale = sampler.init_noise_scale();
+    if (init_noise == "sqrt_sigma2_plus_1") {
+      const NoiseLevel lv = sampler.level(0);
+      scale = std::sqrt(lv.signal * lv.signal + lv.noise * lv.noise);
+    } else if (init_noise != "sigma") {
+      fail("schedule.init_noise '" + init_noise + "' is not supported (sigma or sqrt_sigma2_plus_1)");
+    }
+    for (size_t i = 0; i < n; ++i) s.x[i] = s.noise[i] * scale;
   }
   return s;
 }

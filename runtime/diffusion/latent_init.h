@@ -34,9 +34,12 @@ struct LatentStart {
 std::vector<float> repaint_fraction(const std::vector<float>& mask, int height, int width, int f);
 
 // The starting latent for p. `init` is the init image's clean latent (empty without one),
-// `repaint` its mask for 4-channel inpainting (empty otherwise).
+// `repaint` its mask for 4-channel inpainting (empty otherwise). `init_noise`: the model's
+// pure-noise start (ScheduleConfig::init_noise): "sigma" = noise * Sampler::init_noise_scale();
+// "sqrt_sigma2_plus_1" = noise * |level(0)| = noise * sqrt(1 + sigma_max^2) for the sigma
+// samplers (sgm's rule) and noise alone for the DDPM-scaled ones, whose level(0) has norm 1.
 LatentStart initial_latent(const GenerateParams& p, const Sampler& sampler, Latent noise, Latent init,
-                           std::vector<float> repaint);
+                           std::vector<float> repaint, const std::string& init_noise = "sigma");
 
 // After step `index` (0-based): outside the mask, put back the init latent noised to where the
 // sampler now is (clean after the last step). A no-op when there is nothing to re-impose.

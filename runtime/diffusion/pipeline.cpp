@@ -131,7 +131,8 @@ void SdPipeline::set_loras(const std::vector<LoraRef>& loras) {
     active.push_back({bound, l.weight});
   }
   loras_ = std::move(active);
-  if (nets_->clip_w) remerge(*ckpt_, kClipPrefix, *nets_->clip_w, loras_, nets_->clip_lora);
+  for (size_t i = 0; i < nets_->text_w.size(); ++i)
+    if (nets_->text_w[i]) remerge(*ckpt_, config().text_encoder(i).prefix, *nets_->text_w[i], loras_, nets_->text_lora[i]);
   if (nets_->unet_w) remerge(*ckpt_, kUNetPrefix, *nets_->unet_w, loras_, nets_->unet_lora);
 }
 
@@ -150,8 +151,12 @@ std::unique_ptr<Sampler> SdPipeline::make_sampler(const GenerateParams& p) const
 const Tokenizer& SdPipeline::tokenizer() const { return *tok_; }
 
 WeightedPrompt SdPipeline::tokenize(const std::string& prompt_with_loras, int pad_chunks) const {
+  return tokenize_for(prompt_with_loras, pad_chunks, config().clip.pad_token);
+}
+
+WeightedPrompt SdPipeline::tokenize_for(const std::string& prompt_with_loras, int pad_chunks, int32_t pad_id) const {
   ChunkOptions o;
-  o.pad_id = config().clip.pad_token;  // SD 1.x: the end token; SD 2.x (OpenCLIP): 0
+  o.pad_id = pad_id;  // SD 1.x: the end token; SD 2.x (OpenCLIP): 0
   auto wp = tokenize_weighted(*tok_, extract_lora_tags(prompt_with_loras).text, o);
   if (pad_chunks > wp.chunk_count) pad_to_chunks(wp, pad_chunks, *tok_, o.pad_id);
   return wp;
@@ -234,8 +239,13 @@ void SdPipeline::check_params(const GenerateParams& p) const {
          " (usual values are 5-9; huge ones overflow to NaN)");
   if (!std::isfinite(p.eta) || p.eta > kMaxEta)
     fail("eta " + fmt_g(p.eta) + " is beyond the maximum of " + fmt_g(kMaxEta) + " (0 = deterministic, 1 = full ancestral noise)");
+  if (std::min({p.original_width, p.original_height, p.target_width, p.target_height}) < 0 ||
+      std::min(p.crop_top, p.crop_left) < 0)
+    fail("size conditioning: original and target sizes must be positive (0 = the image size) and the crop "
+         "coordinates >= 0");
   if (!(p.strength >= 0 && p.strength <= 1)) fail("strength must be within [0, 1] (got " + fmt_g(p.strength) + ")");
-  const int layers = config().clip.used_layers();
+  int layers = config().clip.context_layer(0);  // the deepest clip skip every encoder allows
+  for (const ClipConfig& c : config().text_encoders()) layers = std::min(layers, c.context_layer(0));
   if (p.clip_skip < 1 || p.clip_skip > layers)
     fail("clip skip must be within [1, " + std::to_string(layers) + "] (got " + std::to_string(p.clip_skip) + ")");
   if (p.init_image) {
@@ -298,7 +308,7 @@ GenerateResult SdPipeline::generate(const GenerateParams& p, Observer* obs) {
   if (p.init_image) res.stage_peaks.emplace_back("init image", ctx_.memory_stage_peak());
   c.cond.concat = c.uncond.concat = init.concat;
   LatentStart start = initial_latent(p, *sampler, Latent(noise.begin(), noise.end()), std::move(init.latent),
-                                     std::move(init.repaint));
+                                     std::move(init.repaint), cfg.schedule.init_noise);
 
   // 3. The denoiser: the UNet with its conditioning and guidance.
   stage(obs, "load unet");

@@ -95,6 +95,11 @@ struct GenerateParams {
   TimestepSpacing spacing = TimestepSpacing::Default;
   uint64_t seed = 0;
   int clip_skip = 1;       // 1 = last CLIP layer; 2 = the one before (some fine-tunes want it)
+  // Size conditioning, for models that take it (SDXL: ModelConfig::size_embed_dim > 0; others
+  // ignore it): the original image size, the crop's top-left corner and the target size the
+  // model is told, in pixels. 0 = the image's width / height (SDXL's usual choice), crop 0, 0.
+  int original_width = 0, original_height = 0, target_width = 0, target_height = 0;
+  int crop_top = 0, crop_left = 0;
   std::optional<Image> init_image;  // img2img / inpainting source, RGB, width x height
   double strength = 0.75;           // with init_image: 0 keeps it, 1 replaces it entirely
   std::optional<Image> mask;        // grayscale, width x height; white = repaint
@@ -234,6 +239,8 @@ class SdPipeline {
   // chunks of 77 ids with BOS/EOS and padding), padded to `pad_chunks` chunks. Cheap, const and
   // thread-safe like tokenizer(): a UI may call it on every keystroke while a run is active.
   WeightedPrompt tokenize(const std::string& prompt, int pad_chunks = 0) const;
+  // The same with another pad token (each text encoder pads with its own: ClipConfig::pad_token).
+  WeightedPrompt tokenize_for(const std::string& prompt, int pad_chunks, int32_t pad_id) const;
   DType dtype() const { return dtype_; }
   // Weights and activations precision per network (precision_plan.h).
   PrecisionPlan precision() const;
@@ -246,6 +253,12 @@ class SdPipeline {
   // Text conditioning exactly as generate() computes it: [chunks*77, width] per prompt,
   // emphasis applied. Exposed for tests and tools.
   std::vector<float> encode_prompt(const std::string& prompt, int clip_skip, int pad_to_chunks = 0);
+  // Every text encoder's output for `prompt` (encode_prompt's context, and the pooled vectors
+  // of the encoders that give one, concatenated: ModelConfig::pooled_width() values).
+  struct TextOutput {
+    std::vector<float> context, pooled;
+  };
+  TextOutput encode_text(const std::string& prompt, int clip_skip, int pad_to_chunks = 0);
   // Decode a clean latent [1, C, h, w] to the raw decoder output [1, 3, H, W].
   std::vector<float> decode_latent(const std::vector<float>& latent, int latent_h, int latent_w);
   // VAE posterior mean * scale_factor of an image [1, 3, H, W] in [-1, 1].

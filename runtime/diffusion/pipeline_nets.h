@@ -23,9 +23,14 @@ struct LoraMerged {
 };
 
 struct SdPipeline::Nets {
-  std::unique_ptr<WeightStore> clip_w, unet_w, vae_w;
-  LoraMerged clip_lora, unet_lora;
-  std::unique_ptr<nn::TextEncoder> text;
+  std::unique_ptr<WeightStore> unet_w, vae_w;
+  LoraMerged unet_lora;
+  // One per text encoder of the model (ModelConfig::text_encoder(i)); projection: the pooled
+  // encoders' text_projection on the host.
+  std::vector<std::unique_ptr<WeightStore>> text_w;
+  std::vector<LoraMerged> text_lora;
+  std::vector<std::unique_ptr<nn::TextEncoder>> text;
+  std::vector<std::vector<float>> projection;
   std::unique_ptr<nn::UNet> unet;
   int unet_batch = 0, unet_h = 0, unet_w_ = 0, unet_ctx = 0;
   bool unet_maps = false;     // built with NetOptions::attention_maps
@@ -36,7 +41,7 @@ struct SdPipeline::Nets {
   std::unique_ptr<nn::TiledVaeEncoder> enc;
   int enc_h = 0, enc_w = 0;
 
-  void release_text() { text.reset(), clip_w.reset(), clip_lora = {}; }
+  void release_text() { text.clear(), text_w.clear(), text_lora.clear(); }
   void release_unet() { unet.reset(), unet_w.reset(), unet_batch = 0, unet_lora = {}; }
   void release_vae() { dec.reset(), enc.reset(), vae_w.reset(), dec_h = enc_h = 0; }
 };

@@ -22,6 +22,16 @@ LatentRgbMap LatentRgbMap::sd1() {
   return m;
 }
 
+LatentRgbMap LatentRgbMap::sdxl() {
+  // AUTOMATIC1111's "Approx cheap" coefficients for SDXL (modules/sd_samplers_common.py,
+  // samples_to_images_tensor), the published fit for SDXL's VAE; rows latent channels, columns
+  // R, G, B, no bias. The SD 1.x table above is the same file's other branch.
+  LatentRgbMap m;
+  m.channels = 4;
+  m.weights = {0.3448f, 0.4168f, 0.4395f, -0.1953f, -0.0290f, 0.0250f, 0.1074f, 0.0886f, -0.0163f, -0.3730f, -0.2499f, -0.2088f};
+  return m;
+}
+
 void LatentRgbMap::check(const char* what) const {
   if (channels < 1 || channels > LatentPreview::kMaxChannels)
     fail(std::string(what) + ": " + std::to_string(channels) + " latent channels (1 to " +

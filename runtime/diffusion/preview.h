@@ -27,6 +27,7 @@ struct LatentRgbMap {
   std::vector<float> weights;  // [channels][3]
   float bias[3] = {0, 0, 0};
   static LatentRgbMap sd1();   // the widely used SD 1.x coefficients
+  static LatentRgbMap sdxl();  // SDXL's VAE (a different latent space): AUTOMATIC1111's table
   // Throws an Error (prefixed with `what`) unless weights has channels x 3 finite values and
   // 1 <= channels <= 4.
   void check(const char* what = "latent RGB map") const;

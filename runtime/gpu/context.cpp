@@ -9,6 +9,7 @@
 #include "runtime/gpu/device_hint.h"
 #include "runtime/gpu/fault_inject.h"
 #include "runtime/gpu/kernel.h"
+#include "runtime/gpu/layer_pin.h"
 
 namespace vksd {
 
@@ -167,6 +168,7 @@ static VkInstance create_instance(bool validation, VkDebugUtilsMessengerCreateIn
     bool found = std::any_of(props.begin(), props.end(),
                              [&](auto& p) { return std::strcmp(p.layerName, layers[0]) == 0; });
     if (!found) fail("validation requested but VK_LAYER_KHRONOS_validation is not installed (apt install vulkan-validationlayers)");
+    pin_validation_layer_for_sanitizers();
     ci.enabledLayerCount = 1;
     ci.ppEnabledLayerNames = layers;
     exts.push_back(VK_EXT_DEBUG_UTILS_EXTENSION_NAME);

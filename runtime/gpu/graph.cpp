@@ -19,10 +19,34 @@ int64_t Tensor::dim(int i) const {
   return s[i];
 }
 
-Graph::Graph(Context& ctx) : ctx_(ctx) {}
+Graph::Graph(Context& ctx) : ctx_(&ctx) {}
+Graph::Graph() = default;
+
+Context& Graph::context() {
+  if (!ctx_) fail("a shapes-only Graph has no device");
+  return *ctx_;
+}
+
+const DeviceInfo& Graph::device_info() const {
+  static const DeviceInfo neutral = [] {
+    DeviceInfo d;
+    d.name = d.type = "shapes only";
+    d.max_storage_buffer_range = d.max_memory_allocation = d.max_buffer_size = UINT64_MAX;
+    d.max_texel_buffer_elements = UINT64_MAX;
+    d.max_push_constants = kPushConstantBytes;
+    d.max_shared_memory = 32768;
+    d.max_workgroup_invocations = 1024;
+    d.max_workgroup_count[0] = d.max_workgroup_count[1] = d.max_workgroup_count[2] = UINT32_MAX;
+    d.subgroup_size = 32;
+    d.fp16 = true;
+    return d;
+  }();
+  return ctx_ ? ctx_->info() : neutral;
+}
 
 Graph::~Graph() {
-  VkDevice dev = ctx_.device();
+  if (!ctx_) return;
+  VkDevice dev = ctx_->device();
   // run() waits for its own fence before returning, so nothing of this graph is in flight
   // here: no queue-wide wait (which would stall, and race with, other threads' work).
   if (cmd_pool_) vkDestroyCommandPool(dev, cmd_pool_, nullptr);
@@ -67,13 +91,14 @@ uint32_t Graph::root(uint32_t id) const {
 void Graph::add(Dispatch d) {
   if (compiled()) fail("Graph::add after compile()");
   if (d.push.size() > kPushConstantBytes) fail(d.kernel + ": push constants exceed 128 bytes");
-  const auto& lim = ctx_.info().max_workgroup_count;
+  for (auto& a : d.args)
+    if (a.t.g != this) fail(d.kernel + ": argument tensor belongs to another graph");
+  if (!ctx_) return;  // shapes only: the output tensors exist, nothing is recorded
+  const auto& lim = ctx_->info().max_workgroup_count;
   for (int i = 0; i < 3; ++i)
     if (d.groups[i] == 0 || d.groups[i] > lim[i])
       fail(d.kernel + ": dispatch of " + std::to_string(d.groups[i]) + " workgroups in dimension " +
            std::to_string(i) + " is outside the device limit " + std::to_string(lim[i]) + kDeviceLimitHint);
-  for (auto& a : d.args)
-    if (a.t.g != this) fail(d.kernel + ": argument tensor belongs to another graph");
   if (d.label.empty()) d.label = d.kernel;
   if (d.scope.empty()) d.scope = scope_;
   nodes_.push_back(std::move(d));
@@ -94,9 +119,9 @@ VkBufferView Graph::view_for(const DeviceTensor& t, int lanes, Access access) {
   if (lanes != 1 && t.numel() % lanes)
     fail("a " + std::to_string(lanes) + "-lane view needs a multiple of " + std::to_string(lanes) +
          " elements; tensor " + shape_str(t.shape) + " has " + std::to_string(t.numel()));
-  if ((uint64_t)(t.numel() / lanes) > ctx_.info().max_texel_buffer_elements)
+  if ((uint64_t)(t.numel() / lanes) > ctx_->info().max_texel_buffer_elements)
     fail("tensor " + shape_str(t.shape) + " has more texels than this device's maxTexelBufferElements (" +
-         std::to_string(ctx_.info().max_texel_buffer_elements) + ")" + kDeviceLimitHint);
+         std::to_string(ctx_->info().max_texel_buffer_elements) + ")" + kDeviceLimitHint);
   (void)access;  // one view serves both uniform and storage texel descriptors
   for (auto& [b, o, r, f, v] : view_cache_)
     if (b == t.buffer && o == t.offset && r == range && f == fmt) return v;
@@ -106,7 +131,7 @@ VkBufferView Graph::view_for(const DeviceTensor& t, int lanes, Access access) {
   ci.offset = t.offset;
   ci.range = range;
   VkBufferView v;
-  vk_check(vkCreateBufferView(ctx_.device(), &ci, nullptr, &v), "vkCreateBufferView");
+  vk_check(vkCreateBufferView(ctx_->device(), &ci, nullptr, &v), "vkCreateBufferView");
   views_.push_back(v);
   view_cache_.emplace_back(t.buffer, t.offset, range, fmt, v);
   return v;
@@ -123,7 +148,7 @@ DeviceTensor Graph::device_tensor(Tensor t) const {
 
 void Graph::compile(bool profile) {
   if (compiled()) fail("Graph::compile called twice");
-  VkDevice dev = ctx_.device();
+  VkDevice dev = context().device();
   const int n = (int)nodes_.size();
 
   // 1. lifetimes and the activation plan
@@ -149,7 +174,7 @@ void Graph::compile(bool profile) {
     item_tensor.push_back(id);
   }
   peak_ = plan_offsets(items);
-  arena_ = std::make_unique<Buffer>(ctx_, std::max<VkDeviceSize>(peak_, 256), Buffer::Use::Device, "activations");
+  arena_ = std::make_unique<Buffer>(*ctx_, std::max<VkDeviceSize>(peak_, 256), Buffer::Use::Device, "activations");
   placed_.assign(tensors_.size(), DeviceTensor{});
   for (size_t k = 0; k < items.size(); ++k) {
     auto& ti = tensors_[item_tensor[k]];
@@ -180,12 +205,12 @@ void Graph::compile(bool profile) {
       for (auto& a : d.args) kinds.push_back(a.access);
       keys.emplace_back(d.kernel, d.spec, std::move(kinds));
     }
-    ctx_.kernels().prepare(keys);
+    ctx_->kernels().prepare(keys);
   }
 
   // 4. record
   VkCommandPoolCreateInfo cpi{VK_STRUCTURE_TYPE_COMMAND_POOL_CREATE_INFO};
-  cpi.queueFamilyIndex = ctx_.queue_family();
+  cpi.queueFamilyIndex = ctx_->queue_family();
   vk_check(vkCreateCommandPool(dev, &cpi, nullptr, &cmd_pool_), "vkCreateCommandPool");
   VkCommandBufferAllocateInfo ai{VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO};
   ai.commandPool = cmd_pool_;
@@ -193,7 +218,7 @@ void Graph::compile(bool profile) {
   vk_check(vkAllocateCommandBuffers(dev, &ai, &cmd_), "vkAllocateCommandBuffers");
   VkFenceCreateInfo fci{VK_STRUCTURE_TYPE_FENCE_CREATE_INFO};
   vk_check(vkCreateFence(dev, &fci, nullptr, &fence_), "vkCreateFence");
-  if (profile && ctx_.info().timestamps) {
+  if (profile && ctx_->info().timestamps) {
     VkQueryPoolCreateInfo q{VK_STRUCTURE_TYPE_QUERY_POOL_CREATE_INFO};
     q.queryType = VK_QUERY_TYPE_TIMESTAMP;
     q.queryCount = (uint32_t)n + 1;
@@ -255,7 +280,7 @@ void Graph::compile(bool profile) {
     pending_reads.insert(pending_reads.end(), rs.begin(), rs.end());
     pending_writes.insert(pending_writes.end(), ws.begin(), ws.end());
 
-    const Pipeline& p = ctx_.kernels().get(d.kernel, d.spec, kinds);
+    const Pipeline& p = ctx_->kernels().get(d.kernel, d.spec, kinds);
     VkDescriptorSetAllocateInfo dai{VK_STRUCTURE_TYPE_DESCRIPTOR_SET_ALLOCATE_INFO};
     dai.descriptorPool = pool_;
     dai.descriptorSetCount = 1;
@@ -287,18 +312,18 @@ void Graph::compile(bool profile) {
 }
 
 void Graph::run() {
-  if (!compiled()) compile();
+  if (!compiled()) compile();  // fails on a shapes-only graph
   VkSubmitInfo si{VK_STRUCTURE_TYPE_SUBMIT_INFO};
   si.commandBufferCount = 1;
   si.pCommandBuffers = &cmd_;
-  ctx_.submit(si, fence_);
-  VkResult r = vkWaitForFences(ctx_.device(), 1, &fence_, VK_TRUE, UINT64_MAX);
+  ctx_->submit(si, fence_);
+  VkResult r = vkWaitForFences(ctx_->device(), 1, &fence_, VK_TRUE, UINT64_MAX);
   if (r == VK_SUCCESS) r = injected_fault(FaultSite::Graph);  // a test may force a failure
   if (r != VK_SUCCESS)  // name the work that was running: its first kernels
     fail("running a graph of " + std::to_string(nodes_.size()) + " dispatches (" +
          (nodes_.empty() ? std::string("empty") : nodes_.front().label + ", ...") + ") failed: " + vk_result_name(r) +
          vk_result_advice(r));
-  vkResetFences(ctx_.device(), 1, &fence_);
+  vkResetFences(ctx_->device(), 1, &fence_);
 }
 
 double Graph::flops() const {
@@ -311,18 +336,18 @@ std::vector<DispatchTiming> Graph::timings() const {
   std::vector<DispatchTiming> out;
   if (!queries_) return out;
   std::vector<uint64_t> ts(nodes_.size() + 1);
-  vk_check(vkGetQueryPoolResults(ctx_.device(), queries_, 0, (uint32_t)ts.size(), ts.size() * 8, ts.data(), 8,
+  vk_check(vkGetQueryPoolResults(ctx_->device(), queries_, 0, (uint32_t)ts.size(), ts.size() * 8, ts.data(), 8,
                                  VK_QUERY_RESULT_64_BIT | VK_QUERY_RESULT_WAIT_BIT),
            "vkGetQueryPoolResults");
-  double period = ctx_.info().timestamp_period_ns;
+  double period = ctx_->info().timestamp_period_ns;
   for (size_t i = 0; i < nodes_.size(); ++i)
     out.push_back({nodes_[i].label, nodes_[i].kernel, (double)(ts[i + 1] - ts[i]) * period * 1e-6, nodes_[i].flops,
                    nodes_[i].scope});
   return out;
 }
 
-void Graph::upload(Tensor t, const float* data) { vksd::upload(ctx_, device_tensor(t), data); }
-void Graph::upload_i32(Tensor t, const int32_t* data) { vksd::upload_i32(ctx_, device_tensor(t), data); }
-std::vector<float> Graph::download(Tensor t) { return vksd::download(ctx_, device_tensor(t)); }
+void Graph::upload(Tensor t, const float* data) { vksd::upload(context(), device_tensor(t), data); }
+void Graph::upload_i32(Tensor t, const int32_t* data) { vksd::upload_i32(context(), device_tensor(t), data); }
+std::vector<float> Graph::download(Tensor t) { return vksd::download(context(), device_tensor(t)); }
 
 }  // namespace vksd

@@ -9,6 +9,11 @@
 //      dispatch touches bytes an earlier, unfenced dispatch wrote, or writes bytes it read),
 // and run() resubmits that command buffer as often as you like. Inputs are written and outputs
 // read between runs with upload()/download().
+//
+// A Graph made without a Context is shapes-only: ops compute their outputs' shapes and record
+// nothing, so a network builder can run as a dry run (the checkpoint layout of a network,
+// runtime/nn/blocks.h LayoutRecorder) where there is no Vulkan device at all. compile(), run(),
+// upload() and download() are errors there.
 #pragma once
 #include <cstring>
 #include <memory>
@@ -24,6 +29,7 @@ namespace vksd {
 
 class Context;
 class Graph;
+struct DeviceInfo;
 
 // A handle to a tensor of a Graph.
 struct Tensor {
@@ -76,11 +82,16 @@ struct DispatchTiming {
 class Graph {
  public:
   explicit Graph(Context& ctx);
+  Graph();  // shapes only: no device
   ~Graph();
   Graph(const Graph&) = delete;
   Graph& operator=(const Graph&) = delete;
 
-  Context& context() { return ctx_; }
+  bool shapes_only() const { return ctx_ == nullptr; }
+  Context& context();  // an error on a shapes-only graph
+  // What ops may ask of the device when choosing tiles: the Context's, or a neutral profile
+  // (no vendor, generous limits) on a shapes-only graph.
+  const DeviceInfo& device_info() const;
 
   // An input the host writes before run(); alive for the whole graph.
   Tensor input(const Shape& shape, DType dtype, const std::string& name = "");
@@ -133,7 +144,7 @@ class Graph {
   uint32_t root(uint32_t id) const;
   VkBufferView view_for(const DeviceTensor& t, int lanes, Access access);
 
-  Context& ctx_;
+  Context* ctx_ = nullptr;
   std::vector<TensorInfo> tensors_;
   std::vector<Dispatch> nodes_;
   std::vector<DeviceTensor> placed_;  // per tensor id, after compile

@@ -41,8 +41,17 @@ Json read_json_file(const std::string& path) {
 // Tensors under a network prefix that are bookkeeping, not weights.
 bool is_ignorable_network_tensor(const std::string& name) { return name.ends_with(".position_ids"); }
 
-bool is_network_name(const std::string& n) {
-  return n.starts_with(kUNetPrefix) || n.starts_with(kVaePrefix) || n.starts_with(kClipPrefix);
+bool is_network_name(const std::string& n, const ModelConfig& cfg) {
+  if (n.starts_with(kUNetPrefix) || n.starts_with(kVaePrefix)) return true;
+  for (const ClipConfig& c : cfg.text_encoders())
+    if (n.starts_with(c.prefix)) return true;
+  return false;
+}
+
+// A name under kClipPrefix (what openclip_text_keys and diffusers_clip_key give) moved to
+// encoder `c`'s prefix.
+std::string under_prefix(const std::string& clip_name, const ClipConfig& c) {
+  return c.prefix + clip_name.substr(std::string(kClipPrefix).size());
 }
 
 // The VAE attention's q/k/v/proj_out are 1x1 convs in LDM but linears in diffusers (and in
@@ -93,8 +102,8 @@ Checkpoint Checkpoint::open_with_config_text(const std::string& path, const std:
 }
 
 void Checkpoint::add_tensor(const std::string& name, const SafetensorsFile& f, const StTensor& t, Shape shape,
-                            int64_t row0) {
-  auto [it, fresh] = tensors_.emplace(name, Entry{&f, &t, std::move(shape), row0});
+                            int64_t row0, bool transpose) {
+  auto [it, fresh] = tensors_.emplace(name, Entry{&f, &t, std::move(shape), row0, transpose});
   if (!fresh)
     fail(f.path() + ": tensor '" + t.name + "' maps to '" + name + "', which " + source(name) + " already provides");
 }
@@ -195,20 +204,30 @@ void Checkpoint::load_single_file() {
     if (name.starts_with(old_clip) && !name.starts_with(kClipPrefix)) {
       name = kClipPrefix + name.substr(old_clip.size());
     }
-    // SD 2.x: the OpenCLIP tower under the CLIPTextModel names, fused q/k/v as three slices. The
-    // file holds the whole tower; SD 2.x conditions on its penultimate layer.
-    if (name.starts_with(kOpenClipPrefix)) {
-      config_.clip.skip_last_layers = 1;
-      const auto slices = openclip_text_keys(name.substr(std::string(kOpenClipPrefix).size()), t.shape);
+    // OpenCLIP towers (SD 2.x's, SDXL's bigG) under the CLIPTextModel names, fused q/k/v as three
+    // slices; the text projection (pooled output) where the family uses one.
+    ClipConfig* openclip = nullptr;
+    for (size_t i = 0; i < config_.text_encoder_count(); ++i) {
+      ClipConfig& c = config_.text_encoder(i);
+      if (!c.openclip_prefix.empty() && name.starts_with(c.openclip_prefix)) openclip = &c;
+    }
+    if (openclip) {
+      openclip->skip_last_layers = openclip->openclip_unused_layers;
+      const std::string rest = name.substr(openclip->openclip_prefix.size());
+      if (rest == "text_projection" && openclip->pooled_dim > 0) {
+        add_tensor(openclip->prefix + "text_projection", f, t, t.shape);
+        continue;
+      }
+      const auto slices = openclip_text_keys(rest, t.shape);
       if (slices.empty()) ignored_.push_back(f.path() + ": " + t.name);
       for (const KeySlice& k : slices) {
         Shape shape = t.shape;
         if (k.rows >= 0) shape[0] = k.rows;
-        add_tensor(k.name, f, t, shape, k.row0);
+        add_tensor(k.name.starts_with(kClipPrefix) ? under_prefix(k.name, *openclip) : k.name, f, t, shape, k.row0);
       }
       continue;
     }
-    if (is_network_name(name) && !is_ignorable_network_tensor(name)) {
+    if (is_network_name(name, config_) && !is_ignorable_network_tensor(name)) {
       add_tensor(name, f, t, t.shape);
     } else {
       ignored_.push_back(f.path() + ": " + t.name);
@@ -238,8 +257,9 @@ void Checkpoint::load_diffusers_folder() {
   if (fs::is_regular_file(text_cfg)) text_act = read_json_file(text_cfg.string()).string_or("hidden_act", "");
   apply_family_defaults(config_, diffusers_family(pipeline_class, text_act, fs::is_directory(root / "text_encoder_2"), path_));
   if (!pipeline_class.empty() && pipeline_class != "StableDiffusionPipeline" &&
-      pipeline_class != "StableDiffusionInpaintPipeline" && pipeline_class != "StableDiffusionImg2ImgPipeline")
-    fail(index.string() + ": pipeline class '" + pipeline_class + "' is not an SD 1.x / 2.x text-to-image pipeline");
+      pipeline_class != "StableDiffusionInpaintPipeline" && pipeline_class != "StableDiffusionImg2ImgPipeline" &&
+      pipeline_class != "StableDiffusionXLPipeline")
+    fail(index.string() + ": pipeline class '" + pipeline_class + "' is not an SD 1.x / 2.x / SDXL text-to-image pipeline");
   if (!fs::is_directory(root / "unet") || !fs::is_directory(root / "vae") || !fs::is_directory(root / "text_encoder"))
     fail(path_ + ": a diffusers folder needs unet/, vae/ and text_encoder/ subfolders");
 
@@ -247,8 +267,13 @@ void Checkpoint::load_diffusers_folder() {
     const char* dir;
     const char* base;
   };
-  for (Component c : {Component{"unet", "diffusion_pytorch_model"}, Component{"vae", "diffusion_pytorch_model"},
-                      Component{"text_encoder", "model"}}) {
+  std::vector<Component> components = {{"unet", "diffusion_pytorch_model"}, {"vae", "diffusion_pytorch_model"},
+                                       {"text_encoder", "model"}};
+  // Further text encoders in text_encoder_2/, ... (SDXL: bigG as CLIPTextModelWithProjection).
+  static const char* const kMoreEncoderDirs[] = {"text_encoder_2"};
+  for (size_t i = 0; i < config_.more_text_encoders.size() && i < std::size(kMoreEncoderDirs); ++i)
+    components.push_back({kMoreEncoderDirs[i], "model"});
+  for (Component c : components) {
     files_.push_back(std::make_unique<SafetensorsFile>(pick(c.dir, c.base)));
     const SafetensorsFile& f = *files_.back();
     std::vector<std::string> keys;
@@ -264,10 +289,17 @@ void Checkpoint::load_diffusers_folder() {
       if (vae_levels == 0) fail(f.path() + ": no encoder.down_blocks.* tensors: not a diffusers AutoencoderKL");
     }
     std::vector<std::string> unmapped;
+    // Which text encoder a text_encoder* folder holds (0: text_encoder/, 1: text_encoder_2/).
+    const ClipConfig* enc = dir == "text_encoder" ? &config_.clip : dir.starts_with("text_encoder_") ? &config_.more_text_encoders[(size_t)(std::atoi(dir.c_str() + 13) - 2)] : nullptr;
     for (const auto& t : f.tensors()) {
+      if (enc && enc->pooled_dim > 0 && t.name == "text_projection.weight" && t.shape.size() == 2) {
+        add_tensor(enc->prefix + "text_projection", f, t, {t.shape[1], t.shape[0]}, 0, /*transpose=*/true);
+        continue;
+      }
       std::string name = dir == "unet" ? diffusers_unet_key(t.name, unet_shape)
                          : dir == "vae" ? diffusers_vae_key(t.name, vae_levels)
                                         : diffusers_clip_key(t.name);
+      if (enc && !name.empty()) name = under_prefix(name, *enc);
       if (name.empty()) unmapped.push_back(t.name);
       else if (is_ignorable_network_tensor(name)) ignored_.push_back(f.path() + ": " + t.name);
       else add_tensor(name, f, t, t.shape);
@@ -317,8 +349,8 @@ void Checkpoint::infer_architecture() {
   if (count_network(kUNetPrefix) == 0)
     fail(path_ + ": no UNet tensors (" + kUNetPrefix + "*): not a Stable Diffusion checkpoint");
   if (count_network(kVaePrefix) == 0) fail(path_ + ": no VAE tensors (" + kVaePrefix + "*)");
-  if (count_network(kClipPrefix) == 0)
-    fail(path_ + ": no CLIP text encoder tensors (" + kClipPrefix + "* or " + kOpenClipPrefix + "*)");
+  if (count_network(config_.clip.prefix.c_str()) == 0)
+    fail(path_ + ": no CLIP text encoder tensors (" + config_.clip.prefix + "* or " + kOpenClipPrefix + "*)");
 
   // UNet: walk input_blocks, classifying each as ResBlock (+ optional transformer) or Downsample.
   UNetConfig& u = config_.unet;
@@ -404,16 +436,20 @@ void Checkpoint::infer_architecture() {
   v.embed_dim = (int)shape_of(std::string(kVaePrefix) + "post_quant_conv.weight", 4, "VAE")[1];
   v.out_channels = (int)shape_of(D + "conv_out.weight", 4, "VAE")[0];
 
-  // CLIP text transformer.
-  ClipConfig& c = config_.clip;
-  const std::string T = kClipPrefix;
-  const Shape& tok = shape_of(T + "embeddings.token_embedding.weight", 2, "text encoder");
-  c.vocab_size = (int)tok[0];
-  c.width = (int)tok[1];
-  c.max_length = (int)shape_of(T + "embeddings.position_embedding.weight", 2, "text encoder")[0];
-  c.layers = 0;
-  while (exists(T + "encoder.layers." + std::to_string(c.layers) + ".self_attn.q_proj.weight")) ++c.layers;
-  c.mlp_dim = (int)shape_of(T + "encoder.layers.0.mlp.fc1.weight", 2, "text encoder")[0];
+  // The text encoders (CLIPTextModel names under each encoder's prefix).
+  for (size_t i = 0; i < config_.text_encoder_count(); ++i) {
+    ClipConfig& c = config_.text_encoder(i);
+    const std::string T = c.prefix;
+    if (count_network(T.c_str()) == 0) fail(path_ + ": no tensors of text encoder " + std::to_string(i) + " (" + T + "*)");
+    const Shape& tok = shape_of(T + "embeddings.token_embedding.weight", 2, "text encoder");
+    c.vocab_size = (int)tok[0];
+    c.width = (int)tok[1];
+    c.max_length = (int)shape_of(T + "embeddings.position_embedding.weight", 2, "text encoder")[0];
+    c.layers = 0;
+    while (exists(T + "encoder.layers." + std::to_string(c.layers) + ".self_attn.q_proj.weight")) ++c.layers;
+    c.mlp_dim = (int)shape_of(T + "encoder.layers.0.mlp.fc1.weight", 2, "text encoder")[0];
+    if (c.pooled_dim > 0) c.pooled_dim = (int)shape_of(T + "text_projection", 2, "text encoder")[1];
+  }
 }
 
 // ---- validation against the complete expected layout -----------------------------------------
@@ -429,12 +465,26 @@ void Checkpoint::validate() {
       fail(config_.name + ": UNet level " + std::to_string(l) + " has " + std::to_string(ch) +
            " channels, not divisible into " + std::to_string(heads) + " heads");
   }
-  if (config_.clip.skip_last_layers < 0 || config_.clip.used_layers() < 1)
-    fail(config_.name + ": text encoder skip_last_layers " + std::to_string(config_.clip.skip_last_layers) +
-         " leaves no layer of " + std::to_string(config_.clip.layers));
-  if (config_.clip.heads <= 0 || config_.clip.width % config_.clip.heads)
-    fail(config_.name + ": text encoder width " + std::to_string(config_.clip.width) + " is not divisible into " +
-         std::to_string(config_.clip.heads) + " heads");
+  for (const ClipConfig& c : config_.text_encoders()) {
+    if (c.skip_last_layers < 0 || c.context_skip < 0 || c.context_layer(1) < 0)
+      fail(config_.name + ": text encoder skip_last_layers " + std::to_string(c.skip_last_layers) + " and context_skip " +
+           std::to_string(c.context_skip) + " leave no layer of " + std::to_string(c.layers));
+    if (c.heads <= 0 || c.width % c.heads)
+      fail(config_.name + ": text encoder width " + std::to_string(c.width) + " is not divisible into " +
+           std::to_string(c.heads) + " heads");
+    if (c.max_length != config_.clip.max_length)
+      fail(config_.name + ": the text encoders disagree on the context length (" + std::to_string(c.max_length) +
+           " vs " + std::to_string(config_.clip.max_length) + " tokens)");
+  }
+  if (u.context_dim != config_.context_width())
+    fail(config_.name + ": the UNet's cross-attention takes a context " + std::to_string(u.context_dim) +
+         " wide, the text encoders give " + std::to_string(config_.context_width()));
+  // y = the pooled vectors, then 6 size embeddings (SDXL); a UNet without y takes neither.
+  const int y_width = config_.pooled_width() + 6 * config_.size_embed_dim;
+  if (u.adm_in_channels != (u.adm_in_channels > 0 || y_width > 0 ? y_width : 0))
+    fail(config_.name + ": the UNet's vector input y (label_emb) is " + std::to_string(u.adm_in_channels) +
+         " wide; the model's conditioning gives " + std::to_string(config_.pooled_width()) + " pooled + 6 x " +
+         std::to_string(config_.size_embed_dim) + " size embedding values");
   // The default image size must be one the model can make: the VAE's and the UNet's
   // downsampling must divide it (as they must divide -W/-H).
   const int size_multiple = config_.vae.downsample_factor() * (1 << (int)(u.channel_mult.size() - 1));
@@ -496,6 +546,13 @@ std::vector<float> Checkpoint::read_f32(const std::string& name) const {
   const Entry& e = entry(name);
   std::vector<float> all = e.file->to_f32(*e.tensor);
   const size_t n = (size_t)shape_numel(e.shape);
+  if (e.transpose) {
+    const size_t rows = (size_t)e.shape[0], cols = (size_t)e.shape[1];
+    std::vector<float> t(n);
+    for (size_t r = 0; r < rows; ++r)
+      for (size_t c = 0; c < cols; ++c) t[r * cols + c] = all[c * rows + r];
+    return t;
+  }
   if (n == all.size()) return all;
   // A slice along the first dimension (fused q/k/v): contiguous rows.
   const size_t row = e.tensor->shape.empty() || e.tensor->shape[0] == 0 ? 0 : all.size() / (size_t)e.tensor->shape[0];
@@ -629,7 +686,20 @@ void apply_model_config_json(ModelConfig& cfg, const Json& j, const std::string&
     r.check("channel_mult", u.channel_mult);
     r.check("num_res_blocks", u.num_res_blocks);
     r.check("attention_levels", u.attention_levels);
-    r.check("transformer_depth", u.transformer_depth);
+    // The reference writes transformer_depth as one number (SD 1.x / 2.x) or one entry per level
+    // (SDXL's [0, 2, 10]); a level without attention ignores its entry, as the reference does.
+    if (const Json* v = r.get("transformer_depth"); v && v->is_array()) {
+      const auto want = r.parse<std::vector<int>>(*v, "transformer_depth");
+      if (want.size() != u.channel_mult.size())
+        fail(what + ": unet.transformer_depth has " + std::to_string(want.size()) + " entries for " +
+             std::to_string(u.channel_mult.size()) + " levels");
+      for (size_t l = 0; l < want.size(); ++l)
+        if (u.attention_levels[l] && want[l] != u.depth_at((int)l))
+          fail(what + ": unet.transformer_depth[" + std::to_string(l) + "] = " + std::to_string(want[l]) +
+               " but the tensors say " + std::to_string(u.depth_at((int)l)));
+    } else {
+      r.check("transformer_depth", u.transformer_depth);
+    }
     r.check("context_dim", u.context_dim);
     r.check("use_linear_in_transformer", u.use_linear_in_transformer);
     // A head count alone means a fixed count (SD 1.x style), whatever the family's default.
@@ -640,8 +710,8 @@ void apply_model_config_json(ModelConfig& cfg, const Json& j, const std::string&
     r.take("ln_eps", u.ln_eps);
     if (u.num_head_channels <= 0 && u.num_heads <= 0) fail(what + ": unet.num_heads must be positive");
   });
-  top.sub("text_encoder", [&](ConfigReader& r) {
-    ClipConfig& c = cfg.clip;
+  // "text_encoder" is the first encoder, "text_encoder_2" the second (SDXL's bigG).
+  auto text_encoder = [&](ConfigReader& r, ClipConfig& c) {
     r.check("vocab_size", c.vocab_size);
     r.check("max_length", c.max_length);
     r.check("width", c.width);
@@ -654,6 +724,11 @@ void apply_model_config_json(ModelConfig& cfg, const Json& j, const std::string&
     r.take("eos_token", c.eos_token);
     r.take("pad_token", c.pad_token);
     r.take("skip_last_layers", c.skip_last_layers);
+  };
+  top.sub("text_encoder", [&](ConfigReader& r) { text_encoder(r, cfg.clip); });
+  top.sub("text_encoder_2", [&](ConfigReader& r) {
+    if (cfg.more_text_encoders.empty()) fail(what + ": text_encoder_2 given for a model with one text encoder");
+    text_encoder(r, cfg.more_text_encoders[0]);
   });
   top.sub("vae", [&](ConfigReader& r) {
     VaeConfig& v = cfg.vae;
@@ -677,6 +752,7 @@ void apply_model_config_json(ModelConfig& cfg, const Json& j, const std::string&
     r.take("prediction_type", sc.prediction_type);
     r.take("timestep_spacing", sc.timestep_spacing);
     r.take("steps_offset", sc.steps_offset);
+    r.take("init_noise", sc.init_noise);
   });
   // "preview": {"latent_rgb": [[r, g, b], ... one row per latent channel], "bias": [r, g, b]}
   top.sub("preview", [&](ConfigReader& r) {
@@ -720,11 +796,14 @@ void apply_model_config_json(ModelConfig& cfg, const Json& j, const std::string&
   if (!sc.timestep_spacing.empty() && sc.timestep_spacing != "leading" && sc.timestep_spacing != "trailing" &&
       sc.timestep_spacing != "linspace")
     fail(what + ": schedule.timestep_spacing '" + sc.timestep_spacing + "' is not supported (leading, trailing or linspace)");
+  if (sc.init_noise != "sigma" && sc.init_noise != "sqrt_sigma2_plus_1")
+    fail(what + ": schedule.init_noise '" + sc.init_noise + "' is not supported (sigma or sqrt_sigma2_plus_1)");
   if (sc.steps_offset < 0 || sc.steps_offset >= sc.num_train_timesteps)
     fail(what + ": schedule.steps_offset must be in [0, num_train_timesteps)");
   if (sc.num_train_timesteps <= 0 || !(sc.beta_start > 0) || !(sc.beta_end >= sc.beta_start) || sc.beta_end >= 1)
     fail(what + ": schedule needs num_train_timesteps > 0 and 0 < beta_start <= beta_end < 1");
-  if (cfg.clip.heads <= 0) fail(what + ": text_encoder.heads must be positive");
+  for (const ClipConfig& c : cfg.text_encoders())
+    if (c.heads <= 0) fail(what + ": text_encoder.heads must be positive");
 }
 
 // ---- upload ----------------------------------------------------------------------------------

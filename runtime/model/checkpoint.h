@@ -82,11 +82,12 @@ class Checkpoint {
     const StTensor* tensor = nullptr;
     Shape shape;  // original-layout shape (may be a reshape of the stored one)
     int64_t row0 = 0;  // a slice: rows [row0, row0 + shape[0]) of the stored tensor
+    bool transpose = false;  // 2-D, stored [shape[1], shape[0]] (diffusers' text_projection)
   };
   Checkpoint() = default;
   static Checkpoint open_impl(const std::string& path, const std::string& config_path, const std::string* config_text);
   void add_tensor(const std::string& original_name, const SafetensorsFile& f, const StTensor& t, Shape shape,
-                  int64_t row0 = 0);
+                  int64_t row0 = 0, bool transpose = false);
   const Entry& entry(const std::string& name) const;
   void load_single_file();
   void load_diffusers_folder();

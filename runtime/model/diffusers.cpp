@@ -84,6 +84,13 @@ std::string unet_key(Key& k, const DiffusersUNetShape& s) {
   if (k.eat("conv_in")) return is_param(k) ? "input_blocks.0.0." + k.rest() : "";
   if (k.eat("conv_norm_out")) return is_param(k) ? "out.0." + k.rest() : "";
   if (k.eat("conv_out")) return is_param(k) ? "out.2." + k.rest() : "";
+  // SDXL's vector input: UNet2DConditionModel's add_embedding (TimestepEmbedding on y) is
+  // openaimodel's label_emb = Sequential(Sequential(Linear, SiLU, Linear)).
+  if (k.eat("add_embedding")) {
+    if (k.eat("linear_1")) return is_param(k) ? "label_emb.0.0." + k.rest() : "";
+    if (k.eat("linear_2")) return is_param(k) ? "label_emb.0.2." + k.rest() : "";
+    return "";
+  }
   if (k.eat("time_embedding")) {
     if (k.eat("linear_1")) return is_param(k) ? "time_embed.0." + k.rest() : "";
     if (k.eat("linear_2")) return is_param(k) ? "time_embed.2." + k.rest() : "";
@@ -328,8 +335,10 @@ void apply_diffusers_config(ModelConfig& cfg, const std::string& component, cons
     check_int(j, "latent_channels", v.embed_dim, what);
     check_int(j, "norm_num_groups", 32, what);
     v.scale_factor = (float)j.number_or("scaling_factor", v.scale_factor);
-  } else if (component == "text_encoder") {
-    ClipConfig& c = cfg.clip;
+  } else if (component == "text_encoder" || component == "text_encoder_2") {
+    if (component == "text_encoder_2" && cfg.more_text_encoders.empty())
+      fail(what + ": a text_encoder_2 config for a model with one text encoder");
+    ClipConfig& c = component == "text_encoder" ? cfg.clip : cfg.more_text_encoders[0];
     check_int(j, "hidden_size", c.width, what);
     check_int(j, "intermediate_size", c.mlp_dim, what);
     check_int(j, "num_hidden_layers", c.layers, what);

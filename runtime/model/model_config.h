@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "runtime/diffusion/preview.h"
+#include "runtime/model/network_prefixes.h"
 
 namespace vksd {
 
@@ -27,6 +28,23 @@ struct ClipConfig {
   // tower (1); diffusers folders store the tower already cut (0). clip_skip counts on top.
   int skip_last_layers = 0;
   int used_layers() const { return layers - skip_last_layers; }
+  // What the UNet's context is made of: the output of layer used_layers() - clip_skip -
+  // context_skip (SDXL: 1, the penultimate), through final_layer_norm when `final_norm` (SD 1.x /
+  // 2.x; SDXL's encoders give the raw hidden state).
+  int context_skip = 0;
+  bool final_norm = true;
+  // > 0: the encoder also gives a pooled vector of this width for the UNet's y (SDXL's bigG):
+  // final_layer_norm(last layer)[first end token] @ text_projection [width, pooled_dim].
+  int pooled_dim = 0;
+  // Where the encoder's weights live in the checkpoint's canonical names (Hugging Face
+  // CLIPTextModel names under this prefix; the text projection is prefix + "text_projection").
+  std::string prefix = kClipPrefix;
+  // Where a single file stores the tower under open_clip's names (fused in_proj; mapped to
+  // `prefix` at load by model/openclip_keys.h), "" = Hugging Face names only; and how many of
+  // that stored tower's last layers the model does not use (SD 2.x: 1).
+  std::string openclip_prefix;
+  int openclip_unused_layers = 0;
+  int context_layer(int clip_skip) const { return used_layers() - clip_skip - context_skip; }
 };
 
 // The LDM UNetModel (openaimodel.py) with SpatialTransformer cross-attention.
@@ -97,11 +115,15 @@ struct ScheduleConfig {
   // diffusers' steps_offset, added to "leading" timesteps (SD 1.x's scheduler config says 1).
   std::string timestep_spacing;
   int steps_offset = 0;
+  // The pure-noise start of the sigma samplers (euler, dpm++, ...): "sigma" = noise * sigma_max
+  // (k-diffusion, A1111), "sqrt_sigma2_plus_1" = noise * sqrt(1 + sigma_max^2) (sgm, SDXL's
+  // reference sampler; diffusers' EulerDiscreteScheduler with leading spacing).
+  std::string init_noise = "sigma";
 };
 
 // The model families vksd runs (runtime/model/model_family.h decides which one a checkpoint is
 // and names the ones it refuses).
-enum class ModelFamily { SD1, SD2 };
+enum class ModelFamily { SD1, SD2, SDXL };
 
 struct ModelConfig {
   std::string name;      // for messages and PNG metadata
@@ -124,11 +146,27 @@ struct ModelConfig {
     r.insert(r.end(), more_text_encoders.begin(), more_text_encoders.end());
     return r;
   }
+  size_t text_encoder_count() const { return 1 + more_text_encoders.size(); }
+  ClipConfig& text_encoder(size_t i) { return i == 0 ? clip : more_text_encoders.at(i - 1); }
+  const ClipConfig& text_encoder(size_t i) const { return i == 0 ? clip : more_text_encoders.at(i - 1); }
+  int pooled_width() const {
+    int w = 0;
+    for (const ClipConfig& c : text_encoders()) w += c.pooled_dim;
+    return w;
+  }
   int context_width() const {
     int w = 0;
     for (const ClipConfig& c : text_encoders()) w += c.width;
     return w;
   }
+  // SDXL's micro-conditioning: the UNet's y ends with the Fourier embeddings (this many values
+  // per number) of original size, crop top-left and target size (diffusion/
+  // sdxl_size_conditioning.h); 0 = none. y = every encoder's pooled vector, then these.
+  int size_embed_dim = 0;
+  // With guidance and an empty negative prompt, the unconditional branch's text (context and
+  // pooled) is all zeros instead of the empty prompt's encoding (SDXL: sgm's
+  // force_uc_zero_embeddings=["txt"], diffusers' force_zeros_for_empty_prompt).
+  bool force_zeros_for_empty_prompt = false;
   UNetConfig unet;
   VaeConfig vae;
   ScheduleConfig schedule;

@@ -3,6 +3,7 @@
 #include "runtime/error.h"
 #include "runtime/model/openclip_keys.h"
 #include "runtime/model/sd1_layout.h"
+#include "runtime/model/sdxl_family.h"
 
 namespace vksd {
 
@@ -40,26 +41,19 @@ struct KeyTraits {
 };
 
 [[noreturn]] void refuse(const std::string& path, const std::string& what, const std::string& why) {
-  fail(path + ": this is " + what + " (" + why + "); vksd runs SD 1.x and SD 2.x checkpoints only");
-}
-
-// SDXL base is recognised (model/sdxl_family.h describes it, model/sdxl_text.h loads its text
-// encoders) but not runnable until the SDXL UNet lands.
-[[noreturn]] void refuse_sdxl_base(const std::string& path, const std::string& what) {
-  fail(path + ": this is " + what + " (SDXL base: CLIP ViT-L + OpenCLIP ViT-bigG text encoders, a UNet with "
-              "label_emb); SDXL UNet support is in progress: for now vksd runs SD 1.x and SD 2.x checkpoints only");
+  fail(path + ": this is " + what + " (" + why + "); vksd runs SD 1.x, SD 2.x and SDXL base checkpoints only");
 }
 
 }  // namespace
 
-bool is_sdxl_base(const std::vector<std::string>& keys) {
-  const KeyTraits t(keys);
-  return t.sdxl_conditioner && t.sdxl_second_embedder && t.label_emb && !t.lora;
+const char* model_family_name(ModelFamily f) {
+  return f == ModelFamily::SDXL ? "SDXL" : f == ModelFamily::SD2 ? "SD 2.x" : "SD 1.x";
 }
 
-const char* model_family_name(ModelFamily f) { return f == ModelFamily::SD2 ? "SD 2.x" : "SD 1.x"; }
-
 const char* text_encoder_kind(ModelFamily f) {
+  if (f == ModelFamily::SDXL)
+    return "OpenAI CLIP ViT-L/14 + OpenCLIP ViT-bigG/14 (both penultimate layers, concatenated; bigG's pooled "
+           "vector)";
   return f == ModelFamily::SD2 ? "OpenCLIP ViT-H/14 text tower (penultimate layer + ln_final)"
                                : "OpenAI CLIP ViT-L/14 text transformer (last layer + final_layer_norm)";
 }
@@ -76,7 +70,7 @@ ModelFamily single_file_family(const std::vector<std::string>& keys, const std::
   if (t.unclip_parts) refuse(path, "an SD 2.x unCLIP checkpoint", "image embedder and noise_augmentor");
   if (t.sdxl_conditioner && !t.sdxl_second_embedder)
     refuse(path, "an SDXL refiner checkpoint", "one conditioner.embedders text encoder and label_emb");
-  if (t.sdxl_conditioner && t.label_emb) refuse_sdxl_base(path, "an SDXL checkpoint");
+  if (t.sdxl_conditioner && t.label_emb) return ModelFamily::SDXL;
   if (t.sdxl_conditioner) refuse(path, "an SDXL checkpoint", "conditioner.embedders.* text encoders");
   if (t.label_emb) refuse(path, "a UNet with vector conditioning (SDXL-style label_emb)", "model.diffusion_model.label_emb");
   if (t.depth_model) refuse(path, "an SD 2.x depth-to-image checkpoint", "depth_model.*");
@@ -96,7 +90,7 @@ ModelFamily diffusers_family(const std::string& pipeline_class, const std::strin
   // SDXL base: StableDiffusionXLPipeline with both text encoders (the refiner,
   // StableDiffusionXLImg2ImgPipeline, has text_encoder_2 only).
   if (c == "StableDiffusionXLPipeline" && has_second_text_encoder && !text_encoder_act.empty())
-    refuse_sdxl_base(path, "an SDXL pipeline");
+    return ModelFamily::SDXL;
   if (has(c, "XL")) refuse(path, "an SDXL pipeline", why);
   if (has(c, "UnCLIP")) refuse(path, "an SD unCLIP pipeline", why);
   if (has(c, "Cascade") || has(c, "Wuerstchen")) refuse(path, "a Stable Cascade pipeline", why);
@@ -111,6 +105,7 @@ ModelFamily diffusers_family(const std::string& pipeline_class, const std::strin
 
 void apply_family_defaults(ModelConfig& cfg, ModelFamily f) {
   cfg.family = f;
+  if (f == ModelFamily::SDXL) return apply_sdxl_defaults(cfg);
   const ModelConfig sd1;
   cfg.clip.heads = sd1.clip.heads;
   cfg.clip.quick_gelu = sd1.clip.quick_gelu;
@@ -122,6 +117,8 @@ void apply_family_defaults(ModelConfig& cfg, ModelFamily f) {
     cfg.clip.quick_gelu = false;   // OpenCLIP uses exact (erf) GELU
     cfg.clip.pad_token = 0;        // open_clip.tokenize pads with 0
     cfg.unet.num_head_channels = 64;  // v2-inference(-v).yaml: num_head_channels 64
+    cfg.clip.openclip_prefix = kOpenClipPrefix;  // single files: the whole OpenCLIP tower...
+    cfg.clip.openclip_unused_layers = 1;         // ...of which SD 2.x uses all but the last layer
   }
 }
 

@@ -6,12 +6,10 @@
 //   SD 2.x  cond_stage_model.model.* (OpenCLIP ViT-H/14, open_clip names): context 1024, UNet
 //           heads of 64 channels (num_head_channels), linear proj_in/proj_out, exact GELU, the
 //           penultimate layer through ln_final, pads with 0; 512 eps or 768 v-prediction.
+//   SDXL    conditioner.embedders.0.transformer.* (CLIP ViT-L) + conditioner.embedders.1.model.*
+//           (OpenCLIP ViT-bigG) + model.diffusion_model.label_emb.* (model/sdxl_family.h)
 // Everything else that looks like a diffusion checkpoint is refused with a message naming what
-// it is (SDXL, SDXL refiner, SD unCLIP, SD3, Flux, Stable Cascade, PixArt, DiT, a LoRA file).
-// SDXL base (conditioner.embedders.0.transformer.* CLIP ViT-L + conditioner.embedders.1.model.*
-// OpenCLIP ViT-bigG + model.diffusion_model.label_emb.*) is recognised -- is_sdxl_base(), its
-// description in model/sdxl_family.h, its text encoders in model/sdxl_text.h -- and refused with
-// "SDXL UNet support is in progress" until the SDXL UNet lands.
+// it is (SDXL refiner, SD unCLIP, SD3, Flux, Stable Cascade, PixArt, DiT, a LoRA file).
 #pragma once
 #include <string>
 #include <vector>
@@ -28,8 +26,6 @@ const char* text_encoder_kind(ModelFamily f);
 // (and `path`) for files of a family vksd does not run, or that mix two families' text encoders.
 ModelFamily single_file_family(const std::vector<std::string>& keys, const std::string& path);
 
-// The tensor names of an SDXL base single file (both text encoders and the UNet's label_emb).
-bool is_sdxl_base(const std::vector<std::string>& keys);
 
 // The family of a diffusers folder (model_index.json's _class_name, the text encoder's
 // hidden_act; "" = file absent); Error for pipelines vksd does not run.

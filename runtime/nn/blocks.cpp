@@ -4,47 +4,53 @@
 
 namespace vksd::nn {
 
-Tensor linear(const Scope& s, Tensor x, Tensor residual) {
-  Tensor w = s.w("weight");
-  if (w.rank() != 2) fail(s.quoted("weight") + " is not a linear weight: shape " + shape_str(w.shape()));
-  if (x.dim(-1) != w.dim(1))
-    fail(s.quoted() + ": input width " + std::to_string(x.dim(-1)) + " does not match weight " +
-         shape_str(w.shape()));
-  Tensor b = s.has("bias") ? s.w("bias", {w.dim(0)}) : Tensor{};
+// Weights are bound one statement at a time (never two in one argument list, whose order C++
+// leaves open), so that a layout lists them in a fixed order.
+
+Tensor LayoutRecorder::bind(Graph& g, const std::string& name, const Shape& shape) const {
+  auto [it, fresh] = seen_.emplace(name, shape);
+  if (fresh) specs_.push_back({name, shape});
+  else if (it->second != shape)
+    fail("network layout: tensor '" + name + "' is used with shape " + shape_str(shape) + " and " +
+         shape_str(it->second));
+  return g.input(shape, storage(), name);
+}
+
+Tensor linear(const Scope& s, Tensor x, int64_t out, Tensor residual) {
+  Tensor w = s.w("weight", {out, x.dim(-1)});
+  Tensor b = s.w("bias", {out});
   return residual.valid() ? ops::linear(x, w, b, residual) : ops::linear(x, w, b);
 }
 
-Tensor conv1x1_as_linear(const Scope& s, Tensor x) {
-  Tensor w = s.w("weight");
-  if (w.rank() == 4) {
-    if (w.dim(2) != 1 || w.dim(3) != 1) fail(s.quoted("weight") + " is not a 1x1 conv: " + shape_str(w.shape()));
-    w = s.graph().view(w, {w.dim(0), w.dim(1)});
-  }
-  if (x.dim(-1) != w.dim(1))
-    fail(s.quoted() + ": input width " + std::to_string(x.dim(-1)) + " does not match weight " +
-         shape_str(w.shape()));
-  Tensor b = s.has("bias") ? s.w("bias", {w.dim(0)}) : Tensor{};
-  return ops::linear(x, w, b);
+Tensor linear_without_bias(const Scope& s, Tensor x, int64_t out) {
+  return ops::linear(x, s.w("weight", {out, x.dim(-1)}), Tensor{});
 }
 
-Tensor conv(const Scope& s, Tensor x, ops::Conv2d p, Tensor residual) {
-  Tensor w = s.w("weight");
-  if (w.rank() != 4) fail(s.quoted("weight") + " is not a conv weight: shape " + shape_str(w.shape()));
-  if (x.dim(1) != w.dim(1))
-    fail(s.quoted() + ": input has " + std::to_string(x.dim(1)) + " channels, weight " + shape_str(w.shape()));
-  Tensor b = s.has("bias") ? s.w("bias", {w.dim(0)}) : Tensor{};
+Tensor conv1x1_as_linear(const Scope& s, Tensor x, int64_t out) {
+  Tensor w = s.w("weight", {out, x.dim(-1), 1, 1});
+  Tensor b = s.w("bias", {out});
+  return ops::linear(x, s.graph().view(w, {out, x.dim(-1)}), b);
+}
+
+Tensor conv(const Scope& s, Tensor x, int64_t out, int k, ops::Conv2d p, Tensor residual) {
+  Tensor w = s.w("weight", {out, x.dim(1), k, k});
+  Tensor b = s.w("bias", {out});
   return residual.valid() ? ops::conv2d(x, w, b, p, residual) : ops::conv2d(x, w, b, p);
 }
 
 Tensor group_norm(const Scope& s, Tensor x, float eps, bool silu) {
-  // Every GroupNorm in SD 1.x has 32 groups (LDM's normalization() / Normalize()).
+  // Every GroupNorm in SD has 32 groups (LDM's normalization() / Normalize()).
   const int64_t c = x.dim(1);
-  return ops::group_norm(x, s.w("weight", {c}), s.w("bias", {c}), 32, eps, silu);
+  Tensor gamma = s.w("weight", {c});
+  Tensor beta = s.w("bias", {c});
+  return ops::group_norm(x, gamma, beta, 32, eps, silu);
 }
 
 Tensor layer_norm(const Scope& s, Tensor x, float eps) {
   const int64_t c = x.dim(-1);
-  return ops::layer_norm(x, s.w("weight", {c}), s.w("bias", {c}), eps);
+  Tensor gamma = s.w("weight", {c});
+  Tensor beta = s.w("bias", {c});
+  return ops::layer_norm(x, gamma, beta, eps);
 }
 
 }  // namespace vksd::nn

@@ -31,7 +31,9 @@ struct Norms {
     own.push_back(mine);
     given.push_back(g.input({n}, DType::F32, "given statistics"));
     Tensor stats = ops::add(ops::mul(mine, use_own), ops::mul(given.back(), use_given));
-    return ops::group_norm_apply(x, s.w("weight", {c}), s.w("bias", {c}), stats, kGroups, silu);
+    Tensor gamma = s.w("weight", {c});
+    Tensor beta = s.w("bias", {c});
+    return ops::group_norm_apply(x, gamma, beta, stats, kGroups, silu);
   }
   static constexpr int kGroups = 32;
 };
@@ -39,25 +41,20 @@ struct Norms {
 // ResnetBlock (no time embedding): norm1+SiLU, conv1, norm2+SiLU, (dropout), conv2, + x;
 // nin_shortcut (1x1) when the channel count changes.
 Tensor resnet_block(const Scope& s, Tensor x, int64_t out_ch, float eps, Norms& norm) {
-  Tensor h = conv3x3(s.sub("conv1"), norm(s.sub("norm1"), x, eps, /*silu=*/true));
-  if (h.dim(1) != out_ch)
-    fail(s.quoted("conv1") + " has " + std::to_string(h.dim(1)) + " output channels, expected " +
-         std::to_string(out_ch));
-  Tensor skip = x;
-  if (s.has("nin_shortcut.weight")) skip = conv1x1(s.sub("nin_shortcut"), x);
-  else if (s.has("conv_shortcut.weight")) skip = conv3x3(s.sub("conv_shortcut"), x);
-  return conv3x3(s.sub("conv2"), norm(s.sub("norm2"), h, eps, /*silu=*/true), /*residual=*/skip);
+  Tensor h = conv3x3(s.sub("conv1"), norm(s.sub("norm1"), x, eps, /*silu=*/true), out_ch);
+  Tensor skip = x.dim(1) != out_ch ? conv1x1(s.sub("nin_shortcut"), x, out_ch) : x;
+  return conv3x3(s.sub("conv2"), norm(s.sub("norm2"), h, eps, /*silu=*/true), out_ch, /*residual=*/skip);
 }
 
 // AttnBlock: one head over all h*w pixels, q/k/v/proj_out 1x1 convs (applied as linears on the
 // token layout), scale 1/sqrt(C), residual.
 Tensor attn_block(const Scope& s, Tensor x, float eps, Norms& norm) {
-  const int64_t h = x.dim(2), w = x.dim(3);
+  const int64_t c = x.dim(1), h = x.dim(2), w = x.dim(3);
   Tensor t = ops::nchw_to_nlc(norm(s.sub("norm"), x, eps, /*silu=*/false));
-  Tensor q = conv1x1_as_linear(s.sub("q"), t);
-  Tensor k = conv1x1_as_linear(s.sub("k"), t);
-  Tensor v = conv1x1_as_linear(s.sub("v"), t);
-  Tensor o = conv1x1_as_linear(s.sub("proj_out"), multi_head_attention(q, k, v, /*heads=*/1));
+  Tensor q = conv1x1_as_linear(s.sub("q"), t, c);
+  Tensor k = conv1x1_as_linear(s.sub("k"), t, c);
+  Tensor v = conv1x1_as_linear(s.sub("v"), t, c);
+  Tensor o = conv1x1_as_linear(s.sub("proj_out"), multi_head_attention(q, k, v, /*heads=*/1), c);
   return ops::add(x, ops::nlc_to_nchw(o, h, w));
 }
 
@@ -69,33 +66,34 @@ Tensor mid_block(const Scope& s, Tensor x, float eps, Norms& norm) {
   return resnet_block(s.sub("block_2"), x, ch, eps, norm);
 }
 
+// The VAEs of SD (attn_resolutions = []) have attention only in the mid blocks.
+
 // Encoder, first part: image -> conv_in and the down levels (the resolution-changing part).
 Tensor encoder_head(const Scope& s, Tensor x, const VaeConfig& cfg, Norms& norm) {
   const int levels = (int)cfg.ch_mult.size();
-  Tensor h = conv3x3(s.sub("conv_in"), x);
+  Tensor h = conv3x3(s.sub("conv_in"), x, cfg.ch);
   for (int i = 0; i < levels; ++i) {
     const Scope down = s.sub("down").sub(i);
-    for (int j = 0; j < cfg.num_res_blocks; ++j) {
+    for (int j = 0; j < cfg.num_res_blocks; ++j)
       h = resnet_block(down.sub("block").sub(j), h, (int64_t)cfg.ch * cfg.ch_mult[i], cfg.gn_eps, norm);
-      if (down.has("attn." + std::to_string(j) + ".q.weight"))
-        h = attn_block(down.sub("attn").sub(j), h, cfg.gn_eps, norm);
-    }
     // Downsample pads right and bottom only, then a 3x3 stride-2 conv without padding.
-    if (i != levels - 1) h = conv(down.sub("downsample.conv"), h, ops::Conv2d::down_asym());
+    if (i != levels - 1) h = conv(down.sub("downsample.conv"), h, h.dim(1), 3, ops::Conv2d::down_asym());
   }
   return h;
 }
 
-// Encoder, second part: mid, norm_out+SiLU, conv_out -> 2 * z_channels moments (before quant_conv).
+// Encoder, second part: mid, norm_out+SiLU, conv_out -> 2 * z_channels moments (double_z: mean
+// and log-variance; before quant_conv).
 Tensor encoder_tail(const Scope& s, Tensor h, const VaeConfig& cfg, Norms& norm) {
   h = mid_block(s.sub("mid"), h, cfg.gn_eps, norm);
   h = norm(s.sub("norm_out"), h, cfg.gn_eps, /*silu=*/true);
-  return conv3x3(s.sub("conv_out"), h);
+  return conv3x3(s.sub("conv_out"), h, 2 * cfg.z_channels);
 }
 
-// Decoder, first part: z_channels latent -> conv_in, mid (at latent resolution).
+// Decoder, first part: z_channels latent -> conv_in (to the deepest level's channels), mid
+// (at latent resolution).
 Tensor decoder_head(const Scope& s, Tensor z, const VaeConfig& cfg, Norms& norm) {
-  Tensor h = conv3x3(s.sub("conv_in"), z);
+  Tensor h = conv3x3(s.sub("conv_in"), z, (int64_t)cfg.ch * cfg.ch_mult.back());
   return mid_block(s.sub("mid"), h, cfg.gn_eps, norm);
 }
 
@@ -104,14 +102,20 @@ Tensor decoder_tail(const Scope& s, Tensor h, const VaeConfig& cfg, Norms& norm)
   const int levels = (int)cfg.ch_mult.size();
   for (int i = levels - 1; i >= 0; --i) {
     const Scope up = s.sub("up").sub(i);
-    for (int j = 0; j <= cfg.num_res_blocks; ++j) {
+    for (int j = 0; j <= cfg.num_res_blocks; ++j)
       h = resnet_block(up.sub("block").sub(j), h, (int64_t)cfg.ch * cfg.ch_mult[i], cfg.gn_eps, norm);
-      if (up.has("attn." + std::to_string(j) + ".q.weight")) h = attn_block(up.sub("attn").sub(j), h, cfg.gn_eps, norm);
-    }
-    if (i != 0) h = conv3x3(up.sub("upsample.conv"), ops::upsample_nearest2x(h));
+    if (i != 0) h = conv3x3(up.sub("upsample.conv"), ops::upsample_nearest2x(h), h.dim(1));
   }
   h = norm(s.sub("norm_out"), h, cfg.gn_eps, /*silu=*/true);
-  return conv3x3(s.sub("conv_out"), h);
+  return conv3x3(s.sub("conv_out"), h, cfg.out_channels);
+}
+
+// quant_conv: the encoder's moments -> 2 x embed_dim; post_quant_conv: latent -> z_channels.
+Tensor quant_conv(const Scope& root, Tensor moments, const VaeConfig& cfg) {
+  return conv1x1(root.sub("quant_conv"), moments, 2 * cfg.embed_dim);
+}
+Tensor post_quant_conv(const Scope& root, Tensor z, const VaeConfig& cfg) {
+  return conv1x1(root.sub("post_quant_conv"), z, cfg.z_channels);
 }
 
 }  // namespace
@@ -124,10 +128,11 @@ VaeDecoder::VaeDecoder(Context& ctx, const WeightStore& weights, const VaeConfig
          std::to_string(latent_w) + " must be positive");
   graph_ = std::make_unique<Graph>(ctx);
   Graph& g = *graph_;
-  const Scope root = Scope::root(g, weights, kVaePrefix);
+  const DeviceWeights source(weights);
+  const Scope root = Scope::root(g, source, kVaePrefix);
   z_ = g.input({batch, cfg.embed_dim, latent_h, latent_w}, opts.activations.value_or(weights.storage()), "z");
   Norms norm;
-  Tensor h = conv1x1(root.sub("post_quant_conv"), z_);
+  Tensor h = post_quant_conv(root, z_, cfg);
   h = decoder_head(root.sub("decoder"), h, cfg, norm);
   image_ = decoder_tail(root.sub("decoder"), h, cfg, norm);
   g.keep(image_);
@@ -155,15 +160,13 @@ VaeEncoder::VaeEncoder(Context& ctx, const WeightStore& weights, const VaeConfig
          " must be a positive multiple of " + std::to_string(f));
   graph_ = std::make_unique<Graph>(ctx);
   Graph& g = *graph_;
-  const Scope root = Scope::root(g, weights, kVaePrefix);
+  const DeviceWeights source(weights);
+  const Scope root = Scope::root(g, source, kVaePrefix);
   image_ = g.input({batch, cfg.in_channels, image_h, image_w}, opts.activations.value_or(weights.storage()), "image");
   Norms norm;
   Tensor h = encoder_head(root.sub("encoder"), image_, cfg, norm);
   h = encoder_tail(root.sub("encoder"), h, cfg, norm);
-  moments_ = conv1x1(root.sub("quant_conv"), h);
-  if (moments_.dim(1) != 2 * cfg.embed_dim)
-    fail("VaeEncoder: quant_conv gives " + std::to_string(moments_.dim(1)) + " channels, expected 2 x embed_dim " +
-         std::to_string(cfg.embed_dim));
+  moments_ = quant_conv(root, h, cfg);
   g.keep(moments_);
   g.compile(opts.profile);
 }
@@ -202,7 +205,8 @@ VaePartNet::VaePartNet(Context& ctx, const WeightStore& weights, const VaeConfig
          std::to_string(in_w) + " must be positive" + (image_in ? " multiples of " + std::to_string(f) : std::string()));
   graph_ = std::make_unique<Graph>(ctx);
   Graph& g = *graph_;
-  const Scope root = Scope::root(g, weights, kVaePrefix);
+  const DeviceWeights source(weights);
+  const Scope root = Scope::root(g, source, kVaePrefix);
   const DType dt = opts.activations.value_or(weights.storage());
   const int64_t top = (int64_t)cfg.ch * cfg.ch_mult.back();  // channels between head and tail
   Norms norm;
@@ -210,7 +214,7 @@ VaePartNet::VaePartNet(Context& ctx, const WeightStore& weights, const VaeConfig
   switch (part) {
     case VaePart::DecoderHead:
       in_ = g.input({batch, cfg.embed_dim, in_h, in_w}, dt, "z");
-      out_ = decoder_head(root.sub("decoder"), conv1x1(root.sub("post_quant_conv"), in_), cfg, norm);
+      out_ = decoder_head(root.sub("decoder"), post_quant_conv(root, in_, cfg), cfg, norm);
       break;
     case VaePart::DecoderTail:
       in_ = g.input({batch, top, in_h, in_w}, dt, "decoder mid output");
@@ -222,7 +226,7 @@ VaePartNet::VaePartNet(Context& ctx, const WeightStore& weights, const VaeConfig
       break;
     case VaePart::EncoderTail:
       in_ = g.input({batch, top, in_h, in_w}, dt, "encoder down output");
-      out_ = conv1x1(root.sub("quant_conv"), encoder_tail(root.sub("encoder"), in_, cfg, norm));
+      out_ = quant_conv(root, encoder_tail(root.sub("encoder"), in_, cfg, norm), cfg);
       break;
   }
   given_stats_ = std::move(norm.given);
@@ -271,3 +275,22 @@ std::vector<float> VaePartNet::run(const std::vector<float>& x) {
 VkDeviceSize VaePartNet::peak_bytes() const { return graph_->peak_bytes(); }
 
 }  // namespace vksd::nn
+
+namespace vksd {
+
+std::vector<TensorSpec> vae_layout(const VaeConfig& cfg) {
+  if (cfg.ch_mult.empty()) fail("VAE config: ch_mult must not be empty");
+  // A dry run of the encoder (an image of one latent pixel) and the decoder, batch 1.
+  Graph g;
+  const nn::LayoutRecorder weights;
+  const nn::Scope root = nn::Scope::root(g, weights, kVaePrefix);
+  const int64_t f = cfg.downsample_factor();
+  nn::Norms norm;
+  Tensor h = nn::encoder_head(root.sub("encoder"), g.input({1, cfg.in_channels, f, f}, weights.storage()), cfg, norm);
+  nn::quant_conv(root, nn::encoder_tail(root.sub("encoder"), h, cfg, norm), cfg);
+  h = nn::post_quant_conv(root, g.input({1, cfg.embed_dim, 1, 1}, weights.storage()), cfg);
+  nn::decoder_tail(root.sub("decoder"), nn::decoder_head(root.sub("decoder"), h, cfg, norm), cfg, norm);
+  return weights.specs();
+}
+
+}  // namespace vksd

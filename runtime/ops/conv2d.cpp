@@ -27,7 +27,7 @@ ConvTiles conv_tiles(Graph& g, int64_t Co, int64_t pixel_blocks) {
     ConvTiles t{};
     if (std::sscanf(e, "%u,%u,%u,%u", &t.tm, &t.tn, &t.px, &t.cy) == 4 && t.tm && t.tn && t.px && t.cy) return t;
   }
-  const DeviceInfo& info = g.context().info();
+  const DeviceInfo& info = g.device_info();
   // llvmpipe: lanes of a subgroup take neighbouring pixel blocks of the same channels, so the
   // weight fetches of a subgroup are uniform. GPUs: smaller tiles, more invocations.
   // Measured at 320->320 64x64 and 2560->1280 8x8: 16x8 >= 8x8 > 16x16, 32x8, 8x16.
@@ -97,7 +97,7 @@ Tensor conv2d(Tensor x, Tensor w, Tensor b, Conv2d p, Tensor residual) {
   while (t.tn > 1 && t.tn / 2 >= Wo && !std::getenv("VKSD_CONV_TILES")) t.tn /= 2;
   row_blocks = (Wo + t.tn - 1) / t.tn;
   const uint32_t tn = t.tn;
-  const DeviceInfo& info = g.context().info();
+  const DeviceInfo& info = g.device_info();
   const int64_t sg_size = info.subgroup_size ? info.subgroup_size : 8;
   // Too few pixel blocks to fill a subgroup (the UNet's 4x4 level at batch 1: 4 blocks of one
   // row): blocks of several rows instead, and the lanes of a subgroup take different output

@@ -7,7 +7,7 @@ namespace vksd::ops {
 
 Grid grid_1d(Graph& g, uint64_t n, uint32_t per_group) {
   uint64_t groups = (n + per_group - 1) / per_group;
-  uint64_t max_x = g.context().info().max_workgroup_count[0];
+  uint64_t max_x = g.device_info().max_workgroup_count[0];
   if (groups <= max_x) return {(uint32_t)std::max<uint64_t>(groups, 1), 1};
   uint64_t y = (groups + max_x - 1) / max_x;
   uint64_t x = (groups + y - 1) / y;

@@ -43,7 +43,7 @@ Tensor group_norm_stats(Tensor x, int groups, float eps) {
   // Chunks of WG x E elements, one workgroup each; a group's chunks along x, groups along y.
   const uint32_t wg = 64, e = 16;
   const uint64_t chunks = ((uint64_t)geo.group_len + wg * e - 1) / (wg * e);
-  const auto& lim = g.context().info().max_workgroup_count;
+  const auto& lim = g.device_info().max_workgroup_count;
   if (chunks > 60000 || chunks > lim[0] || (uint64_t)geo.total_groups > lim[1])
     fail("group_norm_stats: " + shape_str(x.shape()) + " has groups too large for the statistics pass");
   Tensor chunk_stats = g.temp({geo.total_groups * (int64_t)chunks * 3}, DType::F32);

@@ -17,7 +17,7 @@ GemmTiles gemm_tiles(Graph& g, int64_t M, int64_t N, bool vec) {
         (!vec || t.tn % 4 == 0))
       return t;
   }
-  const DeviceInfo& info = g.context().info();
+  const DeviceInfo& info = g.device_info();
   GemmTiles t;
   if (info.type == "CPU") {
     // llvmpipe: one invocation per SIMD lane, no benefit from sharing; big register tiles
@@ -65,7 +65,7 @@ Tensor gemm(const GemmDesc& d) {
   uint32_t bias_mode = d.bias_along == GemmDesc::BiasAlong::N ? 1 : d.bias_along == GemmDesc::BiasAlong::M ? 2 : 0;
   // Subgroup-shared A fetches (the lanes of a subgroup are neighbouring column tiles of the
   // same rows). Enabled where measured: llvmpipe (subgroup size 8, workgroup rows of 8).
-  const DeviceInfo& info = g.context().info();
+  const DeviceInfo& info = g.device_info();
   uint32_t sg = 0;
   if (vec && info.type == "CPU" && info.subgroup_size > 0 && t.wx % info.subgroup_size == 0 &&
       !std::getenv("VKSD_GEMM_NO_SG"))

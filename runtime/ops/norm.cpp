@@ -29,7 +29,7 @@ struct RowPlan { uint32_t wg, rl, e; };
 constexpr uint32_t kMaxUnitsPerLane = 64;
 
 std::optional<RowPlan> row_plan(Graph& g, uint64_t units, uint32_t wg_lanes, uint32_t wg_max_e) {
-  const uint32_t sg = g.context().info().subgroup_size;
+  const uint32_t sg = g.device_info().subgroup_size;
   const uint32_t rl = 8;  // 8 lanes: a whole subgroup on llvmpipe, an aligned part of one elsewhere
   if (sg >= rl && (sg & (sg - 1)) == 0 && units <= (uint64_t)rl * kMaxUnitsPerLane && !std::getenv("VKSD_NORM_NO_RL"))
     return RowPlan{std::max<uint32_t>(64, sg), rl, (uint32_t)((units + rl - 1) / rl)};
@@ -127,7 +127,7 @@ Tensor group_norm(Tensor x, Tensor gamma, Tensor beta, int groups, float eps, bo
     const uint32_t wg = 64, e = 16;
     const uint64_t plane_units = (uint64_t)spatial / al;
     const uint64_t blocks = (plane_units + (uint64_t)wg * e - 1) / ((uint64_t)wg * e);
-    const auto& lim = g.context().info().max_workgroup_count;
+    const auto& lim = g.device_info().max_workgroup_count;
     if (blocks > lim[0] || (uint64_t)(n * c) > lim[1])
       fail("group_norm: " + shape_str(x.shape()) + " needs more workgroups than the device allows");
     Dispatch d;
