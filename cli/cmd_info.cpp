@@ -200,8 +200,9 @@ int cmd_info(int argc, char** argv) {
     for (size_t i = 0; i < ign.size() && i < 6; ++i) std::printf(" %s", ign[i].substr(ign[i].rfind(": ") + 2).c_str());
     std::printf("%s\n", ign.size() > 6 ? " ..." : "");
   }
-  vksd::cli::print_precision_and_memory(c, {device_bytes(nets[2].specs, DType::F16),
-                                             device_bytes(nets[0].specs, DType::F16),
+  uint64_t text16 = 0;  // every text encoder (nets[2..])
+  for (size_t i = 2; i < nets.size(); ++i) text16 += device_bytes(nets[i].specs, DType::F16);
+  vksd::cli::print_precision_and_memory(c, {text16, device_bytes(nets[0].specs, DType::F16),
                                              device_bytes(nets[1].specs, DType::F16)});
   vksd::cli::print_measured_peaks(model);
   return 0;
