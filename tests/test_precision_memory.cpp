@@ -61,7 +61,7 @@ uint64_t f16_bytes(const std::vector<TensorSpec>& specs) { return 2 * (uint64_t)
 
 }  // namespace
 
-TEST_CASE("precision plan: SDXL's VAE keeps fp32 activations (fp16 weights), SD 1.x runs all fp16; --vae-fp16, --fp32") {
+TEST_CASE("precision plan: SDXL's VAE keeps fp32 activations (fp16 weights), SD 1.x runs all fp16, --vae-fp16, --fp32") {
   const ModelConfig sd1;
   PrecisionPlan p = precision_plan(sd1, DType::F16, false);
   for (const NetPrecision* n : {&p.text, &p.unet, &p.vae}) {
@@ -88,7 +88,7 @@ TEST_CASE("precision plan: SDXL's VAE keeps fp32 activations (fp16 weights), SD 
   }
 }
 
-TEST_CASE("precision plan: a model config's vae.fp32_activations reaches the pipeline; a wrong type is an error") {
+TEST_CASE("precision plan: a model config's vae.fp32_activations reaches the pipeline, a wrong type is an error") {
   PipelineOptions o;
   o.model_path = demo_file();
   o.config_json = demo_config_with(o.model_path, R"("fp32_activations": true)");
@@ -265,7 +265,7 @@ TEST_CASE("stage peaks: a --lowvram run measures each stage alone, within the es
   CHECK(est.peak == std::max({est.text_stage, est.unet_stage, est.vae_stage}));
 }
 
-TEST_CASE("cli: generate --verbose prints precision and per-stage peaks; info shows them and the memory plan") {
+TEST_CASE("cli: generate --verbose prints precision and per-stage peaks, info shows them and the memory plan") {
   REQUIRE_MESSAGE(!test::vksd_binary().empty(), "the vksd binary was not built");
   namespace fs = std::filesystem;
   const fs::path dir = fs::temp_directory_path() / ("vksd_stage_peaks_" + std::to_string(::getpid()));

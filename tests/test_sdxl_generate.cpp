@@ -83,7 +83,7 @@ TEST_CASE("sdxl-tiny: SdPipeline::generate reproduces sgm's Euler run step by st
   CHECK(test::ctx().validation_messages() == 0);
 }
 
-TEST_CASE("sdxl-tiny: vksd generate writes the reference's image; the size-conditioning flags are checked") {
+TEST_CASE("sdxl-tiny: vksd generate writes the reference's image, the size-conditioning flags are checked") {
   REQUIRE_SHARED();
   const fs::path dir = fs::temp_directory_path() / ("vksd_sdxl_cli_" + std::to_string(::getpid()));
   fs::create_directories(dir);
