@@ -95,7 +95,9 @@ MemoryEstimate estimate_memory(const ModelConfig& c, const PrecisionPlan& prec, 
   if (q.lowvram)
     e.peak = std::max({e.text_stage, e.unet_stage, e.vae_stage});
   else
-    e.peak = e.weights + e.text + e.unet + e.vae + staging;
+    // (a network's slots are freed once it is loaded: at most one load's slots at a time)
+    e.peak = e.weights + e.text + e.unet + e.vae +
+             std::max({staging(q.text_weights), staging(q.unet_weights), staging(q.vae_weights)});
   return e;
 }
 
