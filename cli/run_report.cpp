@@ -41,8 +41,9 @@ void report_run(const Context& ctx, SdPipeline& pipe, const GenerateParams& p, c
   std::fprintf(stderr, "peak device memory per stage (measured): %s\n", r.stages.empty() ? "none" : r.stages.c_str());
   std::fprintf(stderr, "estimated per stage: %s\n", pipe.memory_estimate(p).describe_stages().c_str());
   std::string now;
-  for (auto& [cat, bytes] : ctx.memory_in_use()) now += (now.empty() ? "" : ", ") + cat + " " + std::to_string((int)(mib(bytes) + 0.5));
-  std::fprintf(stderr, "peak device memory %.0f MiB (measured: every vksd allocation%s; in use at the end: %s MiB)\n",
+  for (auto& [cat, bytes] : ctx.memory_in_use())
+    now += (now.empty() ? "" : ", ") + cat + " " + std::to_string((int)(mib(bytes) + 0.5)) + " MiB";
+  std::fprintf(stderr, "peak device memory %.0f MiB (measured: every vksd allocation%s; in use at the end: %s)\n",
                mib(r.peak_bytes), lowvram ? ", --lowvram" : "", now.empty() ? "nothing" : now.c_str());
   const KernelStats k = const_cast<Context&>(ctx).kernels().stats();
   std::fprintf(stderr, "pipelines: %zu created, %.2f s of creation (%.2f s wall in parallel batches); by shader:", k.pipelines,
