@@ -155,7 +155,8 @@ void usage() {
       "      --vae-tile-size N   tile edge in latent pixels (default 64 = 512 image pixels for\n"
       "                          SD 1.x); neighbouring tiles overlap by at least N/4\n"
       "      --memory-budget MB  refuse a run estimated to need more device memory than this (default:\n"
-      "                          $VKSD_MEMORY_BUDGET_MB, else the GPU's memory)\n"
+      "                          $VKSD_MEMORY_BUDGET_MB, else the GPU's memory); one that fits with\n"
+      "                          one network at a time switches to --lowvram by itself (a note says so)\n"
       "      --fp32              fp32 weights and activations (default fp16 storage where supported,\n"
       "                          always fp32 arithmetic): twice the memory, reference-exact results\n"
       "      --vae-fp16          fp16 VAE activations also for a model whose VAE overflows fp16 (SDXL's\n"
@@ -311,6 +312,15 @@ class CliObserver : public vksd::Observer {
       std::fprintf(stderr, "%s\n", stage.c_str());
     }
     if (stage == "sample") start_ = std::chrono::steady_clock::now();
+  }
+
+  void on_notice(const std::string& text) override {
+    if (a_.json) {
+      std::printf("{\"event\":\"notice\",\"image\":%d,\"text\":\"%s\"}\n", index_, vksd::json_escape(text).c_str());
+      std::fflush(stdout);
+    } else {
+      std::fprintf(stderr, "note: %s\n", text.c_str());
+    }
   }
 
   void on_step(const vksd::StepEvent& e) override {
@@ -470,7 +480,7 @@ int cmd_generate(int argc_in, char** argv_in) {
                    res.sample_ms / 1000, res.decode_ms / 1000);
     }
   }
-  vksd::cli::report_run(ctx, pipe, p, model, a.lowvram, a.verbose && !a.json, stage_peaks);
+  vksd::cli::report_run(ctx, pipe, p, model, a.verbose && !a.json, stage_peaks);
   if (!a.json)
     std::fprintf(stderr, "done in %.1f s\n",
                  std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());

@@ -21,8 +21,9 @@ std::string model_file(const std::string& model) {
 }
 }  // namespace
 
-void report_run(const Context& ctx, SdPipeline& pipe, const GenerateParams& p, const std::string& model, bool lowvram,
+void report_run(const Context& ctx, SdPipeline& pipe, const GenerateParams& p, const std::string& model,
                 bool verbose, const std::vector<std::pair<std::string, uint64_t>>& stage_peaks) {
+  const bool lowvram = pipe.lowvram();  // --lowvram, or switched on for the budget
   PeakMemoryRecord r;
   r.model = model_file(model);
   r.width = p.width, r.height = p.height;

@@ -15,7 +15,7 @@ struct GenerateParams;
 namespace vksd::cli {
 
 // `stage_peaks`: GenerateResult::stage_peaks of the last image.
-void report_run(const Context& ctx, SdPipeline& pipe, const GenerateParams& p, const std::string& model, bool lowvram,
+void report_run(const Context& ctx, SdPipeline& pipe, const GenerateParams& p, const std::string& model,
                 bool verbose, const std::vector<std::pair<std::string, uint64_t>>& stage_peaks);
 
 // `vksd info MODEL`: the measured peaks recorded for it (nothing when none).

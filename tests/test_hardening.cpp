@@ -330,14 +330,69 @@ TEST_CASE("memory budget: the estimate covers what a real run holds, and a small
   p.prompt = "x", p.width = p.height = 64, p.steps = 1;
   const uint64_t at_start = device_bytes_in_use();
   const std::string e = error_of([&] { small.generate(p); });
-  CHECK(has(e, "of device memory (weights"));
-  CHECK(has(e, "but the budget is 1 MiB; try --lowvram"));
+  // Not even one network fits: no setting helps, and the message says so instead of suggesting
+  // tiling.
+  CHECK(has(e, "of device memory with one network at a time (weights"));
+  CHECK(has(e, "but the budget is 1 MiB: the largest network's weights alone exceed it, so no setting fits"));
+  CHECK(has(e, "--memory-budget MB"));
   CHECK(device_bytes_in_use() == at_start);
   // The environment variable sets the budget when no option does.
   ::setenv("VKSD_MEMORY_BUDGET_MB", "7", 1);
   CHECK(vksd::memory_budget_bytes(vksd::test::ctx()) == (7ull << 20));
   CHECK(vksd::memory_budget_bytes(vksd::test::ctx(), 3) == (3ull << 20));
   ::unsetenv("VKSD_MEMORY_BUDGET_MB");
+}
+
+TEST_CASE("memory budget: a run that fits only one network at a time switches to lowvram, and says so") {
+  vksd::GenerateParams p;
+  p.prompt = "a red circle", p.width = p.height = 64, p.steps = 2, p.cfg_scale = 5, p.seed = 4;
+  vksd::PipelineOptions lo;
+  lo.model_path = vksd::test::demo_model_path();
+  lo.lowvram = true;
+  vksd::SdPipeline low_pipe(vksd::test::ctx(), lo);
+  const vksd::MemoryEstimate low = low_pipe.memory_estimate(p);
+  auto all_pipe = vksd::test::demo_pipeline();
+  const vksd::MemoryEstimate all = all_pipe->memory_estimate(p);
+  REQUIRE(all.peak > low.peak + (2 << 20));
+  const uint64_t budget_mb = ((low.peak + all.peak) / 2) >> 20;  // between the two
+  INFO("one at a time " << (low.peak >> 10) << " KiB, all resident " << (all.peak >> 10) << " KiB, budget " << budget_mb << " MiB");
+  REQUIRE((budget_mb << 20) >= low.peak);
+  REQUIRE((budget_mb << 20) < all.peak);
+
+  struct Notes : vksd::Observer {
+    std::vector<std::string> notes;
+    void on_notice(const std::string& t) override { notes.push_back(t); }
+  };
+  // Without the automatic switch: refused before any upload, with --lowvram as the advice.
+  vksd::PipelineOptions o = lo;
+  o.lowvram = false, o.auto_lowvram = false, o.memory_budget_mb = budget_mb;
+  {
+    vksd::SdPipeline strict(vksd::test::ctx(), o);
+    const std::string e = error_of([&] { strict.generate(p); });
+    CHECK(has(e, "but the budget is " + std::to_string(budget_mb) + " MiB; try --lowvram"));
+    CHECK_FALSE(strict.lowvram());
+  }
+  // With it (the default): one network at a time, within the budget, the same image as a run
+  // asked for --lowvram.
+  o.auto_lowvram = true;
+  vksd::SdPipeline pipe(vksd::test::ctx(), o);
+  CHECK_FALSE(pipe.lowvram());
+  Notes notes;
+  const vksd::GenerateResult r = pipe.generate(p, &notes);
+  CHECK(pipe.lowvram());
+  REQUIRE(notes.notes.size() == 1);
+  CHECK(has(notes.notes[0], "switched to --lowvram"));
+  CHECK(has(notes.notes[0], "but the budget is " + std::to_string(budget_mb) + " MiB"));
+  for (auto& [stage, bytes] : r.stage_peaks) {
+    INFO(stage << ": " << (bytes >> 10) << " KiB");
+    CHECK(bytes <= (budget_mb << 20));
+  }
+  const vksd::GenerateResult ref = low_pipe.generate(p);
+  CHECK(r.image.pixels == ref.image.pixels);
+  // It stays on: the next run says nothing more.
+  Notes again;
+  pipe.generate(p, &again);
+  CHECK(again.notes.empty());
 }
 
 TEST_CASE("image loader: a PNG chunk declaring more bytes than the file holds is refused before decoding") {

@@ -38,6 +38,9 @@ void ViewerApp::ui_status() {
     if (p.state == JobState::Failed) {
       ImGui::TextColored(ImVec4(1, 0.4f, 0.4f, 1), "%s", p.error.c_str());
       ImGui::SameLine();
+    } else if (!p.notice.empty()) {
+      ImGui::TextColored(ImVec4(1, 0.8f, 0.3f, 1), "%s", p.notice.c_str());
+      ImGui::SameLine();
     }
     if (last_seed_ && p.state != JobState::Idle) ImGui::Text("seed %llu", (unsigned long long)last_seed_);
   }

@@ -202,7 +202,7 @@ GuidedConditioning SdPipeline::condition(const GenerateParams& p, Observer* obs,
       c.uncond = text(p.negative_prompt, "the text embeddings of the negative prompt");
     }
   }
-  if (opts_.lowvram) nets_->release_text();
+  if (lowvram_) nets_->release_text();
   text_ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
   c.prompt = tokenize(prompt, c.cond.tokens / WeightedPrompt::kChunkLength);
   if (c.guided) c.negative = tokenize(p.negative_prompt, c.prompt.chunk_count);

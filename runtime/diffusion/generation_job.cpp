@@ -83,6 +83,11 @@ class GenerationJob::Watcher : public Observer {
   void on_stage(const std::string& stage) override { job_.on_stage(stage); }
   void on_step(const StepEvent& e) override { job_.on_step(e); }
   void on_text(const TextEvent& e) override { job_.on_text(e); }
+  void on_notice(const std::string& text) override {
+    std::lock_guard<std::mutex> lk(job_.mu_);
+    job_.notice_ = text;
+    job_.bump_locked();
+  }
   bool cancelled() override { return job_.cancel_requested(); }
 
  private:
@@ -128,6 +133,7 @@ void GenerationJob::start(const GenerateParams& p, const JobOptions& o) {
   steps_total_ = total;
   stage_.clear();
   error_.clear();
+  notice_.clear();
   result_.reset();
   text_.reset();
   unet_timings_.clear();
@@ -204,6 +210,7 @@ JobProgress GenerationJob::progress() const {
   pr.state = state_;
   pr.stage = stage_;
   pr.error = error_;
+  pr.notice = notice_;
   pr.steps_done = (int)timeline_.size();
   pr.steps_total = steps_total_;
   // Rate: the mean step time of the last (up to) 8 steps, so that it follows the current speed

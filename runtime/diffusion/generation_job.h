@@ -112,6 +112,7 @@ struct JobProgress {
   double it_per_s = 0;         // from the recorded steps' step_ms (0 before the first step)
   double eta_s = 0;            // remaining steps (and VAE previews) at that rate; 0 when finished
   std::string error;           // Failed: what went wrong
+  std::string notice;          // the job's last Observer::on_notice ("" when none)
 };
 
 class GenerationJob {
@@ -203,7 +204,7 @@ class GenerationJob {
   JobOptions opts_;
   JobState state_ = JobState::Idle;
   uint64_t version_ = 0;
-  std::string stage_, error_;
+  std::string stage_, error_, notice_;
   std::vector<std::shared_ptr<const StepRecord>> timeline_;
   size_t timeline_bytes_ = 0;
   size_t attention_layer_bytes_ = 0;  // StepRecord::attention on the timeline (the budget's share)

@@ -39,12 +39,42 @@ uint64_t memory_budget_bytes(const Context& ctx, uint64_t override_mb) {
 
 void require_memory_budget(const MemoryEstimate& est, uint64_t budget, bool lowvram, bool vae_tiled) {
   if (est.peak <= budget) return;
-  std::string hint;
-  if (!lowvram) hint += " --lowvram (one network on the GPU at a time),";
-  if (!vae_tiled) hint += " --vae-tiling (the VAE decodes in tiles),";
-  hint += " or a smaller width/height";
-  fail("this run needs about " + mib(est.peak) + " of device memory (" + est.describe() + ") but the budget is " +
-       mib(budget) + "; try" + hint);
+  std::string advice;
+  if (est.weights > budget && lowvram) {
+    // No option shrinks the weights themselves: say so rather than suggest tiling.
+    advice = ": the largest network's weights alone exceed it, so no setting fits; use a device with more memory, or "
+             "--memory-budget MB if this one has more than its heap reports";
+  } else if (est.weights > budget) {
+    advice = "; try --lowvram (one network on the GPU at a time)";
+  } else {
+    advice = "; try";
+    if (!lowvram) advice += " --lowvram (one network on the GPU at a time),";
+    if (!vae_tiled) advice += " --vae-tiling (the VAE decodes in tiles),";
+    advice += " or a smaller width/height";
+  }
+  fail("this run needs about " + mib(est.peak) + " of device memory" + (lowvram ? " with one network at a time" : "") + " (" +
+       est.describe() + ") but the budget is " + mib(budget) + advice);
+}
+
+void SdPipeline::fit_memory_budget(const GenerateParams& p, Observer* obs) {
+  const uint64_t budget = memory_budget_bytes(ctx_, opts_.memory_budget_mb);
+  const MemoryEstimate est = memory_estimate(p);
+  if (est.peak <= budget || lowvram_ || !opts_.auto_lowvram) {
+    require_memory_budget(est, budget, lowvram_, vae_tiled(p.width, p.height));
+    return;
+  }
+  lowvram_ = true;  // memory_estimate and vae_tiled now answer for one network at a time
+  const MemoryEstimate low = memory_estimate(p);
+  if (low.peak > budget) {
+    const bool tiled = vae_tiled(p.width, p.height);
+    lowvram_ = false;
+    require_memory_budget(low, budget, true, tiled);
+  }
+  release_all();  // what an earlier, smaller run left resident
+  if (obs)
+    obs->on_notice("the three networks together need about " + mib(est.peak) + " of device memory but the budget is " +
+                   mib(budget) + ": switched to --lowvram (one network on the GPU at a time, about " + mib(low.peak) +
+                   ") for this model");
 }
 
 MemoryEstimate estimate_memory(const ModelConfig& c, const PrecisionPlan& prec, const MemoryQuery& q) {
@@ -119,7 +149,7 @@ MemoryEstimate SdPipeline::memory_estimate(const GenerateParams& p) const {
   q.width = p.width, q.height = p.height;
   q.batch = p.cfg_scale != 1.0 ? 2 : 1;
   q.prompt_bytes = p.prompt.size();
-  q.lowvram = opts_.lowvram;
+  q.lowvram = lowvram_;
   if (vae_tiled(p.width, p.height)) q.vae_tile_pixels = opts_.vae_tile * c.vae.downsample_factor();
   return estimate_memory(c, prec, q);
 }

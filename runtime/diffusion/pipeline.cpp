@@ -36,7 +36,7 @@ static double ms_since(Clock::time_point t0) {
   return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
 }
 
-SdPipeline::SdPipeline(Context& ctx, const PipelineOptions& opts) : ctx_(ctx), opts_(opts), nets_(std::make_unique<Nets>()) {
+SdPipeline::SdPipeline(Context& ctx, const PipelineOptions& opts) : ctx_(ctx), opts_(opts), lowvram_(opts.lowvram), nets_(std::make_unique<Nets>()) {
   if (opts.model_path.empty()) fail("no model given");
   if (opts.vae_tile < 1 || opts.vae_tile_overlap < 0 || opts.vae_tile_overlap >= opts.vae_tile)
     fail("VAE tile size " + std::to_string(opts.vae_tile) + " and overlap " + std::to_string(opts.vae_tile_overlap) +
@@ -282,8 +282,7 @@ void SdPipeline::check_params(const GenerateParams& p) const {
 
 GenerateResult SdPipeline::generate(const GenerateParams& p, Observer* obs) {
   check_params(p);
-  require_memory_budget(memory_estimate(p), memory_budget_bytes(ctx_, opts_.memory_budget_mb), opts_.lowvram,
-                        vae_tiled(p.width, p.height));
+  fit_memory_budget(p, obs);
   const auto t_start = Clock::now();
   set_loras(resolve_loras(p));
   const ModelConfig& cfg = config();
@@ -331,7 +330,7 @@ GenerateResult SdPipeline::generate(const GenerateParams& p, Observer* obs) {
   res.steps_run = sampler->steps() - first;
   res.sample_ms = ms_since(t0);
   res.stage_peaks.emplace_back("unet", ctx_.memory_stage_peak());
-  if (opts_.lowvram) nets_->release_unet();
+  if (lowvram_) nets_->release_unet();
 
   // 5. Decode.
   stage(obs, "decode");
@@ -341,7 +340,7 @@ GenerateResult SdPipeline::generate(const GenerateParams& p, Observer* obs) {
   res.pixels = decode_latent(res.latent, lh, lw);
   require_finite(res.pixels, "the decoded image (VAE decoder output)");
   res.stage_peaks.emplace_back("vae decode", ctx_.memory_stage_peak());
-  if (opts_.lowvram) nets_->release_vae();
+  if (lowvram_) nets_->release_vae();
   res.decode_ms = ms_since(t0);
   res.image = tensor_to_image(res.pixels.data(), cfg.vae.out_channels, p.height, p.width);
   res.total_ms = ms_since(t_start);

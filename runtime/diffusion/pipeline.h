@@ -18,12 +18,12 @@
 // Observer: called after each stage and each sampler step with everything a progress bar, a
 // step dump (--save-steps) or the viewer needs.
 #pragma once
+#include <atomic>
 #include <cstdint>
 #include <map>
 #include <memory>
 #include <mutex>
 
-#include "runtime/diffusion/memory_budget.h"
 #include <optional>
 #include <string>
 #include <vector>
@@ -61,6 +61,10 @@ struct PipelineOptions {
   std::string prediction;
   bool fp32 = false;        // keep weights and activations in fp32 (default: the device's fp16)
   bool lowvram = false;     // one network resident at a time
+  // When the three networks do not fit the memory budget together but one at a time does,
+  // switch this pipeline to lowvram (Observer::on_notice says so) instead of refusing the run,
+  // as a user of a small GPU expects. false: refuse with advice (memory_budget.h).
+  bool auto_lowvram = true;
   // VAE tiling (nn/vae_tiled.h): decode and encode in overlapping tiles of vae_tile latent
   // pixels, blended, so the VAE's activations are those of one tile. Auto = on when lowvram is
   // set and the latent has more pixels than one tile (SD 1.x defaults: images larger than
@@ -195,6 +199,8 @@ class Observer {
   virtual void on_step(const StepEvent& e) {}
   // The run's text conditioning, once, before sampling starts.
   virtual void on_text(const TextEvent& e) {}
+  // Something the user should know that does not stop the run (e.g. "switching to lowvram").
+  virtual void on_notice(const std::string& text) {}
   // Polled after every step: true stops generate() with an Error("generation cancelled").
   virtual bool cancelled() { return false; }
 };
@@ -268,6 +274,10 @@ class SdPipeline {
   // estimate exceeds the budget (PipelineOptions::memory_budget_mb, else the device's memory).
   MemoryEstimate memory_estimate(const GenerateParams& p) const;
 
+  // One network resident at a time: PipelineOptions::lowvram, or switched on by generate()
+  // when the budget needs it (PipelineOptions::auto_lowvram); it then stays on.
+  bool lowvram() const { return lowvram_; }
+
   // Whether the VAE runs tiled for an image of this size (PipelineOptions::vae_tiling).
   bool vae_tiled(int width, int height) const;
 
@@ -287,6 +297,9 @@ class SdPipeline {
  private:
   struct Nets;
   void stage(Observer* o, const char* name) const;
+  // Before anything is uploaded: refuse a run above the memory budget, or switch to lowvram
+  // where that fits (memory_budget.cpp).
+  void fit_memory_budget(const GenerateParams& p, Observer* obs);
   // The stages of generate(), in its order (each file of runtime/diffusion/ holds one):
   //   condition          conditioner.cpp   prompt -> GuidedConditioning ("encode prompt", on_text)
   //   encode_init_image  vae_stage.cpp     init image -> latent, inpainting mask ("encode image")
@@ -301,6 +314,7 @@ class SdPipeline {
 
   Context& ctx_;
   PipelineOptions opts_;
+  std::atomic<bool> lowvram_{false};  // opts_.lowvram, or switched on by fit_memory_budget
   std::unique_ptr<Checkpoint> ckpt_;
   std::unique_ptr<Tokenizer> tok_;
   std::unique_ptr<NoiseSchedule> schedule_;

@@ -20,7 +20,7 @@ bool SdPipeline::vae_tiled(int width, int height) const {
   switch (opts_.vae_tiling) {
     case T::Off: return false;
     case T::On: return larger;
-    case T::Auto: return opts_.lowvram && latent_pixels > (int64_t)opts_.vae_tile * opts_.vae_tile;
+    case T::Auto: return lowvram_ && latent_pixels > (int64_t)opts_.vae_tile * opts_.vae_tile;
   }
   return false;
 }
@@ -94,7 +94,7 @@ InitImage SdPipeline::encode_init_image(const GenerateParams& p, Observer* obs) 
       r.repaint = repaint_fraction(m, p.height, p.width, f);
     }
   }
-  if (opts_.lowvram) nets_->release_vae();
+  if (lowvram_) nets_->release_vae();
   return r;
 }
 

@@ -61,6 +61,8 @@ class ComparePanel : public Panel {
         auto_run_ = false;
       }
     }
+    if (auto_run_ && phase_ == Phase::Idle && (st == JobState::Failed || st == JobState::Cancelled))
+      auto_run_ = false;  // no run A to compare with: not busy (a headless shot must not wait forever)
     if (auto_run_ && phase_ == Phase::Idle && st == JobState::Done && f.job->steps_recorded() > 0) start(f);
     if (phase_ != Phase::Ready || a_.empty() || b_.empty()) return;
     const int n = (int)std::min(a_.size(), b_.size());
