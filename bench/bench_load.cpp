@@ -11,6 +11,7 @@
 #include <vector>
 #include <sys/resource.h>
 
+#include "bench/stopwatch.h"
 #include "runtime/gpu/context.h"
 #include "runtime/model/checkpoint.h"
 #include "runtime/model/network_prefixes.h"
@@ -19,13 +20,6 @@
 using namespace vksd;
 
 namespace {
-
-double cpu_s() {
-  rusage u{};
-  getrusage(RUSAGE_SELF, &u);
-  return (double)u.ru_utime.tv_sec + u.ru_utime.tv_usec * 1e-6 + (double)u.ru_stime.tv_sec + u.ru_stime.tv_usec * 1e-6;
-}
-double wall_s() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
 
 uint64_t device_hash(Context& ctx, const WeightStore& ws) {
   uint64_t h = 1469598103934665603ull;
@@ -64,9 +58,9 @@ int bench_load_main(int argc, char** argv) {
     const Checkpoint ckpt = Checkpoint::open(model);
     double tw = 0, tc = 0;
     for (const char* prefix : {kClipPrefix, kUNetPrefix, kVaePrefix}) {
-      const double w0 = wall_s(), c0 = cpu_s();
+      const bench::Stopwatch sw;
       auto ws = load_weights(ctx, ckpt, prefix, dt);
-      const double w = wall_s() - w0, c = cpu_s() - c0;
+      const double w = sw.wall(), c = sw.cpu();
       tw += w, tc += c;
       std::printf("%-42s %s %5zu tensors %8.1f MiB  %7.2f s wall %7.2f s CPU", prefix, dtype_name(dt), ws->names().size(),
                   ws->bytes() / 1048576.0, w, c);

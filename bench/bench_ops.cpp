@@ -18,6 +18,7 @@
 #include <sys/resource.h>
 #include <thread>
 
+#include "bench/stopwatch.h"
 #include "runtime/gpu/context.h"
 #include "runtime/error.h"
 #include "runtime/gpu/graph.h"
@@ -70,12 +71,7 @@ std::vector<float> random_data(size_t n, uint64_t seed) {
   return v;
 }
 
-// CPU time of this process (all threads, llvmpipe's workers included).
-double cpu_seconds() {
-  rusage u{};
-  getrusage(RUSAGE_SELF, &u);
-  return (double)u.ru_utime.tv_sec + u.ru_utime.tv_usec * 1e-6 + (double)u.ru_stime.tv_sec + u.ru_stime.tv_usec * 1e-6;
-}
+using bench::process_cpu_seconds;  // all threads, llvmpipe's workers included
 
 Result run_case(Context& ctx, const Case& c, DType dt, int reps) {
   Graph g(ctx);
@@ -96,7 +92,7 @@ Result run_case(Context& ctx, const Case& c, DType dt, int reps) {
   for (int i = 0; i < 2; ++i) g.run();  // warm-up: shader compilation happens here
   std::vector<double> ms;
   double flops = 0;
-  double cpu0 = cpu_seconds();
+  double cpu0 = process_cpu_seconds();
   for (int r = 0; r < reps; ++r) {
     g.run();
     double t = 0;
@@ -107,7 +103,7 @@ Result run_case(Context& ctx, const Case& c, DType dt, int reps) {
     }
     ms.push_back(t);
   }
-  double cpu_per_run = (cpu_seconds() - cpu0) / reps;
+  double cpu_per_run = (process_cpu_seconds() - cpu0) / reps;
   if (flops == 0) flops = b.flops;
   std::sort(ms.begin(), ms.end());
   Result res;

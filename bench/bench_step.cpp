@@ -23,6 +23,7 @@
 #include <vector>
 #include <sys/resource.h>
 
+#include "bench/stopwatch.h"
 #include "runtime/gpu/context.h"
 #include "runtime/error.h"
 #include "runtime/gpu/graph.h"
@@ -36,21 +37,7 @@ using namespace vksd;
 
 namespace {
 
-double cpu_now() {
-  rusage u{};
-  getrusage(RUSAGE_SELF, &u);
-  return (double)u.ru_utime.tv_sec + u.ru_utime.tv_usec * 1e-6 + (double)u.ru_stime.tv_sec + u.ru_stime.tv_usec * 1e-6;
-}
-double wall_now() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
-
-// Wall and CPU seconds of a stretch of code.
-struct Clock {
-  double w0 = wall_now(), c0 = cpu_now();
-  double wall() const { return wall_now() - w0; }
-  double cpu() const { return cpu_now() - c0; }
-};
+using Clock = bench::Stopwatch;  // wall and CPU seconds of a stretch of code
 
 UNetConfig demo_unet() {
   UNetConfig u;

@@ -33,6 +33,9 @@ void usage() {
       "      --config FILE       vksd model config JSON (docs/model-config.md)\n"
       "      --vocab FILE        CLIP vocabulary (as for vksd generate)\n"
       "      --fp32              fp32 weights and activations\n"
+      "      --lowvram           one network (text encoder, UNet, VAE) on the GPU at a time\n"
+      "      --memory-budget MB  device memory a run may use (default: the GPU's); a run that fits\n"
+      "                          only one network at a time switches to --lowvram by itself\n"
       "      --lora-dir DIR      where <lora:NAME:WEIGHT> in the prompt finds NAME.safetensors\n"
       "\n"
       "initial settings (all can be changed in the window; same meaning as in vksd generate):\n"
@@ -84,6 +87,8 @@ int cmd_view(int argc, char** argv) {
     else if (is(nullptr, "--vocab")) o.vocab = f.val();
     else if (is(nullptr, "--lora-dir")) o.lora_dir = f.val();
     else if (f.is_switch("--fp32")) o.fp32 = true;
+    else if (f.is_switch("--lowvram")) o.lowvram = true;
+    else if (is(nullptr, "--memory-budget")) o.memory_budget_mb = (uint64_t)f.int_in(1, 1ll << 30);
     else if (is("-p", "--prompt")) o.prompt = f.val(), o.prompt_given = true;
     else if (is("-n", "--negative-prompt")) o.negative = f.val();
     else if (is(nullptr, "--steps")) o.steps = (int)f.int_val();

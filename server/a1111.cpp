@@ -1,5 +1,7 @@
 #include "server/a1111.h"
 
+#include "runtime/diffusion/sdxl_size_conditioning.h"
+
 #include <algorithm>
 #include <cctype>
 #include <cmath>
@@ -141,6 +143,13 @@ ImageRequest parse_image_request(const json& body, bool img2img, const SdPipelin
   p.height = (int)get_int(body, "height", def_h, 1, kMaxSide);
   for (auto [name, v] : {std::pair{"width", p.width}, std::pair{"height", p.height}})
     if (v % m) throw RequestError(name, std::string(name) + " must be a multiple of " + std::to_string(m) + " for this model (got " + std::to_string(v) + ")");
+  // SDXL's size conditioning (vksd's fields, the names of GenerateParams and of ComfyUI's SDXL
+  // text node; A1111's API has none): 0 = the image size, crop 0, 0. Other models ignore them.
+  for (auto [name, v] : {std::pair{"original_width", &p.original_width}, std::pair{"original_height", &p.original_height},
+                         std::pair{"target_width", &p.target_width}, std::pair{"target_height", &p.target_height}})
+    *v = (int)get_int(body, name, 0, 0, kMaxSide * 4);
+  p.crop_top = (int)get_int(body, "crop_top", 0, 0, kMaxSide * 4);
+  p.crop_left = (int)get_int(body, "crop_left", 0, 0, kMaxSide * 4);
   // An init image or mask of another size is fitted as `vksd generate` fits it, by A1111's
   // resize_mode: 0 just resize, 1 crop and resize, 2 resize and fill (3, A1111's latent upscale,
   // is refused as out of range).
@@ -173,6 +182,12 @@ ImageRequest parse_image_request(const json& body, bool img2img, const SdPipelin
   r.echo["width"] = p.width;
   r.echo["height"] = p.height;
   if (img2img) r.echo["denoising_strength"] = p.strength;
+  if (pipe.config().size_embed_dim > 0) {  // the size conditioning the model was given
+    const SdxlSizeConditioning sc = size_conditioning(p);
+    r.echo["original_width"] = sc.original_w, r.echo["original_height"] = sc.original_h;
+    r.echo["target_width"] = sc.target_w, r.echo["target_height"] = sc.target_h;
+    r.echo["crop_top"] = sc.crop_top, r.echo["crop_left"] = sc.crop_left;
+  }
   return r;
 }
 

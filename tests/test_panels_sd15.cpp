@@ -38,6 +38,9 @@ TEST_CASE("panels: all eight work on an SD 1.5-architecture checkpoint") {
   ViewerFixture fx;
   std::string args = "-m " + shell_quote(model) + " --vocab " + shell_quote(vocab) +
                      " -W 64 -H 64 -p 'red apple' --steps 2 --seed 3 --sampler ddim --cfg-scale 5 --window 1600x1000";
+  // All three networks resident: lavapipe reports a 2 GiB heap (it is host memory), just below
+  // SD 1.5's 2,077 MiB, and the automatic --lowvram would reload the UNet for prompt B (CI time).
+  args += " --memory-budget 4096";
   for (const char* p : {"tokens", "latent", "schedule", "attention", "guidance", "compare", "forward", "hood"})
     args += std::string(" --panel ") + p;
   args += " --panel-set 'compare.prompt_b=green apple' --panel-set compare.run=1 --panel-set forward.t=600";

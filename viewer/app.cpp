@@ -98,6 +98,8 @@ void ViewerApp::start_loading() {
   po.vocab_path = vocab_path_;
   po.lora_dir = opts_.lora_dir;
   po.fp32 = opts_.fp32;
+  po.lowvram = opts_.lowvram;
+  po.memory_budget_mb = opts_.memory_budget_mb;
   Context* ctx = &ctx_;
   // The checkpoint is read and parsed off the UI thread: a 2 GB model takes seconds.
   loading_ = std::async(std::launch::async, [ctx, po]() {

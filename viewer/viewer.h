@@ -2,6 +2,7 @@
 // like the CLI: it drives a GenerationJob (runtime/diffusion/generation_job.h) and shows what the job
 // reports; it never reaches inside the pipeline.
 #pragma once
+#include <cstdint>
 #include <string>
 #include <utility>
 #include <vector>
@@ -13,6 +14,8 @@ struct ViewOptions {
   std::string model, config, vocab;
   std::string lora_dir;  // where the prompt's <lora:NAME:W> finds NAME.safetensors
   bool fp32 = false;
+  bool lowvram = false;          // one network on the GPU at a time (PipelineOptions::lowvram)
+  uint64_t memory_budget_mb = 0;  // 0: $VKSD_MEMORY_BUDGET_MB, else the device's memory
   // Initial settings of the controls.
   std::string prompt, negative;
   bool prompt_given = false;

@@ -142,17 +142,6 @@ std::vector<float> SdPipeline::encode_prompt(const std::string& prompt, int clip
   return encode_text(prompt, clip_skip, pad_chunks).context;
 }
 
-static SdxlSizeConditioning size_conditioning(const GenerateParams& p) {
-  SdxlSizeConditioning s;
-  s.original_w = p.original_width > 0 ? p.original_width : p.width;
-  s.original_h = p.original_height > 0 ? p.original_height : p.height;
-  s.target_w = p.target_width > 0 ? p.target_width : p.width;
-  s.target_h = p.target_height > 0 ? p.target_height : p.height;
-  s.crop_top = p.crop_top;
-  s.crop_left = p.crop_left;
-  return s;
-}
-
 GuidedConditioning SdPipeline::condition(const GenerateParams& p, Observer* obs, double& text_ms) {
   using Clock = std::chrono::steady_clock;
   const auto t0 = Clock::now();

@@ -3,9 +3,21 @@
 #include <cmath>
 #include <string>
 
+#include "runtime/diffusion/pipeline.h"
 #include "runtime/error.h"
 
 namespace vksd {
+
+SdxlSizeConditioning size_conditioning(const GenerateParams& p) {
+  SdxlSizeConditioning s;
+  s.original_w = p.original_width > 0 ? p.original_width : p.width;
+  s.original_h = p.original_height > 0 ? p.original_height : p.height;
+  s.target_w = p.target_width > 0 ? p.target_width : p.width;
+  s.target_h = p.target_height > 0 ? p.target_height : p.height;
+  s.crop_top = p.crop_top;
+  s.crop_left = p.crop_left;
+  return s;
+}
 
 SdxlSizeConditioning SdxlSizeConditioning::for_image(int width, int height) {
   SdxlSizeConditioning s;

@@ -26,6 +26,10 @@ struct SdxlSizeConditioning {
   static SdxlSizeConditioning for_image(int width, int height);
 };
 
+struct GenerateParams;
+// What a run's parameters ask for (GenerateParams::original_width ...; 0 = the image size).
+SdxlSizeConditioning size_conditioning(const GenerateParams& p);
+
 inline constexpr int kSdxlSizeEmbedDim = 256;  // per number; 512 per pair
 
 // timestep_embedding(v, dim, max_period) of one value (dim even): [cos half, sin half].
