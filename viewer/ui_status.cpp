@@ -20,7 +20,8 @@ void ViewerApp::ui_status() {
   const DeviceInfo& d = ctx_.info();
   ImGui::Text("%s (%s)", d.name.c_str(), d.driver.c_str());
   ImGui::SameLine(0, 20);
-  if (pipe_) ImGui::Text("%s  %s", pipe_->model_name().c_str(), dtype_name(pipe_->dtype()));
+  if (pipe_)  // "lowvram": one network on the GPU at a time (asked for, or switched on for memory)
+    ImGui::Text("%s  %s%s", pipe_->model_name().c_str(), dtype_name(pipe_->dtype()), pipe_->lowvram() ? "  lowvram" : "");
   else ImGui::TextDisabled(loading_.valid() ? "loading model" : "no model");
   ImGui::SameLine(0, 20);
   if (job_) {
@@ -39,7 +40,9 @@ void ViewerApp::ui_status() {
       ImGui::TextColored(ImVec4(1, 0.4f, 0.4f, 1), "%s", p.error.c_str());
       ImGui::SameLine();
     } else if (!p.notice.empty()) {
-      ImGui::TextColored(ImVec4(1, 0.8f, 0.3f, 1), "%s", p.notice.c_str());
+      // The runtime's notices are sentences written for a terminal: too long for this bar.
+      ImGui::TextColored(ImVec4(1, 0.8f, 0.3f, 1), "(note: hover)");
+      if (ImGui::IsItemHovered()) ImGui::SetTooltip("%s", p.notice.c_str());
       ImGui::SameLine();
     }
     if (last_seed_ && p.state != JobState::Idle) ImGui::Text("seed %llu", (unsigned long long)last_seed_);
