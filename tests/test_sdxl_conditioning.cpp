@@ -219,7 +219,9 @@ TEST_CASE("sdxl size embedding: the reference's float32 steps, and the definitio
   const auto pair = pair_embedding(1024, 768);
   CHECK(std::vector<float>(pair.begin(), pair.begin() + 256) == fourier_embedding(1024));
   CHECK(std::vector<float>(pair.begin() + 256, pair.end()) == fourier_embedding(768));
-  const SdxlSizeConditioning s = SdxlSizeConditioning::for_image(832, 1216);
+  GenerateParams portrait;  // no size fields set: original = target = the image's (H, W)
+  portrait.width = 832, portrait.height = 1216;
+  const SdxlSizeConditioning s = size_conditioning(portrait);
   CHECK(s.original_h == 1216);
   CHECK(s.original_w == 832);
   CHECK(s.target_h == 1216);

@@ -63,13 +63,9 @@ void SdPipeline::fit_memory_budget(const GenerateParams& p, Observer* obs) {
     require_memory_budget(est, budget, lowvram_, vae_tiled(p.width, p.height));
     return;
   }
-  lowvram_ = true;  // memory_estimate and vae_tiled now answer for one network at a time
-  const MemoryEstimate low = memory_estimate(p);
-  if (low.peak > budget) {
-    const bool tiled = vae_tiled(p.width, p.height);
-    lowvram_ = false;
-    require_memory_budget(low, budget, true, tiled);
-  }
+  const MemoryEstimate low = memory_estimate(p, /*lowvram=*/true);
+  require_memory_budget(low, budget, true, vae_tiled(p.width, p.height, /*lowvram=*/true));
+  lowvram_ = true;
   release_all();  // what an earlier, smaller run left resident
   if (obs)
     obs->on_notice("the three networks together need about " + mib(est.peak) + " of device memory but the budget is " +
@@ -131,7 +127,7 @@ MemoryEstimate estimate_memory(const ModelConfig& c, const PrecisionPlan& prec, 
   return e;
 }
 
-MemoryEstimate SdPipeline::memory_estimate(const GenerateParams& p) const {
+MemoryEstimate SdPipeline::memory_estimate(const GenerateParams& p, bool lowvram) const {
   const ModelConfig& c = config();
   const PrecisionPlan prec = precision();
   MemoryQuery q;
@@ -149,8 +145,8 @@ MemoryEstimate SdPipeline::memory_estimate(const GenerateParams& p) const {
   q.width = p.width, q.height = p.height;
   q.batch = p.cfg_scale != 1.0 ? 2 : 1;
   q.prompt_bytes = p.prompt.size();
-  q.lowvram = lowvram_;
-  if (vae_tiled(p.width, p.height)) q.vae_tile_pixels = opts_.vae_tile * c.vae.downsample_factor();
+  q.lowvram = lowvram;
+  if (vae_tiled(p.width, p.height, lowvram)) q.vae_tile_pixels = opts_.vae_tile * c.vae.downsample_factor();
   return estimate_memory(c, prec, q);
 }
 

@@ -272,14 +272,14 @@ class SdPipeline {
 
   // Device memory generate(p) will need (memory_budget.h); generate() refuses a run whose
   // estimate exceeds the budget (PipelineOptions::memory_budget_mb, else the device's memory).
-  MemoryEstimate memory_estimate(const GenerateParams& p) const;
+  MemoryEstimate memory_estimate(const GenerateParams& p) const { return memory_estimate(p, lowvram_); }
 
   // One network resident at a time: PipelineOptions::lowvram, or switched on by generate()
   // when the budget needs it (PipelineOptions::auto_lowvram); it then stays on.
   bool lowvram() const { return lowvram_; }
 
   // Whether the VAE runs tiled for an image of this size (PipelineOptions::vae_tiling).
-  bool vae_tiled(int width, int height) const;
+  bool vae_tiled(int width, int height) const { return vae_tiled(width, height, lowvram_); }
 
   // Release every resident network (weights and graphs); they reload on demand.
   void release_all();
@@ -300,6 +300,9 @@ class SdPipeline {
   // Before anything is uploaded: refuse a run above the memory budget, or switch to lowvram
   // where that fits (memory_budget.cpp).
   void fit_memory_budget(const GenerateParams& p, Observer* obs);
+  // The same questions asked for either residency (fit_memory_budget compares both).
+  MemoryEstimate memory_estimate(const GenerateParams& p, bool lowvram) const;
+  bool vae_tiled(int width, int height, bool lowvram) const;
   // The stages of generate(), in its order (each file of runtime/diffusion/ holds one):
   //   condition          conditioner.cpp   prompt -> GuidedConditioning ("encode prompt", on_text)
   //   encode_init_image  vae_stage.cpp     init image -> latent, inpainting mask ("encode image")

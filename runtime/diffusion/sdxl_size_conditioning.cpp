@@ -19,14 +19,6 @@ SdxlSizeConditioning size_conditioning(const GenerateParams& p) {
   return s;
 }
 
-SdxlSizeConditioning SdxlSizeConditioning::for_image(int width, int height) {
-  SdxlSizeConditioning s;
-  s.original_h = s.target_h = height;
-  s.original_w = s.target_w = width;
-  s.crop_top = s.crop_left = 0;
-  return s;
-}
-
 std::vector<float> fourier_embedding(double value, int dim, double max_period) {
   if (dim < 2 || dim % 2) fail("fourier_embedding: dim " + std::to_string(dim) + " must be even and >= 2");
   if (!(max_period > 1)) fail("fourier_embedding: max_period must be > 1");

@@ -23,11 +23,11 @@ struct SdxlSizeConditioning {
   int original_h = 1024, original_w = 1024;
   int crop_top = 0, crop_left = 0;
   int target_h = 1024, target_w = 1024;
-  static SdxlSizeConditioning for_image(int width, int height);
 };
 
 struct GenerateParams;
-// What a run's parameters ask for (GenerateParams::original_width ...; 0 = the image size).
+// What a run's parameters ask for (GenerateParams::original_width ...; 0 = the image size, so
+// a run that sets none gets SDXL's usual choice above).
 SdxlSizeConditioning size_conditioning(const GenerateParams& p);
 
 inline constexpr int kSdxlSizeEmbedDim = 256;  // per number; 512 per pair

@@ -12,7 +12,7 @@
 
 namespace vksd {
 
-bool SdPipeline::vae_tiled(int width, int height) const {
+bool SdPipeline::vae_tiled(int width, int height, bool lowvram) const {
   using T = PipelineOptions::VaeTiling;
   const int f = config().vae.downsample_factor();
   const int64_t latent_pixels = (int64_t)(height / f) * (width / f);
@@ -20,7 +20,7 @@ bool SdPipeline::vae_tiled(int width, int height) const {
   switch (opts_.vae_tiling) {
     case T::Off: return false;
     case T::On: return larger;
-    case T::Auto: return lowvram_ && latent_pixels > (int64_t)opts_.vae_tile * opts_.vae_tile;
+    case T::Auto: return lowvram && latent_pixels > (int64_t)opts_.vae_tile * opts_.vae_tile;
   }
   return false;
 }
