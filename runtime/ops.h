@@ -44,14 +44,17 @@ Tensor conv2d(Tensor x, Tensor w, Tensor b, Conv2d p, Tensor residual);
 
 // ---- normalisation (norm.comp) ----
 // x [N, C, ...] over (C/groups × spatial); gamma/beta [C]. Optional fused SiLU.
-Tensor group_norm(Tensor x, Tensor gamma, Tensor beta, int groups, float eps, bool fuse_silu);
+// reuse_input: the caller never reads x again, so the result overwrites it (each element is
+// read, then written, by the same invocation) instead of taking a second tensor of its size.
+Tensor group_norm(Tensor x, Tensor gamma, Tensor beta, int groups, float eps, bool fuse_silu, bool reuse_input = false);
 // GroupNorm in its two halves (ops/group_norm_parts.cpp), for networks run in tiles that must
 // normalise with statistics of the whole image: the statistics of x per (sample, group),
 // [N * groups * 2] fp32 = (mean, 1/sqrt(var + eps)) ...
 Tensor group_norm_stats(Tensor x, int groups, float eps);
 // ... and x normalised with statistics in that layout (e.g. a graph input), then scaled and
-// shifted (and SiLU).
-Tensor group_norm_apply(Tensor x, Tensor gamma, Tensor beta, Tensor stats, int groups, bool fuse_silu);
+// shifted (and SiLU). reuse_input as in group_norm.
+Tensor group_norm_apply(Tensor x, Tensor gamma, Tensor beta, Tensor stats, int groups, bool fuse_silu,
+                        bool reuse_input = false);
 // over the last dimension; gamma/beta [C]
 Tensor layer_norm(Tensor x, Tensor gamma, Tensor beta, float eps);
 

@@ -4,10 +4,13 @@
 
 #include <algorithm>
 #include <cmath>
+#include <memory>
+#include <thread>
 
 #include "runtime/gpu/context.h"
 #include "runtime/gpu/graph.h"
 #include "runtime/gpu/memory.h"
+#include "runtime/gpu/scratch_arena.h"
 #include "runtime/ops.h"
 #include "tests/test_util.h"
 
@@ -148,6 +151,72 @@ TEST_CASE("graph: replay, barriers only where needed, activation reuse") {
   }
   // a, b dead after d: the planner reuses their bytes for e and f.
   CHECK(g.peak_bytes() < 7 * align_up(n * 4, kTensorAlignment));
+  CHECK(c.validation_messages() == 0);
+}
+
+namespace {
+// f = 3 * (x + x) + x = 7x through two temporaries, in a graph that may share a scratch arena.
+struct SevenX {
+  Graph g;
+  Tensor x, f;
+  SevenX(Context& c, int64_t n, std::shared_ptr<ScratchArena> scratch) : g(c) {
+    if (scratch) g.use_scratch(std::move(scratch));
+    x = g.input({n}, DType::F32);
+    f = ops::add(ops::scale(ops::add(x, x), 3.f), x);
+    g.keep(f);
+    g.compile();
+  }
+  bool check(const std::vector<float>& xv) {
+    auto fv = g.download(f);
+    for (size_t i = 0; i < xv.size(); ++i)
+      if (std::abs(fv[i] - 7.f * xv[i]) > 1e-5f * (1.f + std::abs(xv[i]))) return false;
+    return true;
+  }
+};
+}  // namespace
+
+TEST_CASE("scratch arena: graphs share their temporaries' memory, keep their inputs, and re-record when it grows") {
+  auto& c = test::ctx();
+  auto scratch = std::make_shared<ScratchArena>(c);
+  SevenX small(c, 1000, scratch);
+  REQUIRE(small.g.scratch_bytes() > 0);
+  CHECK(scratch->size() == std::max<VkDeviceSize>(small.g.scratch_bytes(), 256));
+  // The input is written now and read only after the larger graph has run (and moved the arena).
+  const auto xs = test::randn(1000, 7);
+  small.g.upload(small.x, xs);
+  SevenX large(c, 300000, scratch);
+  CHECK(large.g.scratch_bytes() > small.g.scratch_bytes());
+  CHECK(scratch->size() == large.g.scratch_bytes());  // the largest, not the sum
+  const auto xl = test::randn(300000, 8);
+  large.g.upload(large.x, xl);
+  large.g.run();
+  CHECK(large.check(xl));
+  small.g.run();  // recorded against the first buffer: re-records against the new one
+  CHECK(small.check(xs));
+  // Inputs and kept outputs stay in each graph's own memory: the large graph's output survives
+  // the small graph's run over the shared bytes.
+  CHECK(large.check(xl));
+  // Threads take turns: each graph's runs stay correct however they interleave.
+  const auto xs2 = test::randn(1000, 9), xl2 = test::randn(300000, 10);
+  bool ok_small = true, ok_large = true;
+  std::thread t([&] {
+    for (int i = 0; i < 10; ++i) {
+      small.g.upload(small.x, xs2);
+      small.g.run();
+      ok_small = ok_small && small.check(xs2);
+    }
+  });
+  for (int i = 0; i < 10; ++i) {
+    large.g.upload(large.x, xl2);
+    large.g.run();
+    ok_large = ok_large && large.check(xl2);
+  }
+  t.join();
+  CHECK(ok_small);
+  CHECK(ok_large);
+  // Without an arena a graph's temporaries are its own (peak = its whole plan).
+  SevenX alone(c, 1000, nullptr);
+  CHECK(alone.g.scratch_bytes() == 0);
   CHECK(c.validation_messages() == 0);
 }
 

@@ -126,7 +126,9 @@ SdPipeline::TextOutput SdPipeline::encode_text(const std::string& prompt, int cl
     if (!N.text[i]) {
       if (!N.text_w[i]) N.text_w[i] = load_merged(ctx_, *ckpt_, c.prefix, dtype_, loras_, N.text_lora[i]);
       if (c.pooled_dim > 0 && N.projection[i].empty()) N.projection[i] = ckpt_->read_f32(c.prefix + "text_projection");
-      N.text[i] = std::make_unique<nn::TextEncoder>(ctx_, *N.text_w[i], c, 1);
+      nn::NetOptions to;
+      to.scratch = scratch_;
+      N.text[i] = std::make_unique<nn::TextEncoder>(ctx_, *N.text_w[i], c, 1, to);
     }
     std::vector<float> pooled;
     std::vector<float> z = encode_weighted(*N.text[i], tokenize_for(prompt, pad_chunks, c.pad_token), clip_skip,

@@ -4,6 +4,7 @@
 #include <cstdlib>
 
 #include "runtime/diffusion/pipeline.h"
+#include "runtime/diffusion/pipeline_nets.h"
 #include "runtime/diffusion/precision_plan.h"
 #include "runtime/error.h"
 #include "runtime/gpu/context.h"
@@ -121,8 +122,9 @@ MemoryEstimate estimate_memory(const ModelConfig& c, const PrecisionPlan& prec, 
   if (q.lowvram)
     e.peak = std::max({e.text_stage, e.unet_stage, e.vae_stage});
   else
-    // (a network's slots are freed once it is loaded: at most one load's slots at a time)
-    e.peak = e.weights + e.text + e.unet + e.vae +
+    // The networks' intermediates share one arena (ScratchArena), the size of the largest; a
+    // network's staging slots are freed once it is loaded: at most one load's slots at a time.
+    e.peak = e.weights + std::max({e.text, e.unet, e.vae}) +
              std::max({staging(q.text_weights), staging(q.unet_weights), staging(q.vae_weights)});
   return e;
 }
@@ -132,15 +134,22 @@ MemoryEstimate SdPipeline::memory_estimate(const GenerateParams& p, bool lowvram
   const PrecisionPlan prec = precision();
   MemoryQuery q;
   // Weights, exact per network, in each network's weight precision.
-  uint64_t largest = 0;
+  uint64_t largest = 0, encoder = 0;
+  auto is_vae_encoder = [](const std::string& name) {
+    for (const std::string& e : kVaeEncoderPrefixes)
+      if (name.rfind(e, 0) == 0) return true;
+    return false;
+  };
   for (const std::string& name : ckpt_->tensor_names()) {
     uint64_t n = 1;
     for (int64_t d : ckpt_->shape(name)) n *= (uint64_t)d;
     largest = std::max<uint64_t>(largest, n * 4);  // fp32 bytes: an upper bound of any upload of it
     if (name.rfind(kUNetPrefix, 0) == 0) q.unet_weights += n * dtype_size(prec.unet.weights);
-    else if (name.rfind(kVaePrefix, 0) == 0) q.vae_weights += n * dtype_size(prec.vae.weights);
+    else if (name.rfind(kVaePrefix, 0) == 0) (is_vae_encoder(name) ? encoder : q.vae_weights) += n * dtype_size(prec.vae.weights);
     else q.text_weights += n * dtype_size(prec.text.weights);
   }
+  // The VAE's encoder half is on the device only for an init image (or since an earlier one).
+  if (p.init_image || nets_->vae_enc_w) q.vae_weights += encoder;
   q.largest_tensor = largest;
   q.width = p.width, q.height = p.height;
   q.batch = p.cfg_scale != 1.0 ? 2 : 1;

@@ -3,7 +3,8 @@
 // instead of failing inside the driver minutes later.
 //
 // The estimate is weights (exact: every network tensor's element count x the device dtype size)
-// plus the activation arenas of the graphs (an upper estimate from the architecture: the UNet's
+// plus the activation arena the networks share (ScratchArena: the largest network's; an upper
+// estimate of each from the architecture: the UNet's
 // skip connections at every level plus the level-0 working set of a transformer block, the VAE's
 // full-resolution working set, per image of the batch). tests/test_hardening.cpp checks it
 // against the memory a real run holds.
@@ -20,7 +21,7 @@ struct ModelConfig;
 
 struct MemoryEstimate {
   uint64_t weights = 0;      // resident at once (all three networks, or the largest with lowvram)
-  uint64_t text = 0, unet = 0, vae = 0;  // activation arenas
+  uint64_t text = 0, unet = 0, vae = 0;  // activations of each network (they share one arena)
   // Each stage alone: its network's weights + its arena (with lowvram, the peak is the largest).
   uint64_t text_stage = 0, unet_stage = 0, vae_stage = 0;
   uint64_t peak = 0;         // what must fit at the worst moment
@@ -30,7 +31,9 @@ struct MemoryEstimate {
 
 // What an estimate depends on besides the model's architecture and precision.
 struct MemoryQuery {
-  uint64_t text_weights = 0, unet_weights = 0, vae_weights = 0;  // device bytes of each network
+  // Device bytes of each network; the VAE's: the decoder, and the encoder when an init image
+  // needs it.
+  uint64_t text_weights = 0, unet_weights = 0, vae_weights = 0;
   int width = 512, height = 512;
   int batch = 1;                 // UNet batch: 2 with classifier-free guidance
   size_t prompt_bytes = 0;       // the longer prompt: how many 77-token chunks the text may need

@@ -20,6 +20,7 @@
 #include "runtime/nn/text_encoder.h"
 #include "runtime/nn/unet.h"
 #include "runtime/nn/vae.h"
+#include "runtime/gpu/scratch_arena.h"
 #include "runtime/nn/vae_tiled.h"
 #include "runtime/text/lora_tags.h"
 #include "runtime/text/prompt.h"
@@ -36,7 +37,9 @@ static double ms_since(Clock::time_point t0) {
   return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
 }
 
-SdPipeline::SdPipeline(Context& ctx, const PipelineOptions& opts) : ctx_(ctx), opts_(opts), lowvram_(opts.lowvram), nets_(std::make_unique<Nets>()) {
+SdPipeline::SdPipeline(Context& ctx, const PipelineOptions& opts)
+    : ctx_(ctx), opts_(opts), lowvram_(opts.lowvram), scratch_(std::make_shared<ScratchArena>(ctx)),
+      nets_(std::make_unique<Nets>()) {
   if (opts.model_path.empty()) fail("no model given");
   if (opts.vae_tile < 1 || opts.vae_tile_overlap < 0 || opts.vae_tile_overlap >= opts.vae_tile)
     fail("VAE tile size " + std::to_string(opts.vae_tile) + " and overlap " + std::to_string(opts.vae_tile_overlap) +
@@ -358,6 +361,7 @@ nn::UNet& SdPipeline::unet_for(const GenerateParams& p, const GuidedConditioning
     N.unet.reset();
     if (!N.unet_w) N.unet_w = load_merged(ctx_, *ckpt_, kUNetPrefix, dtype_, loras_, N.unet_lora);
     nn::NetOptions uo;
+    uo.scratch = scratch_;
     uo.attention_maps = p.attention_maps;
     uo.profile = p.profile;
     N.unet = std::make_unique<nn::UNet>(ctx_, *N.unet_w, config().unet, batch, lh, lw, ctx_len, uo);

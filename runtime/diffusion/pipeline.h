@@ -40,6 +40,7 @@ namespace vksd {
 
 class Context;
 class Checkpoint;
+class ScratchArena;
 struct GuidedConditioning;
 struct InitImage;
 namespace nn {
@@ -318,6 +319,9 @@ class SdPipeline {
   Context& ctx_;
   PipelineOptions opts_;
   std::atomic<bool> lowvram_{false};  // opts_.lowvram, or switched on by fit_memory_budget
+  // The networks run one after another: their intermediates share one arena, the size of the
+  // largest network's (NetOptions::scratch).
+  std::shared_ptr<ScratchArena> scratch_;
   std::unique_ptr<Checkpoint> ckpt_;
   std::unique_ptr<Tokenizer> tok_;
   std::unique_ptr<NoiseSchedule> schedule_;

@@ -23,7 +23,9 @@ struct LoraMerged {
 };
 
 struct SdPipeline::Nets {
-  std::unique_ptr<WeightStore> unet_w, vae_w;
+  std::unique_ptr<WeightStore> unet_w;
+  // The VAE's halves (network_prefixes.h): the encoder is loaded only for an init image.
+  std::unique_ptr<WeightStore> vae_dec_w, vae_enc_w;
   LoraMerged unet_lora;
   // One per text encoder of the model (ModelConfig::text_encoder(i)); projection: the pooled
   // encoders' text_projection on the host.
@@ -43,7 +45,7 @@ struct SdPipeline::Nets {
 
   void release_text() { text.clear(), text_w.clear(), text_lora.clear(); }
   void release_unet() { unet.reset(), unet_w.reset(), unet_batch = 0, unet_lora = {}; }
-  void release_vae() { dec.reset(), enc.reset(), vae_w.reset(), dec_h = enc_h = 0; }
+  void release_vae() { dec.reset(), enc.reset(), vae_dec_w.reset(), vae_enc_w.reset(), dec_h = enc_h = 0; }
 };
 
 // Upload one network's weights (keys under `prefix`) with the merged LoRA set (pipeline.cpp).

@@ -30,6 +30,7 @@ PrecisionPlan SdPipeline::precision() const { return precision_plan(config(), dt
 // The VAE's activation precision (fp32 for a VAE that overflows fp16, precision_plan.h).
 nn::NetOptions SdPipeline::vae_options() const {
   nn::NetOptions o;
+  o.scratch = scratch_;
   o.activations = precision().vae.activations;
   return o;
 }
@@ -43,11 +44,11 @@ static nn::VaeTiles vae_tiles(bool tiled, const PipelineOptions& o, int h, int w
 std::vector<float> SdPipeline::decode_latent(const std::vector<float>& latent, int lh, int lw) {
   const auto& vc = config().vae;
   if (latent.size() != (size_t)vc.embed_dim * lh * lw) fail("decode_latent: latent size does not match its geometry");
-  if (!nets_->vae_w) nets_->vae_w = load_weights(ctx_, *ckpt_, kVaePrefix, dtype_);
+  if (!nets_->vae_dec_w) nets_->vae_dec_w = load_weights(ctx_, *ckpt_, kVaeDecoderPrefixes, dtype_);
   if (!nets_->dec || nets_->dec_h != lh || nets_->dec_w != lw) {
     nets_->dec.reset();
     const int f = vc.downsample_factor();
-    nets_->dec = std::make_unique<nn::TiledVaeDecoder>(ctx_, *nets_->vae_w, vc, 1, lh, lw,
+    nets_->dec = std::make_unique<nn::TiledVaeDecoder>(ctx_, *nets_->vae_dec_w, vc, 1, lh, lw,
                                                        vae_tiles(vae_tiled(lw * f, lh * f), opts_, lh, lw), vae_options());
     nets_->dec_h = lh, nets_->dec_w = lw;
   }
@@ -59,11 +60,11 @@ std::vector<float> SdPipeline::decode_latent(const std::vector<float>& latent, i
 std::vector<float> SdPipeline::encode_image(const std::vector<float>& image, int h, int w) {
   const auto& vc = config().vae;
   if (image.size() != (size_t)vc.in_channels * h * w) fail("encode_image: image size does not match its geometry");
-  if (!nets_->vae_w) nets_->vae_w = load_weights(ctx_, *ckpt_, kVaePrefix, dtype_);
+  if (!nets_->vae_enc_w) nets_->vae_enc_w = load_weights(ctx_, *ckpt_, kVaeEncoderPrefixes, dtype_);
   if (!nets_->enc || nets_->enc_h != h || nets_->enc_w != w) {
     nets_->enc.reset();
     const int f = vc.downsample_factor();
-    nets_->enc = std::make_unique<nn::TiledVaeEncoder>(ctx_, *nets_->vae_w, vc, 1, h, w,
+    nets_->enc = std::make_unique<nn::TiledVaeEncoder>(ctx_, *nets_->vae_enc_w, vc, 1, h, w,
                                                        vae_tiles(vae_tiled(w, h), opts_, h / f, w / f), vae_options());
     nets_->enc_h = h, nets_->enc_w = w;
   }

@@ -6,6 +6,7 @@
 #include "runtime/error.h"
 #include "runtime/gpu/device_hint.h"
 #include "runtime/gpu/fault_inject.h"
+#include "runtime/gpu/scratch_arena.h"
 
 namespace vksd {
 
@@ -152,12 +153,18 @@ DeviceTensor Graph::device_tensor(Tensor t) const {
   return d;
 }
 
+void Graph::use_scratch(std::shared_ptr<ScratchArena> scratch) {
+  if (compiled()) fail("Graph::use_scratch after compile()");
+  scratch_ = std::move(scratch);
+}
+
 void Graph::compile(bool profile) {
   if (compiled()) fail("Graph::compile called twice");
   VkDevice dev = context().device();
   const int n = (int)nodes_.size();
 
-  // 1. lifetimes and the activation plan
+  // 1. lifetimes and the activation plan: inputs and kept tensors for the whole graph,
+  // temporaries from their first to their last dispatch (in the scratch arena when given one).
   std::vector<int> first(tensors_.size(), INT32_MAX), last(tensors_.size(), -1);
   for (int i = 0; i < n; ++i)
     for (auto& a : nodes_[i].args) {
@@ -165,8 +172,8 @@ void Graph::compile(bool profile) {
       first[r] = std::min(first[r], i);
       last[r] = std::max(last[r], i);
     }
-  std::vector<PlanItem> items;
-  std::vector<uint32_t> item_tensor;
+  std::vector<PlanItem> own, temps;
+  std::vector<uint32_t> own_tensor, temp_tensor;
   for (uint32_t id = 0; id < tensors_.size(); ++id) {
     const auto& ti = tensors_[id];
     if (ti.kind == TensorInfo::Kind::View || ti.kind == TensorInfo::Kind::Bound) continue;
@@ -176,33 +183,25 @@ void Graph::compile(bool profile) {
     it.bytes = align_up((VkDeviceSize)shape_numel(ti.shape) * dtype_size(ti.dtype), 16);
     it.first = pinned ? 0 : first[id];
     it.last = pinned ? n : last[id];
-    items.push_back(it);
-    item_tensor.push_back(id);
+    const bool shared = scratch_ && !pinned;
+    (shared ? temps : own).push_back(it);
+    (shared ? temp_tensor : own_tensor).push_back(id);
   }
-  peak_ = plan_offsets(items);
-  arena_ = std::make_unique<Buffer>(*ctx_, std::max<VkDeviceSize>(peak_, 256), Buffer::Use::Device, "activations");
+  const VkDeviceSize own_bytes = plan_offsets(own);
+  scratch_bytes_ = temps.empty() ? 0 : plan_offsets(temps);
+  peak_ = own_bytes + scratch_bytes_;
+  arena_ = std::make_unique<Buffer>(*ctx_, std::max<VkDeviceSize>(own_bytes, 256), Buffer::Use::Device, "activations");
   placed_.assign(tensors_.size(), DeviceTensor{});
-  for (size_t k = 0; k < items.size(); ++k) {
-    auto& ti = tensors_[item_tensor[k]];
-    placed_[item_tensor[k]] = {arena_->handle(), items[k].offset, ti.shape, ti.dtype};
+  for (size_t k = 0; k < own.size(); ++k) {
+    auto& ti = tensors_[own_tensor[k]];
+    placed_[own_tensor[k]] = {arena_->handle(), own[k].offset, ti.shape, ti.dtype};
   }
+  scratch_items_.clear();
+  for (size_t k = 0; k < temps.size(); ++k) scratch_items_.emplace_back(temp_tensor[k], temps[k].offset);
   for (uint32_t id = 0; id < tensors_.size(); ++id)
     if (tensors_[id].kind == TensorInfo::Kind::Bound) placed_[id] = tensors_[id].bound;
 
-  // 2. descriptors
-  uint32_t reads = 0, writes = 0;
-  for (auto& d : nodes_)
-    for (auto& a : d.args) (a.access == Access::Read ? reads : writes)++;
-  std::vector<VkDescriptorPoolSize> sizes;
-  if (reads) sizes.push_back({VK_DESCRIPTOR_TYPE_UNIFORM_TEXEL_BUFFER, reads});
-  if (writes) sizes.push_back({VK_DESCRIPTOR_TYPE_STORAGE_TEXEL_BUFFER, writes});
-  VkDescriptorPoolCreateInfo pci{VK_STRUCTURE_TYPE_DESCRIPTOR_POOL_CREATE_INFO};
-  pci.maxSets = std::max(n, 1);
-  pci.poolSizeCount = (uint32_t)sizes.size();
-  pci.pPoolSizes = sizes.data();
-  if (n) vk_check(vkCreateDescriptorPool(dev, &pci, nullptr, &pool_), "vkCreateDescriptorPool");
-
-  // 3. every pipeline the graph needs, created in parallel (most of a network's compile time)
+  // 2. every pipeline the graph needs, created in parallel (most of a network's compile time)
   {
     std::vector<KernelKey> keys;
     keys.reserve(nodes_.size());
@@ -214,14 +213,15 @@ void Graph::compile(bool profile) {
     ctx_->kernels().prepare(keys);
   }
 
-  // 4. record
+  // 3. what lasts across recordings: the command buffer, the fence, timestamp queries
   VkCommandPoolCreateInfo cpi{VK_STRUCTURE_TYPE_COMMAND_POOL_CREATE_INFO};
   cpi.queueFamilyIndex = ctx_->queue_family();
   vk_check(vkCreateCommandPool(dev, &cpi, nullptr, &cmd_pool_), "vkCreateCommandPool");
   VkCommandBufferAllocateInfo ai{VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO};
   ai.commandPool = cmd_pool_;
   ai.commandBufferCount = 1;
-  vk_check(vkAllocateCommandBuffers(dev, &ai, &cmd_), "vkAllocateCommandBuffers");
+  VkCommandBuffer cmd = VK_NULL_HANDLE;  // cmd_ is set once recorded: compiled() means runnable
+  vk_check(vkAllocateCommandBuffers(dev, &ai, &cmd), "vkAllocateCommandBuffers");
   VkFenceCreateInfo fci{VK_STRUCTURE_TYPE_FENCE_CREATE_INFO};
   vk_check(vkCreateFence(dev, &fci, nullptr, &fence_), "vkCreateFence");
   if (profile && ctx_->info().timestamps) {
@@ -230,6 +230,52 @@ void Graph::compile(bool profile) {
     q.queryCount = (uint32_t)n + 1;
     vk_check(vkCreateQueryPool(dev, &q, nullptr, &queries_), "vkCreateQueryPool");
   }
+
+  // 4. record (with the scratch arena's lock held: placing the temporaries may reallocate it)
+  std::unique_lock<std::mutex> lock;
+  if (scratch_) lock = std::unique_lock<std::mutex>(scratch_->mutex_);
+  cmd_ = cmd;
+  if (scratch_) {
+    scratch_generation_ = 0;  // never a real generation: bind_scratch records
+    bind_scratch();
+  } else {
+    record();
+  }
+}
+
+void Graph::bind_scratch() {
+  const uint64_t gen = scratch_->reserve(scratch_bytes_);
+  if (gen == scratch_generation_) return;
+  for (auto [id, offset] : scratch_items_) {
+    auto& ti = tensors_[id];
+    placed_[id] = {scratch_->buffer(), offset, ti.shape, ti.dtype};
+  }
+  scratch_generation_ = gen;
+  record();
+}
+
+void Graph::record() {
+  VkDevice dev = ctx_->device();
+  const int n = (int)nodes_.size();
+  // What an earlier recording made (the arena it referred to has moved).
+  vk_check(vkResetCommandPool(dev, cmd_pool_, 0), "vkResetCommandPool");
+  for (auto v : views_) vkDestroyBufferView(dev, v, nullptr);
+  views_.clear();
+  view_cache_.clear();
+  if (pool_) vkDestroyDescriptorPool(dev, pool_, nullptr);
+  pool_ = VK_NULL_HANDLE;
+
+  uint32_t reads = 0, writes = 0;
+  for (auto& d : nodes_)
+    for (auto& a : d.args) (a.access == Access::Read ? reads : writes)++;
+  std::vector<VkDescriptorPoolSize> sizes;
+  if (reads) sizes.push_back({VK_DESCRIPTOR_TYPE_UNIFORM_TEXEL_BUFFER, reads});
+  if (writes) sizes.push_back({VK_DESCRIPTOR_TYPE_STORAGE_TEXEL_BUFFER, writes});
+  VkDescriptorPoolCreateInfo pci{VK_STRUCTURE_TYPE_DESCRIPTOR_POOL_CREATE_INFO};
+  pci.maxSets = std::max(n, 1);
+  pci.poolSizeCount = (uint32_t)sizes.size();
+  pci.pPoolSizes = sizes.data();
+  if (n) vk_check(vkCreateDescriptorPool(dev, &pci, nullptr, &pool_), "vkCreateDescriptorPool");
 
   VkCommandBufferBeginInfo bi{VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO};
   vk_check(vkBeginCommandBuffer(cmd_, &bi), "vkBeginCommandBuffer");
@@ -243,7 +289,8 @@ void Graph::compile(bool profile) {
   constexpr VkAccessFlags kAll = kRW | VK_ACCESS_TRANSFER_READ_BIT | VK_ACCESS_TRANSFER_WRITE_BIT;
   constexpr VkPipelineStageFlags kCS = VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT;
   constexpr VkPipelineStageFlags kAny = kCS | VK_PIPELINE_STAGE_TRANSFER_BIT;
-  // Against whatever ran before this submission (uploads, the previous run of this graph).
+  // Against whatever ran before this submission (uploads, the previous run of this graph, and
+  // other graphs' use of a shared scratch arena).
   barrier(kAll, kAny, kRW, kCS);
   if (queries_) {
     vkCmdResetQueryPool(cmd_, queries_, 0, (uint32_t)n + 1);
@@ -319,6 +366,11 @@ void Graph::compile(bool profile) {
 
 void Graph::run() {
   if (!compiled()) compile();  // fails on a shapes-only graph
+  std::unique_lock<std::mutex> lock;  // held to the fence: no other graph uses the scratch meanwhile
+  if (scratch_) {
+    lock = std::unique_lock<std::mutex>(scratch_->mutex_);
+    bind_scratch();
+  }
   VkSubmitInfo si{VK_STRUCTURE_TYPE_SUBMIT_INFO};
   si.commandBufferCount = 1;
   si.pCommandBuffers = &cmd_;

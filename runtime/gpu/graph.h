@@ -28,6 +28,7 @@
 namespace vksd {
 
 class Context;
+class ScratchArena;
 class Graph;
 struct DeviceInfo;
 struct DeviceProfile;
@@ -113,6 +114,10 @@ class Graph {
   void set_scope(std::string scope) { scope_ = std::move(scope); }
   const std::string& scope() const { return scope_; }
 
+  // Place the temporaries in an arena shared with other graphs that never run at the same
+  // time (scratch_arena.h); before compile(). Without one the graph has its own arena.
+  void use_scratch(std::shared_ptr<ScratchArena> scratch);
+
   void compile(bool profile = false);
   void run();
   bool compiled() const { return cmd_ != VK_NULL_HANDLE; }
@@ -123,7 +128,10 @@ class Graph {
   std::vector<float> download(Tensor t);
   DeviceTensor device_tensor(Tensor t) const;  // where it lives (after compile)
 
-  VkDeviceSize peak_bytes() const { return peak_; }         // activation arena size
+  // Activation memory this graph needs: its own arena (inputs, kept outputs, and the
+  // temporaries unless they are in a scratch arena) + its temporaries' plan in the scratch.
+  VkDeviceSize peak_bytes() const { return peak_; }
+  VkDeviceSize scratch_bytes() const { return scratch_bytes_; }  // of that, in the scratch arena
   size_t dispatch_count() const { return nodes_.size(); }
   double flops() const;  // sum of the dispatches' Dispatch::flops (floating-point ops per run)
   size_t barrier_count() const { return barriers_; }
@@ -147,6 +155,12 @@ class Graph {
  private:
   uint32_t root(uint32_t id) const;
   VkBufferView view_for(const DeviceTensor& t, int lanes, Access access);
+  // Views, descriptor sets and the command buffer from placed_: at compile(), and again when
+  // the scratch arena has moved. record() drops what an earlier recording made.
+  void record();
+  // With the scratch arena's lock held: make it hold this graph's temporaries, point them at
+  // its buffer, and re-record if it moved since this graph last recorded.
+  void bind_scratch();
 
   Context* ctx_ = nullptr;
   std::vector<TensorInfo> tensors_;
@@ -154,6 +168,10 @@ class Graph {
   std::vector<DeviceTensor> placed_;  // per tensor id, after compile
   std::unique_ptr<Buffer> arena_;
   VkDeviceSize peak_ = 0;
+  std::shared_ptr<ScratchArena> scratch_;
+  uint64_t scratch_generation_ = 0;  // of the arena's buffer the command buffer refers to
+  VkDeviceSize scratch_bytes_ = 0;   // this graph's temporaries' plan in it
+  std::vector<std::pair<uint32_t, VkDeviceSize>> scratch_items_;  // tensor id, offset in it
   size_t barriers_ = 0;
   VkDescriptorPool pool_ = VK_NULL_HANDLE;
   std::vector<VkBufferView> views_;

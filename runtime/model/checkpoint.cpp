@@ -848,8 +848,17 @@ void apply_model_config_json(ModelConfig& cfg, const Json& j, const std::string&
 
 std::unique_ptr<WeightStore> load_weights(Context& ctx, const Checkpoint& ckpt, const std::string& prefix, DType storage,
                                           const WeightPatch& patch) {
-  std::vector<std::string> names = ckpt.tensor_names(prefix);
-  if (names.empty()) fail(ckpt.path() + ": no network tensors start with '" + prefix + "'");
+  return load_weights(ctx, ckpt, std::vector<std::string>{prefix}, storage, patch);
+}
+
+std::unique_ptr<WeightStore> load_weights(Context& ctx, const Checkpoint& ckpt, const std::vector<std::string>& prefixes,
+                                          DType storage, const WeightPatch& patch) {
+  std::vector<std::string> names;
+  for (const std::string& prefix : prefixes) {
+    const std::vector<std::string> part = ckpt.tensor_names(prefix);
+    if (part.empty()) fail(ckpt.path() + ": no network tensors start with '" + prefix + "'");
+    names.insert(names.end(), part.begin(), part.end());
+  }
   // Each tensor is placed at the next kTensorAlignment boundary (Arena::alloc).
   VkDeviceSize total = 0;
   for (const auto& n : names)

@@ -126,5 +126,8 @@ void apply_model_config_json(ModelConfig& cfg, const Json& j, const std::string&
 using WeightPatch = std::function<void(const std::string&, const Shape&, std::vector<float>&)>;
 std::unique_ptr<WeightStore> load_weights(Context& ctx, const Checkpoint& ckpt, const std::string& prefix,
                                           DType storage, const WeightPatch& patch = {});
+// The tensors under any of `prefixes`, into one WeightStore (the VAE's decoder half).
+std::unique_ptr<WeightStore> load_weights(Context& ctx, const Checkpoint& ckpt, const std::vector<std::string>& prefixes,
+                                          DType storage, const WeightPatch& patch = {});
 
 }  // namespace vksd

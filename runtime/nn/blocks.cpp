@@ -38,12 +38,12 @@ Tensor conv(const Scope& s, Tensor x, int64_t out, int k, ops::Conv2d p, Tensor 
   return residual.valid() ? ops::conv2d(x, w, b, p, residual) : ops::conv2d(x, w, b, p);
 }
 
-Tensor group_norm(const Scope& s, Tensor x, float eps, bool silu) {
+Tensor group_norm(const Scope& s, Tensor x, float eps, bool silu, bool reuse_input) {
   // Every GroupNorm in SD has 32 groups (LDM's normalization() / Normalize()).
   const int64_t c = x.dim(1);
   Tensor gamma = s.w("weight", {c});
   Tensor beta = s.w("bias", {c});
-  return ops::group_norm(x, gamma, beta, 32, eps, silu);
+  return ops::group_norm(x, gamma, beta, 32, eps, silu, reuse_input);
 }
 
 Tensor layer_norm(const Scope& s, Tensor x, float eps) {

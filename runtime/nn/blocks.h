@@ -10,11 +10,13 @@
 //   weights' shapes (nn.Linear(in, out): in from the input, out given).
 #pragma once
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "runtime/gpu/graph.h"
+#include "runtime/gpu/scratch_arena.h"
 #include "runtime/ops.h"
 #include "runtime/model/sd1_layout.h"
 #include "runtime/model/weights.h"
@@ -34,6 +36,9 @@ struct NetOptions {
   bool attention_maps = false;
   // Compile with timestamp queries so that timings() reports per-dispatch times.
   bool profile = false;
+  // Intermediates in an arena shared with the other networks of a pipeline, which never run
+  // at the same time (runtime/gpu/scratch_arena.h); null = the network's own arena.
+  std::shared_ptr<ScratchArena> scratch;
 };
 
 // Where a network's weights come from while its graph is recorded. The builders state every
@@ -116,7 +121,7 @@ inline Tensor conv3x3(const Scope& s, Tensor x, int64_t out, Tensor residual = {
 }
 inline Tensor conv1x1(const Scope& s, Tensor x, int64_t out) { return conv(s, x, out, 1, ops::Conv2d{}); }
 // nn.GroupNorm(32, C) at `s` (C = x's channels), optionally followed by SiLU (fused).
-Tensor group_norm(const Scope& s, Tensor x, float eps, bool silu);
+Tensor group_norm(const Scope& s, Tensor x, float eps, bool silu, bool reuse_input = false);  // ops::group_norm
 // nn.LayerNorm(C) at `s` over the last dimension.
 Tensor layer_norm(const Scope& s, Tensor x, float eps);
 

@@ -77,6 +77,7 @@ TextEncoder::Net& TextEncoder::net_for(int clip_skip) {
   auto net = std::make_unique<Net>();
   net->graph = std::make_unique<Graph>(ctx_);
   Graph& g = *net->graph;
+  if (opts_.scratch) g.use_scratch(opts_.scratch);
   const DeviceWeights weights(weights_);
   net->ids = g.input({batch_, cfg_.max_length}, DType::I32, "token_ids");
   // clip_skip k: the final LayerNorm reads the output of layer (used_layers - k); later layers

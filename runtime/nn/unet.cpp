@@ -254,6 +254,7 @@ Tensor unet_forward(const Scope& root, const UNetConfig& cfg, Tensor x, Tensor t
 void UNet::build() {
   graph_ = std::make_unique<Graph>(ctx_);
   Graph& g = *graph_;
+  if (opts_.scratch) g.use_scratch(opts_.scratch);
   const DeviceWeights weights(weights_);
   const DType act = opts_.activations.value_or(weights.storage());
   x_ = g.input({batch_, cfg_.in_channels, h_, w_}, act, "x");

@@ -72,7 +72,8 @@ Tensor group_norm_stats(Tensor x, int groups, float eps) {
   return stats;
 }
 
-Tensor group_norm_apply(Tensor x, Tensor gamma, Tensor beta, Tensor stats, int groups, bool fuse_silu) {
+Tensor group_norm_apply(Tensor x, Tensor gamma, Tensor beta, Tensor stats, int groups, bool fuse_silu,
+                        bool reuse_input) {
   Graph& g = *x.g;
   const Geometry geo = geometry("group_norm_apply", x, groups);
   if (gamma.numel() != geo.c || beta.numel() != geo.c)
@@ -81,7 +82,7 @@ Tensor group_norm_apply(Tensor x, Tensor gamma, Tensor beta, Tensor stats, int g
   if (stats.numel() != geo.total_groups * 2 || stats.dtype() != DType::F32)
     fail("group_norm_apply: statistics " + shape_str(stats.shape()) + " must be " +
          std::to_string(geo.total_groups * 2) + " fp32 values (mean, 1/std per sample and group)");
-  Tensor y = g.temp(x.shape(), x.dtype());
+  Tensor y = reuse_input ? g.view(x, x.shape()) : g.temp(x.shape(), x.dtype());  // elementwise: in place is safe
   Grid grid = grid_1d(g, (uint64_t)x.numel(), 256);
   Dispatch d;
   d.kernel = "group_norm_parts";

@@ -51,7 +51,7 @@ void check_affine(const char* op, Tensor gamma, Tensor beta, int64_t c) {
 
 }  // namespace
 
-Tensor group_norm(Tensor x, Tensor gamma, Tensor beta, int groups, float eps, bool fuse_silu) {
+Tensor group_norm(Tensor x, Tensor gamma, Tensor beta, int groups, float eps, bool fuse_silu, bool reuse_input) {
   Graph& g = *x.g;
   if (x.rank() < 2) fail("group_norm: input " + shape_str(x.shape()) + " must be [N, C, ...]");
   const int64_t n = x.dim(0), c = x.dim(1), spatial = x.numel() / (n * c);
@@ -68,7 +68,7 @@ Tensor group_norm(Tensor x, Tensor gamma, Tensor beta, int groups, float eps, bo
   {
     const uint32_t lanes = spatial % 4 == 0 ? 4 : 1;  // a unit stays within one channel
     if (auto plan = row_plan(g, (uint64_t)group_len / lanes, 256, /*no workgroup variant*/ 0)) {
-      Tensor y = g.temp(x.shape(), x.dtype());
+      Tensor y = reuse_input ? g.view(x, x.shape()) : g.temp(x.shape(), x.dtype());
       Grid grid = row_grid(g, (uint64_t)total_groups, *plan);
       Dispatch d;
       d.kernel = "norm";
@@ -122,7 +122,7 @@ Tensor group_norm(Tensor x, Tensor gamma, Tensor beta, int groups, float eps, bo
     g.add(std::move(d));
   }
   // 3. normalise, scale, shift (and SiLU): one workgroup row per (image, channel) plane.
-  Tensor y = g.temp(x.shape(), x.dtype());
+  Tensor y = reuse_input ? g.view(x, x.shape()) : g.temp(x.shape(), x.dtype());
   {
     const uint32_t al = spatial % 4 == 0 ? 4 : 1;
     const uint32_t wg = 64, e = 16;
