@@ -202,8 +202,13 @@ int cmd_info(int argc, char** argv) {
   }
   uint64_t text16 = 0;  // every text encoder (nets[2..])
   for (size_t i = 2; i < nets.size(); ++i) text16 += device_bytes(nets[i].specs, DType::F16);
+  // A text-to-image run loads the VAE's decoder half only (network_prefixes.h).
+  std::vector<TensorSpec> decoder;
+  for (const TensorSpec& t : nets[1].specs)
+    for (const std::string& prefix : kVaeDecoderPrefixes)
+      if (t.name.rfind(prefix, 0) == 0) decoder.push_back(t);
   vksd::cli::print_precision_and_memory(c, {text16, device_bytes(nets[0].specs, DType::F16),
-                                             device_bytes(nets[1].specs, DType::F16)});
+                                             device_bytes(decoder, DType::F16)});
   vksd::cli::print_measured_peaks(model);
   return 0;
 }

@@ -15,8 +15,8 @@ void print_precision_and_memory(const ModelConfig& cfg, const NetBytes& w) {
   std::printf("  text encoder  %s\n  UNet          %s\n  VAE           %s\n", describe(d.text).c_str(),
               describe(d.unet).c_str(), describe(d.vae).c_str());
 
-  // The estimate generate refuses runs by (memory_budget.h), at the model's own image size with
-  // guidance (UNet batch 2) and a short prompt.
+  // The estimate generate refuses runs by (memory_budget.h), for text to image at the model's
+  // own image size with guidance (UNet batch 2) and a short prompt.
   MemoryQuery q;
   q.text_weights = w.text, q.unet_weights = w.unet, q.vae_weights = w.vae;
   q.width = q.height = cfg.sample_size;
@@ -27,7 +27,7 @@ void print_precision_and_memory(const ModelConfig& cfg, const NetBytes& w) {
   if (q.vae_tile_pixels >= cfg.sample_size) q.vae_tile_pixels = 0;
   const MemoryEstimate low = estimate_memory(cfg, d, q);
   auto mib = [](uint64_t b) { return std::to_string((b + (1 << 20) - 1) >> 20) + " MiB"; };
-  std::printf("\nmemory     estimated device memory at %dx%d, fp16, with guidance:\n", cfg.sample_size, cfg.sample_size);
+  std::printf("\nmemory     estimated device memory for text to image at %dx%d, fp16, with guidance:\n", cfg.sample_size, cfg.sample_size);
   std::printf("  all resident  %s (%s)\n", mib(all.peak).c_str(), all.describe().c_str());
   std::printf("  --lowvram     %s = the largest stage; per stage: %s%s\n", mib(low.peak).c_str(),
               low.describe_stages().c_str(), q.vae_tile_pixels ? " (VAE tiled)" : "");

@@ -10,7 +10,7 @@ struct ModelConfig;
 namespace vksd::cli {
 
 struct NetBytes {
-  uint64_t text = 0, unet = 0, vae = 0;  // fp16 weights on the device
+  uint64_t text = 0, unet = 0, vae = 0;  // fp16 weights on the device (vae: the decoder, text to image)
 };
 
 void print_precision_and_memory(const ModelConfig& cfg, const NetBytes& fp16_weights);
