@@ -20,8 +20,10 @@
 #include "runtime/diffusion/precision_plan.h"
 #include "runtime/error.h"
 #include "runtime/gpu/context.h"
+#include "runtime/gpu/memory.h"
 #include "runtime/model/checkpoint.h"
 #include "runtime/model/model_config.h"
+#include "runtime/model/network_prefixes.h"
 #include "runtime/model/random_sdxl_checkpoint.h"
 #include "runtime/model/safetensors.h"
 #include "runtime/model/safetensors_writer.h"
@@ -263,6 +265,46 @@ TEST_CASE("stage peaks: a --lowvram run measures each stage alone, within the es
   CHECK(est.unet_stage >= unet);
   CHECK(est.vae_stage >= vae);
   CHECK(est.peak == std::max({est.text_stage, est.unet_stage, est.vae_stage}));
+}
+
+TEST_CASE("VAE halves: text to image uploads the decoder's weights only, an init image adds the encoder's") {
+  PipelineOptions o;
+  o.model_path = demo_file();
+  SdPipeline pipe(test::ctx(), o);  // all resident: what is loaded stays
+  auto weights_now = [] {
+    auto m = test::ctx().memory_in_use();
+    return m.count("weights") ? m["weights"] : 0;
+  };
+  const uint64_t before = weights_now();
+  // Each network's device bytes as load_weights places them: every tensor at the next
+  // kTensorAlignment boundary, in the run's dtype.
+  Checkpoint ck = Checkpoint::open(o.model_path);
+  auto bytes_under = [&](const std::vector<std::string>& prefixes) {
+    uint64_t b = 0;
+    for (const std::string& n : ck.tensor_names())
+      for (const std::string& pre : prefixes)
+        if (n.starts_with(pre))
+          b += align_up(align_up((VkDeviceSize)shape_numel(ck.shape(n)) * dtype_size(pipe.dtype()), 16), kTensorAlignment);
+    return b;
+  };
+  const uint64_t text = bytes_under({kClipPrefix}), unet = bytes_under({kUNetPrefix});
+  const uint64_t dec = bytes_under(kVaeDecoderPrefixes), enc = bytes_under(kVaeEncoderPrefixes);
+  REQUIRE(text > 0);
+  REQUIRE(dec > 0);
+  REQUIRE(enc > 0);
+  CHECK(dec + enc == bytes_under({kVaePrefix}));  // the two halves are the whole VAE
+  GenerateParams p;
+  p.prompt = "a red circle";
+  p.width = p.height = 64;
+  p.steps = 2;
+  p.seed = 5;
+  const GenerateResult r = pipe.generate(p);
+  CHECK(weights_now() - before == text + unet + dec);
+  p.init_image = r.image;
+  p.strength = 0.5;
+  pipe.generate(p);
+  CHECK(weights_now() - before == text + unet + dec + enc);
+  CHECK(test::ctx().validation_messages() == 0);
 }
 
 TEST_CASE("cli: generate --verbose prints precision and per-stage peaks, info shows them and the memory plan") {
