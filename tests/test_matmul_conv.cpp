@@ -12,6 +12,7 @@
 #include <random>
 
 #include "runtime/gpu/context.h"
+#include "runtime/gpu/device_profile.h"
 #include "runtime/error.h"
 #include "runtime/gpu/graph.h"
 #include "runtime/ops.h"
@@ -209,10 +210,20 @@ TEST_CASE("matmul: batched, with and without trans_b, odd shapes (f32, f16)") {
   CHECK(c.validation_messages() == 0);
 }
 
-TEST_CASE("conv2d: odd shapes, every SD variant, bias and residual (f32, f16)") {
+TEST_CASE("conv2d: odd shapes, every SD variant, bias and residual (f32, f16), tuned and compact") {
   const ops::Conv2d same3 = ops::Conv2d::same(3), down = ops::Conv2d::down(), asym = ops::Conv2d::down_asym();
   const ops::Conv2d one = ops::Conv2d::same(1);
+  // These shapes are all below the compact threshold (DeviceProfile::conv_compact_below_flops):
+  // once with the tuned variants forced (threshold 0), once as the device profile has it.
+  Context& ctx = test::ctx();
+  const DeviceProfile chosen = ctx.profile();
+  REQUIRE(chosen.conv_compact_below_flops >= 1e6);  // far above any case below (< 0.1 MFLOP)
+  DeviceProfile tuned = chosen;
+  tuned.conv_compact_below_flops = 0;
+  for (const DeviceProfile& prof : {tuned, chosen})
   for (DType dt : {DType::F32, DType::F16}) {
+    ctx.set_profile(prof);
+    CAPTURE(prof.conv_compact_below_flops);
     double tol = test::tol_for(dt);
     struct V {
       ConvCase cc;
@@ -238,6 +249,7 @@ TEST_CASE("conv2d: odd shapes, every SD variant, bias and residual (f32, f16)") 
       CHECK(run_conv(dt, v.cc, v.bias, v.resid, true, 200 + v.cc.Ci) < tol);
     }
   }
+  ctx.set_profile(chosen);
 }
 
 TEST_CASE("conv2d and linear: bad shapes are errors that name the problem") {

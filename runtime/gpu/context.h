@@ -75,6 +75,8 @@ class Context {
   // Kernel variants for this device, chosen once with the environment's overrides
   // (device_profile.h); ops read this, never getenv or the device type.
   const DeviceProfile& profile() const { return profile_; }
+  // Replace it (tests and benchmarks comparing variants); graphs built afterwards see it.
+  void set_profile(const DeviceProfile& p) { profile_ = p; }
   const ContextOptions& options() const { return opts_; }
   // Storage type for activations/weights: F16 when preferred and supported.
   DType compute_dtype() const { return (opts_.prefer_fp16 && info_.fp16) ? DType::F16 : DType::F32; }

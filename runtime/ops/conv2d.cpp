@@ -88,10 +88,14 @@ Tensor conv2d(Tensor x, Tensor w, Tensor b, Conv2d p, Tensor residual) {
   // One invocation loops over Ci (the window loops are unrolled): keep it within lavapipe's
   // 65,535-iteration budget.
   if (Ci > 60000) fail("conv2d: " + std::to_string(Ci) + " input channels exceed one invocation's loop budget");
+  const double flops = 2.0 * (double)N * Co * Ho * Wo * Ci * kh * kw;
+  const DeviceProfile& prof = g.profile();
+  // Small problems: one compact variant (device_profile.h), the same for every such conv of a
+  // kernel size, stride and epilogue, so a small network compiles few, short pipelines.
+  const bool compact = flops < prof.conv_compact_below_flops && !prof.conv_tiles[0];
   int64_t row_blocks = 0;
   ConvTiles t = conv_tiles(g, Co, 1);
   // Narrow rows (the UNet's 4x4 level) take a narrower tile instead of computing padding.
-  const DeviceProfile& prof = g.profile();
   while (t.tn > 1 && t.tn / 2 >= Wo && !prof.conv_tiles[0]) t.tn /= 2;
   row_blocks = (Wo + t.tn - 1) / t.tn;
   const uint32_t tn = t.tn;
@@ -102,7 +106,6 @@ Tensor conv2d(Tensor x, Tensor w, Tensor b, Conv2d p, Tensor residual) {
   uint32_t rb = 1;
   if (prof.conv_multi_row && N * Ho * row_blocks < sg_size && Ho > 1)
     rb = (uint32_t)std::min<int64_t>(Ho, std::max<int64_t>(1, 16 / tn));
-  const int64_t row_groups = (Ho + rb - 1) / rb;
   if (rb > 1) {
     t.px = 1;
     t.cy = (uint32_t)sg_size;
@@ -111,14 +114,16 @@ Tensor conv2d(Tensor x, Tensor w, Tensor b, Conv2d p, Tensor residual) {
     t = conv_tiles(g, Co, N * Ho * row_blocks);  // the pixel blocks of all N images form one range
   }
   t.tn = tn;
+  if (compact) t = ConvTiles{4, 4, 8, 4}, rb = 1;
   row_blocks = (Wo + t.tn - 1) / t.tn;
+  const int64_t row_groups = (Ho + rb - 1) / rb;
   Tensor y = g.temp(out_shape, x.dtype());
   ConvPush pc{(uint32_t)Ci, (uint32_t)H, (uint32_t)W, (uint32_t)Co, (uint32_t)Ho, (uint32_t)Wo,
               p.pad_top, (uint32_t)row_blocks, (uint32_t)N};
   // vec4 fetch variants (see conv2d.comp): weights in blocks of 4 input channels, and the
   // aligned middle of each input row.
-  bool wvec = Ci % 4 == 0;
-  bool xvec = W % 4 == 0 && t.tn % 4 == 0 && p.pad_left + p.stride <= kw;
+  bool wvec = !compact && Ci % 4 == 0;
+  bool xvec = !compact && W % 4 == 0 && t.tn % 4 == 0 && p.pad_left + p.stride <= kw;
   // Subgroup-shared weight fetches (lanes of a subgroup = neighbouring pixel blocks, same
   // channels). Enabled where measured: llvmpipe (subgroup size 8, workgroup rows of 8).
   uint32_t sg = 0;
@@ -139,7 +144,7 @@ Tensor conv2d(Tensor x, Tensor w, Tensor b, Conv2d p, Tensor residual) {
     std::swap(d.groups[0], d.groups[1]);
   }
   d.groups[2] = 1;
-  d.flops = 2.0 * (double)N * Co * Ho * Wo * Ci * kh * kw;
+  d.flops = flops;
   g.add(std::move(d));
   return y;
 }

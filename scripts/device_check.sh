@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# The GPU check of issue 12, in one call of the `device` machine (an NVIDIA GPU in a bare image
+# with CMake, ninja and PyTorch-CUDA but no Vulkan SDK, nothing to download). Two halves:
+#
+#   here (any Debian machine with the project's dependencies):
+#     bash scripts/device_check.sh --prepare
+#       builds build-device/ (Release, no viewer: the SPIR-V is embedded, nothing to compile
+#       there), copies the libraries vksd links that a bare image lacks into build-device/lib,
+#       puts the Vulkan loader .debs in .gl/ and the test vectors the suite reads in shared/
+#       (all three git-ignored through .git/info/exclude; about 45 MiB with the SD 1.x vectors).
+#   there (the device tool's `run`, carry [".gl", "build-device"], shared/ travels by itself):
+#     bash scripts/device_check.sh
+#       brings the loader, lists the devices, runs the test suite on the GPU, `vksd bench` at
+#       512² (fp16, batch 1 and 2) and PyTorch-CUDA fp16 on the same UNet and checkpoint.
+#
+# Results go to $OUT (the device tool's folder), else out/device/: devices.txt, tests.log,
+# bench.txt, bench.json, torch_b1.json, torch_b2.json, summary.txt. Run locally without
+# --prepare it checks the same steps on this machine's driver (lavapipe: slow; use --quick).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+
+if [[ "${1:-}" == "--prepare" ]]; then
+  set -e
+  for p in /.gl/ /build-device/ /shared/; do grep -qxF "$p" .git/info/exclude || echo "$p" >> .git/info/exclude; done
+  cmake -S . -B build-device -G Ninja -DCMAKE_BUILD_TYPE=Release -DVKSD_VIEWER=OFF >/dev/null
+  ninja -C build-device vksd vksd_tests
+  mkdir -p build-device/lib
+  # Libraries outside glibc/libstdc++ that a bare image may lack (the loader comes from .gl).
+  for b in build-device/vksd build-device/vksd_tests; do
+    ldd "$b" | awk '/=> \//{print $3}' | grep -vE '/(libc|libm|libdl|libpthread|librt|libgcc_s|libstdc\+\+|libvulkan|ld-linux)[.-]' |
+      xargs -r -I{} cp -Lu {} build-device/lib/
+  done
+  mkdir -p .gl /tmp/amd64/partial
+  o='-oAPT::Architecture=amd64 -oAPT::Architectures=amd64 -oDir::State::Lists=/tmp/amd64'
+  if ! ls .gl/libvulkan1_*.deb >/dev/null 2>&1; then
+    apt-get $o update >/dev/null && (cd .gl && apt-get $o download libvulkan1)
+  fi
+  mkdir -p shared/vectors shared/clip
+  cp -ru ../shared/vectors/tiny ../shared/vectors/README.md ../shared/vectors/tokenizer_cases.json shared/vectors/
+  cp -ru ../shared/clip/. shared/clip/
+  du -sh .gl build-device shared
+  exit 0
+fi
+
+quick=0
+[[ "${1:-}" == "--quick" ]] && quick=1
+out=${OUT:-$root/out/device}
+mkdir -p "$out"
+log() { echo "$*" | tee -a "$out/summary.txt"; }
+: > "$out/summary.txt"
+
+# The Vulkan loader, where the image has none, and NVIDIA's driver manifest.
+if ! ldconfig -p | grep -q libvulkan.so.1 && ls .gl/*.deb >/dev/null 2>&1; then
+  for f in .gl/*.deb; do dpkg -x "$f" /; done
+  ldconfig
+fi
+nv=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
+[[ -f $nv && -z "${VK_DRIVER_FILES:-}" ]] && export VK_DRIVER_FILES=$nv
+bin=$root/build-device
+[[ -x $bin/vksd ]] || bin=$root/build
+# The tests find vksd and the sources at the paths they were built at: give them that path.
+built_at=$(sed -n 's/^CMAKE_HOME_DIRECTORY:INTERNAL=//p' "$bin/CMakeCache.txt" 2>/dev/null)
+if [[ -n $built_at && ! -e $built_at ]]; then mkdir -p "$(dirname "$built_at")" && ln -s "$root" "$built_at"; fi
+export LD_LIBRARY_PATH=$bin/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+export VKSD_SHARED_DIR=${VKSD_SHARED_DIR:-$root/shared}
+[[ -d $VKSD_SHARED_DIR/vectors ]] || export VKSD_SHARED_DIR=$root/../shared
+export XDG_CACHE_HOME=${XDG_CACHE_HOME:-/tmp/vksd-cache}
+
+log "vksd device check, $(date -u '+%Y-%m-%d %H:%M UTC'), $(uname -m), binaries from $bin"
+command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee -a "$out/summary.txt"
+"$bin/vksd" devices > "$out/devices.txt" 2>&1
+log "vksd devices: rc $? ($(grep -m1 -i -E 'nvidia|llvmpipe|amd|intel' "$out/devices.txt" || echo 'no device line'))"
+
+# The test suite on this device (validation layers are not in the bare image: the tests that
+# need them report it). Bounded so the bench still runs inside one call.
+t0=$(date +%s)
+timeout $((quick ? 300 : 240)) "$bin/vksd_tests" --duration=false --no-path-filenames > "$out/tests.log" 2>&1
+log "tests: rc $? in $(( $(date +%s) - t0 )) s; $(grep -E '^\[doctest\] (test cases|assertions)' "$out/tests.log" | tr '\n' ' ')"
+
+# vksd bench at SD 1.5 512², fp16, batch 1 and 2 (random weights, written once).
+sizes=512 batches=1,2 parts=unet,text,vae,generate,matmul
+((quick)) && sizes=256 batches=1 parts=unet,matmul
+t0=$(date +%s)
+timeout 420 "$bin/vksd" bench --parts $parts --sizes $sizes --dtypes fp16 --batches $batches --repeats 3 --steps 20 \
+  --json > "$out/bench.json" 2> "$out/bench.txt"
+log "bench: rc $? in $(( $(date +%s) - t0 )) s (bench.json)"
+
+# PyTorch on the same UNet and checkpoint: CUDA fp16 where there is a GPU, else CPU fp32.
+ckpt=$(ls "$XDG_CACHE_HOME"/vksd/bench/*.safetensors 2>/dev/null | head -1)
+unet='{"in_channels":4,"out_channels":4,"model_channels":320,"channel_mult":[1,2,4,4],"num_res_blocks":2,"attention_levels":[true,true,true,false],"num_heads":8,"context_dim":768,"transformer_depth":1}'
+dev=cpu half=
+python3 -c 'import torch,sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null && dev=cuda half=--half
+latent=$(( ${sizes%%,*} / 8 ))
+if [[ -n $ckpt ]]; then
+  for b in ${batches//,/ }; do
+    timeout 300 python3 bench/torch_unet_bench.py --ckpt "$ckpt" --unet "$unet" --latent $latent --batch $b --repeats 5 \
+      --device $dev $half > "$out/torch_b$b.json" 2>&1
+    log "torch $dev batch $b: rc $? $(tail -1 "$out/torch_b$b.json")"
+  done
+else
+  log "torch: no bench checkpoint under $XDG_CACHE_HOME/vksd/bench (the bench did not write one)"
+fi
+log "done"
