@@ -6,7 +6,8 @@
 #     bash scripts/device_check.sh --prepare
 #       builds build-device/ (Release, no viewer: the SPIR-V is embedded, nothing to compile
 #       there), copies the libraries vksd links that a bare image lacks into build-device/lib,
-#       puts the Vulkan loader .debs in .gl/ and the test vectors the suite reads in shared/
+#       puts the Vulkan loader and validation layer .debs in .gl/ and the test vectors the suite
+#       reads in shared/
 #       (all three git-ignored through .git/info/exclude; about 45 MiB with the SD 1.x vectors).
 #   there (the device tool's `run`, carry [".gl", "build-device"], shared/ travels by itself):
 #     bash scripts/device_check.sh
@@ -36,6 +37,9 @@ if [[ "${1:-}" == "--prepare" ]]; then
   if ! ls .gl/libvulkan1_*.deb >/dev/null 2>&1; then
     apt-get $o update >/dev/null && (cd .gl && apt-get $o download libvulkan1)
   fi
+  # The validation layer every test runs under: unpacked apart from / there (layers/).
+  mkdir -p .gl/layers
+  ls .gl/layers/vulkan-validationlayers_*.deb >/dev/null 2>&1 || (cd .gl/layers && apt-get $o download vulkan-validationlayers)
   mkdir -p shared/vectors shared/clip
   cp -ru ../shared/vectors/tiny ../shared/vectors/README.md ../shared/vectors/tokenizer_cases.json shared/vectors/
   cp -ru ../shared/clip/. shared/clip/
@@ -55,6 +59,11 @@ if ! ldconfig -p | grep -q libvulkan.so.1 && ls .gl/*.deb >/dev/null 2>&1; then
   for f in .gl/*.deb; do dpkg -x "$f" /; done
   ldconfig
 fi
+if ls .gl/layers/*.deb >/dev/null 2>&1 && [[ ! -f /usr/share/vulkan/explicit_layer.d/VkLayer_khronos_validation.json ]]; then
+  mkdir -p /tmp/vklayers && dpkg -x .gl/layers/*.deb /tmp/vklayers
+  export VK_ADD_LAYER_PATH=/tmp/vklayers/usr/share/vulkan/explicit_layer.d
+  export LD_LIBRARY_PATH=/tmp/vklayers/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+fi
 nv=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
 [[ -f $nv && -z "${VK_DRIVER_FILES:-}" ]] && export VK_DRIVER_FILES=$nv
 bin=$root/build-device
@@ -72,11 +81,12 @@ command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,driver_version,m
 "$bin/vksd" devices > "$out/devices.txt" 2>&1
 log "vksd devices: rc $? ($(grep -m1 -i -E 'nvidia|llvmpipe|amd|intel' "$out/devices.txt" || echo 'no device line'))"
 
-# The test suite on this device (validation layers are not in the bare image: the tests that
-# need them report it). Bounded so the bench still runs inside one call.
+# The test suite on this device, through ctest (one line per test, so a run cut short still
+# says which passed), under the validation layer brought above. Bounded, so that the bench
+# still runs inside one call.
 t0=$(date +%s)
-timeout $((quick ? 300 : 240)) "$bin/vksd_tests" --duration=false --no-path-filenames > "$out/tests.log" 2>&1
-log "tests: rc $? in $(( $(date +%s) - t0 )) s; $(grep -E '^\[doctest\] (test cases|assertions)' "$out/tests.log" | tr '\n' ' ')"
+timeout $((quick ? 240 : 300)) ctest --test-dir "$bin" -j "$(nproc)" --timeout 200 > "$out/tests.log" 2>&1
+log "tests: rc $? in $(( $(date +%s) - t0 )) s: $(grep -c ' Passed ' "$out/tests.log") passed, $(grep -cE '\*\*\*(Failed|Timeout)|Exception' "$out/tests.log") failed (tests.log)"
 
 # vksd bench at SD 1.5 512², fp16, batch 1 and 2 (random weights, written once).
 sizes=512 batches=1,2 parts=unet,text,vae,generate,matmul

@@ -99,11 +99,11 @@ TEST_CASE("device profile: GPU limits and environment overrides") {
         std::string::npos);
   CHECK(error_of_choose(cpu, {{"VKSD_CONV_TILES", "8,4,0,2"}}).find("VKSD_CONV_TILES") != std::string::npos);
   CHECK(error_of_choose(cpu, {{"VKSD_CONV_TILES", "8,4,8,2x"}}).find("VKSD_CONV_TILES") != std::string::npos);
-  CHECK(DeviceProfile::choose(cpu, env_of({})).conv_compact_below_flops == 2e8);
-  CHECK(DeviceProfile::choose(cpu, env_of({{"VKSD_CONV_COMPACT_MFLOPS", "0"}})).conv_compact_below_flops == 0);
-  CHECK(DeviceProfile::choose(cpu, env_of({{"VKSD_CONV_COMPACT_MFLOPS", "50"}})).conv_compact_below_flops == 5e7);
-  CHECK(error_of_choose(cpu, {{"VKSD_CONV_COMPACT_MFLOPS", "-1"}}).find("VKSD_CONV_COMPACT_MFLOPS") != std::string::npos);
-  CHECK(error_of_choose(cpu, {{"VKSD_CONV_COMPACT_MFLOPS", "5x"}}).find("VKSD_CONV_COMPACT_MFLOPS") != std::string::npos);
+  CHECK(DeviceProfile::choose(cpu, env_of({})).compact_below_flops == 2e8);
+  CHECK(DeviceProfile::choose(cpu, env_of({{"VKSD_COMPACT_MFLOPS", "0"}})).compact_below_flops == 0);
+  CHECK(DeviceProfile::choose(cpu, env_of({{"VKSD_COMPACT_MFLOPS", "50"}})).compact_below_flops == 5e7);
+  CHECK(error_of_choose(cpu, {{"VKSD_COMPACT_MFLOPS", "-1"}}).find("VKSD_COMPACT_MFLOPS") != std::string::npos);
+  CHECK(error_of_choose(cpu, {{"VKSD_COMPACT_MFLOPS", "5x"}}).find("VKSD_COMPACT_MFLOPS") != std::string::npos);
   CHECK(DeviceProfile::choose(cpu, env_of({{"VKSD_PIPELINE_THREADS", "3"}})).pipeline_threads == 3);
   CHECK(error_of_choose(cpu, {{"VKSD_PIPELINE_THREADS", "0"}}).find("VKSD_PIPELINE_THREADS") != std::string::npos);
   CHECK(error_of_choose(cpu, {{"VKSD_NORM_NO_RL", "yes"}}).find("VKSD_NORM_NO_RL must be 0 or 1") != std::string::npos);

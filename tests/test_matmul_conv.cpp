@@ -149,7 +149,25 @@ double run_conv(DType dt, const ConvCase& cc, bool bias, bool residual, bool ful
 
 // ---- small odd shapes: every output checked ------------------------------------------------
 
-TEST_CASE("linear: odd shapes, bias and residual, scalar and vec4 paths (f32, f16)") {
+// These shapes are all below the compact threshold (DeviceProfile::compact_below_flops): run
+// `body` once with the tuned variants forced (threshold 0), once as the device profile has it.
+template <class F>
+void tuned_and_compact(F body) {
+  Context& ctx = test::ctx();
+  const DeviceProfile chosen = ctx.profile();
+  REQUIRE(chosen.compact_below_flops >= 1e6);  // far above any case here (< 1 MFLOP)
+  DeviceProfile tuned = chosen;
+  tuned.compact_below_flops = 0;
+  for (const DeviceProfile& prof : {tuned, chosen}) {
+    ctx.set_profile(prof);
+    CAPTURE(prof.compact_below_flops);
+    body();
+  }
+  ctx.set_profile(chosen);
+}
+
+TEST_CASE("linear: odd shapes, bias and residual, scalar and vec4 paths (f32, f16), tuned and compact") {
+  tuned_and_compact([] {
   for (DType dt : {DType::F32, DType::F16}) {
     double tol = test::tol_for(dt);
     // K=19: scalar path; K=20 with odd M and N: vec4 loads, clamped edges.
@@ -162,6 +180,7 @@ TEST_CASE("linear: odd shapes, bias and residual, scalar and vec4 paths (f32, f1
       CHECK(run_linear(dt, lc, true, 100 + lc.K) < tol);
     }
   }
+  });
 }
 
 TEST_CASE("linear: leading dimensions are kept, [B, L, K] -> [B, L, N]") {
@@ -172,8 +191,9 @@ TEST_CASE("linear: leading dimensions are kept, [B, L, K] -> [B, L, N]") {
   CHECK(y.shape() == Shape{2, 5, 7});
 }
 
-TEST_CASE("matmul: batched, with and without trans_b, odd shapes (f32, f16)") {
+TEST_CASE("matmul: batched, with and without trans_b, odd shapes (f32, f16), tuned and compact") {
   auto& c = test::ctx();
+  tuned_and_compact([&] {
   for (DType dt : {DType::F32, DType::F16})
     for (bool trans_b : {true, false})
       for (auto [B, M, K, N] : {std::array<int64_t, 4>{3, 37, 19, 23}, std::array<int64_t, 4>{2, 33, 40, 28},
@@ -207,23 +227,15 @@ TEST_CASE("matmul: batched, with and without trans_b, odd shapes (f32, f16)") {
             }
         CHECK(test::rel_l2(yv, ref) < test::tol_for(dt));
       }
+  });
   CHECK(c.validation_messages() == 0);
 }
 
 TEST_CASE("conv2d: odd shapes, every SD variant, bias and residual (f32, f16), tuned and compact") {
   const ops::Conv2d same3 = ops::Conv2d::same(3), down = ops::Conv2d::down(), asym = ops::Conv2d::down_asym();
   const ops::Conv2d one = ops::Conv2d::same(1);
-  // These shapes are all below the compact threshold (DeviceProfile::conv_compact_below_flops):
-  // once with the tuned variants forced (threshold 0), once as the device profile has it.
-  Context& ctx = test::ctx();
-  const DeviceProfile chosen = ctx.profile();
-  REQUIRE(chosen.conv_compact_below_flops >= 1e6);  // far above any case below (< 0.1 MFLOP)
-  DeviceProfile tuned = chosen;
-  tuned.conv_compact_below_flops = 0;
-  for (const DeviceProfile& prof : {tuned, chosen})
+  tuned_and_compact([&] {
   for (DType dt : {DType::F32, DType::F16}) {
-    ctx.set_profile(prof);
-    CAPTURE(prof.conv_compact_below_flops);
     double tol = test::tol_for(dt);
     struct V {
       ConvCase cc;
@@ -249,7 +261,7 @@ TEST_CASE("conv2d: odd shapes, every SD variant, bias and residual (f32, f16), t
       CHECK(run_conv(dt, v.cc, v.bias, v.resid, true, 200 + v.cc.Ci) < tol);
     }
   }
-  ctx.set_profile(chosen);
+  });
 }
 
 TEST_CASE("conv2d and linear: bad shapes are errors that name the problem") {

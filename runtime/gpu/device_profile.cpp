@@ -44,12 +44,12 @@ DeviceProfile DeviceProfile::choose(const DeviceInfo& info, const Env& getenv) {
   p.conv_multi_row = p.cpu && !p.conv_tiles[0];  // forced tiles mean one-row blocks
   const uint32_t s = info.subgroup_size;
   p.norm_subgroup_rows = s >= 8 && (s & (s - 1)) == 0 && !flag_from_env(getenv, "VKSD_NORM_NO_RL");
-  if (const char* e = getenv("VKSD_CONV_COMPACT_MFLOPS"); e && *e) {
+  if (const char* e = getenv("VKSD_COMPACT_MFLOPS"); e && *e) {
     char* end = nullptr;
     const double v = std::strtod(e, &end);
     if (*end || !(v >= 0) || v > 1e9)
-      fail(std::string("VKSD_CONV_COMPACT_MFLOPS must be a number of MFLOP >= 0 (got '") + e + "')");
-    p.conv_compact_below_flops = v * 1e6;
+      fail(std::string("VKSD_COMPACT_MFLOPS must be a number of MFLOP >= 0 (got '") + e + "')");
+    p.compact_below_flops = v * 1e6;
   }
   if (const char* e = getenv("VKSD_PIPELINE_THREADS"); e && *e) {
     char tail = 0;

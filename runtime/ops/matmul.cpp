@@ -52,7 +52,12 @@ Tensor gemm(const GemmDesc& d) {
   // 4-lane views when every row and batch start is a multiple of 4 texels.
   bool vec = d.K % 4 == 0 && d.a_row % 4 == 0 && d.a_batch % 4 == 0 && d.b_row % 4 == 0 && d.b_batch % 4 == 0 &&
              (d.trans_b || d.N % 4 == 0) && d.a.numel() % 4 == 0 && d.b.numel() % 4 == 0;
-  GemmTiles t = gemm_tiles(g, d.M, d.N, vec);
+  const double flops = 2.0 * (double)d.batch * (double)d.M * (double)d.N * (double)d.K;
+  const DeviceProfile& prof = g.profile();
+  // Small problems: one compact tile (device_profile.h), the same for every such matmul with
+  // the same layout and epilogue, so a small network compiles few, short pipelines.
+  const bool compact = flops < prof.compact_below_flops && !prof.gemm_tiles[0];
+  GemmTiles t = compact ? GemmTiles{8, 4, 8, 2} : gemm_tiles(g, d.M, d.N, vec);
   GemmPush p{(uint32_t)d.M, (uint32_t)d.N, (uint32_t)d.K, (uint32_t)d.a_batch, (uint32_t)d.a_row,
              (uint32_t)d.b_batch, (uint32_t)d.b_row};
   Dispatch ds;
@@ -61,9 +66,8 @@ Tensor gemm(const GemmDesc& d) {
   uint32_t bias_mode = d.bias_along == GemmDesc::BiasAlong::N ? 1 : d.bias_along == GemmDesc::BiasAlong::M ? 2 : 0;
   // Subgroup-shared A fetches (the lanes of a subgroup are neighbouring column tiles of the
   // same rows). Enabled where measured: llvmpipe (subgroup size 8, workgroup rows of 8).
-  const DeviceProfile& prof = g.profile();
   uint32_t sg = 0;
-  if (vec && prof.gemm_shared_a && t.wx % prof.subgroup == 0) sg = prof.subgroup;
+  if (vec && !compact && prof.gemm_shared_a && t.wx % prof.subgroup == 0) sg = prof.subgroup;
   ds.spec = {t.wx, t.wy, t.tm, t.tn, d.trans_b ? 1u : 0u, vec ? 1u : 0u, bias_mode, d.residual.valid() ? 1u : 0u, sg};
   int lanes = vec ? 4 : 1;
   ds.args = {in(d.a, lanes), in(d.b, lanes), in(bias_mode ? d.bias : d.a), in(d.residual.valid() ? d.residual : d.a),
@@ -74,7 +78,7 @@ Tensor gemm(const GemmDesc& d) {
   ds.groups[0] = (uint32_t)gx;
   ds.groups[1] = (uint32_t)gy;
   ds.groups[2] = (uint32_t)d.batch;
-  ds.flops = 2.0 * (double)d.batch * (double)d.M * (double)d.N * (double)d.K;
+  ds.flops = flops;
   g.add(std::move(ds));
   return d.out_shape.empty() ? c : g.view(c, d.out_shape);
 }
