@@ -8,7 +8,7 @@
 #       there), copies the libraries vksd links that a bare image lacks into build-device/lib,
 #       puts the Vulkan loader and validation layer .debs in .gl/ and the test vectors the suite
 #       reads in shared/
-#       (all three git-ignored through .git/info/exclude; about 45 MiB with the SD 1.x vectors).
+#       (all three git-ignored through .git/info/exclude; about 50 MiB with the SD 1.x vectors).
 #   there (the device tool's `run`, carry [".gl", "build-device"], shared/ travels by itself):
 #     bash scripts/device_check.sh
 #       brings the loader, lists the devices, runs the test suite on the GPU, `vksd bench` at
@@ -24,7 +24,9 @@ root=$PWD
 if [[ "${1:-}" == "--prepare" ]]; then
   set -e
   for p in /.gl/ /build-device/ /shared/; do grep -qxF "$p" .git/info/exclude || echo "$p" >> .git/info/exclude; done
-  cmake -S . -B build-device -G Ninja -DCMAKE_BUILD_TYPE=Release -DVKSD_VIEWER=OFF >/dev/null
+  launcher=()
+  command -v ccache >/dev/null && launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DCMAKE_C_COMPILER_LAUNCHER=ccache)
+  cmake -S . -B build-device -G Ninja -DCMAKE_BUILD_TYPE=Release -DVKSD_VIEWER=OFF "${launcher[@]}" >/dev/null
   ninja -C build-device vksd vksd_tests
   mkdir -p build-device/lib
   # Libraries outside glibc/libstdc++ that a bare image may lack (the loader comes from .gl).
@@ -32,6 +34,8 @@ if [[ "${1:-}" == "--prepare" ]]; then
     ldd "$b" | awk '/=> \//{print $3}' | grep -vE '/(libc|libm|libdl|libpthread|librt|libgcc_s|libstdc\+\+|libvulkan|ld-linux)[.-]' |
       xargs -r -I{} cp -Lu {} build-device/lib/
   done
+  # Only what runs travels (the device tool carries 64 MiB in all): no objects or archives.
+  find build-device \( -name '*.o' -o -name '*.a' \) -delete
   mkdir -p .gl /tmp/amd64/partial
   o='-oAPT::Architecture=amd64 -oAPT::Architectures=amd64 -oDir::State::Lists=/tmp/amd64'
   if ! ls .gl/libvulkan1_*.deb >/dev/null 2>&1; then
