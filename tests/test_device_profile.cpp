@@ -99,9 +99,12 @@ TEST_CASE("device profile: GPU limits and environment overrides") {
         std::string::npos);
   CHECK(error_of_choose(cpu, {{"VKSD_CONV_TILES", "8,4,0,2"}}).find("VKSD_CONV_TILES") != std::string::npos);
   CHECK(error_of_choose(cpu, {{"VKSD_CONV_TILES", "8,4,8,2x"}}).find("VKSD_CONV_TILES") != std::string::npos);
-  CHECK(DeviceProfile::choose(cpu, env_of({})).compact_below_flops == 2e8);
-  CHECK(DeviceProfile::choose(cpu, env_of({{"VKSD_COMPACT_MFLOPS", "0"}})).compact_below_flops == 0);
-  CHECK(DeviceProfile::choose(cpu, env_of({{"VKSD_COMPACT_MFLOPS", "50"}})).compact_below_flops == 5e7);
+  CHECK(DeviceProfile::choose(cpu, env_of({})).compact_conv_below_flops == 1e8);
+  CHECK(DeviceProfile::choose(cpu, env_of({})).compact_matmul_below_flops == 2e7);
+  CHECK(DeviceProfile::choose(cpu, env_of({{"VKSD_COMPACT_MFLOPS", "0"}})).compact_conv_below_flops == 0);
+  CHECK(DeviceProfile::choose(cpu, env_of({{"VKSD_COMPACT_MFLOPS", "0"}})).compact_matmul_below_flops == 0);
+  CHECK(DeviceProfile::choose(cpu, env_of({{"VKSD_COMPACT_MFLOPS", "50"}})).compact_conv_below_flops == 5e7);
+  CHECK(DeviceProfile::choose(cpu, env_of({{"VKSD_COMPACT_MFLOPS", "50"}})).compact_matmul_below_flops == 5e7);
   CHECK(error_of_choose(cpu, {{"VKSD_COMPACT_MFLOPS", "-1"}}).find("VKSD_COMPACT_MFLOPS") != std::string::npos);
   CHECK(error_of_choose(cpu, {{"VKSD_COMPACT_MFLOPS", "5x"}}).find("VKSD_COMPACT_MFLOPS") != std::string::npos);
   CHECK(DeviceProfile::choose(cpu, env_of({{"VKSD_PIPELINE_THREADS", "3"}})).pipeline_threads == 3);

@@ -149,18 +149,19 @@ double run_conv(DType dt, const ConvCase& cc, bool bias, bool residual, bool ful
 
 // ---- small odd shapes: every output checked ------------------------------------------------
 
-// These shapes are all below the compact threshold (DeviceProfile::compact_below_flops): run
-// `body` once with the tuned variants forced (threshold 0), once as the device profile has it.
+// These shapes are all below the compact thresholds (DeviceProfile::compact_*_below_flops): run
+// `body` once with the tuned variants forced (thresholds 0), once as the device profile has it.
 template <class F>
 void tuned_and_compact(F body) {
   Context& ctx = test::ctx();
   const DeviceProfile chosen = ctx.profile();
-  REQUIRE(chosen.compact_below_flops >= 1e6);  // far above any case here (< 1 MFLOP)
+  REQUIRE(chosen.compact_conv_below_flops >= 1e6);  // far above any case here (< 1 MFLOP)
+  REQUIRE(chosen.compact_matmul_below_flops >= 1e6);
   DeviceProfile tuned = chosen;
-  tuned.compact_below_flops = 0;
+  tuned.compact_conv_below_flops = tuned.compact_matmul_below_flops = 0;
   for (const DeviceProfile& prof : {tuned, chosen}) {
     ctx.set_profile(prof);
-    CAPTURE(prof.compact_below_flops);
+    CAPTURE(prof.compact_conv_below_flops);
     body();
   }
   ctx.set_profile(chosen);

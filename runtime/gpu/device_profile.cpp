@@ -49,7 +49,7 @@ DeviceProfile DeviceProfile::choose(const DeviceInfo& info, const Env& getenv) {
     const double v = std::strtod(e, &end);
     if (*end || !(v >= 0) || v > 1e9)
       fail(std::string("VKSD_COMPACT_MFLOPS must be a number of MFLOP >= 0 (got '") + e + "')");
-    p.compact_below_flops = v * 1e6;
+    p.compact_conv_below_flops = p.compact_matmul_below_flops = v * 1e6;
   }
   if (const char* e = getenv("VKSD_PIPELINE_THREADS"); e && *e) {
     char tail = 0;

@@ -92,7 +92,7 @@ Tensor conv2d(Tensor x, Tensor w, Tensor b, Conv2d p, Tensor residual) {
   const DeviceProfile& prof = g.profile();
   // Small problems: one compact variant (device_profile.h), the same for every such conv of a
   // kernel size, stride and epilogue, so a small network compiles few, short pipelines.
-  const bool compact = flops < prof.compact_below_flops && !prof.conv_tiles[0];
+  const bool compact = flops < prof.compact_conv_below_flops && !prof.conv_tiles[0];
   int64_t row_blocks = 0;
   ConvTiles t = conv_tiles(g, Co, 1);
   // Narrow rows (the UNet's 4x4 level) take a narrower tile instead of computing padding.

@@ -56,7 +56,7 @@ Tensor gemm(const GemmDesc& d) {
   const DeviceProfile& prof = g.profile();
   // Small problems: one compact tile (device_profile.h), the same for every such matmul with
   // the same layout and epilogue, so a small network compiles few, short pipelines.
-  const bool compact = flops < prof.compact_below_flops && !prof.gemm_tiles[0];
+  const bool compact = flops < prof.compact_matmul_below_flops && !prof.gemm_tiles[0];
   GemmTiles t = compact ? GemmTiles{8, 4, 8, 2} : gemm_tiles(g, d.M, d.N, vec);
   GemmPush p{(uint32_t)d.M, (uint32_t)d.N, (uint32_t)d.K, (uint32_t)d.a_batch, (uint32_t)d.a_row,
              (uint32_t)d.b_batch, (uint32_t)d.b_row};
