@@ -36,7 +36,7 @@ uint64_t rss_of(pid_t pid) {
 
 }  // namespace
 
-TEST_CASE("CLI soak: 50 images in one vksd generate process, RSS flat within 2% after the first image") {
+TEST_CASE("CLI soak: 50 images in one vksd generate process, RSS flat within 2% after the second image") {
   REQUIRE_MESSAGE(!vksd::test::vksd_binary().empty(), "the vksd binary was not built");
   const fs::path dir = fs::temp_directory_path() / ("vksd_cli_soak_" + std::to_string(::getpid()));
   fs::create_directories(dir);
@@ -75,9 +75,15 @@ TEST_CASE("CLI soak: 50 images in one vksd generate process, RSS flat within 2% 
   int files = 0;
   for (auto& e : fs::directory_iterator(dir)) files += e.path().extension() == ".png";
   CHECK(files == 50);
-  const uint64_t first = rss[0], worst = *std::max_element(rss.begin() + 1, rss.end());
-  MESSAGE("vksd generate --batch-count 50: RSS after image 1 " << (first >> 10) << " KiB, max after " << (worst >> 10)
-                                                               << " KiB, last " << (rss.back() >> 10) << " KiB");
+  // The baseline is image 2: the text encoder's and UNet's graphs, recorded during image 1
+  // before the VAE made the networks' shared activation arena (ScratchArena) its final size,
+  // re-record once at image 2. A leak grows with every image after that.
+  const uint64_t first = rss[1], worst = *std::max_element(rss.begin() + 2, rss.end());
+  std::string curve;
+  for (size_t i = 0; i < rss.size(); i += 7) curve += " " + std::to_string(rss[i] >> 20);
+  MESSAGE("vksd generate --batch-count 50: RSS after image 1 " << (rss[0] >> 10) << " KiB, image 2 " << (first >> 10)
+                                                               << " KiB, max after " << (worst >> 10) << " KiB, last "
+                                                               << (rss.back() >> 10) << " KiB; MiB every 7 images:" << curve);
   CHECK(first > 0);
   CHECK(worst <= first + first / 50);
   CHECK(errors.find("[vulkan validation]") == std::string::npos);
