@@ -205,8 +205,7 @@ int cmd_info(int argc, char** argv) {
   // A text-to-image run loads the VAE's decoder half only (network_prefixes.h).
   std::vector<TensorSpec> decoder;
   for (const TensorSpec& t : nets[1].specs)
-    for (const std::string& prefix : kVaeDecoderPrefixes)
-      if (t.name.rfind(prefix, 0) == 0) decoder.push_back(t);
+    if (has_prefix(t.name, kVaeDecoderPrefixes)) decoder.push_back(t);
   vksd::cli::print_precision_and_memory(c, {text16, device_bytes(nets[0].specs, DType::F16),
                                              device_bytes(decoder, DType::F16)});
   vksd::cli::print_measured_peaks(model);

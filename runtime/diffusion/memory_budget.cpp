@@ -135,17 +135,12 @@ MemoryEstimate SdPipeline::memory_estimate(const GenerateParams& p, bool lowvram
   MemoryQuery q;
   // Weights, exact per network, in each network's weight precision.
   uint64_t largest = 0, encoder = 0;
-  auto is_vae_encoder = [](const std::string& name) {
-    for (const std::string& e : kVaeEncoderPrefixes)
-      if (name.rfind(e, 0) == 0) return true;
-    return false;
-  };
   for (const std::string& name : ckpt_->tensor_names()) {
     uint64_t n = 1;
     for (int64_t d : ckpt_->shape(name)) n *= (uint64_t)d;
     largest = std::max<uint64_t>(largest, n * 4);  // fp32 bytes: an upper bound of any upload of it
     if (name.rfind(kUNetPrefix, 0) == 0) q.unet_weights += n * dtype_size(prec.unet.weights);
-    else if (name.rfind(kVaePrefix, 0) == 0) (is_vae_encoder(name) ? encoder : q.vae_weights) += n * dtype_size(prec.vae.weights);
+    else if (name.rfind(kVaePrefix, 0) == 0) (has_prefix(name, kVaeEncoderPrefixes) ? encoder : q.vae_weights) += n * dtype_size(prec.vae.weights);
     else q.text_weights += n * dtype_size(prec.text.weights);
   }
   // The VAE's encoder half is on the device only for an init image (or since an earlier one).

@@ -16,4 +16,11 @@ inline constexpr const char* kClipPrefix = "cond_stage_model.transformer.text_mo
 inline const std::vector<std::string> kVaeDecoderPrefixes = {"first_stage_model.decoder.", "first_stage_model.post_quant_conv."};
 inline const std::vector<std::string> kVaeEncoderPrefixes = {"first_stage_model.encoder.", "first_stage_model.quant_conv."};
 
+// Whether a tensor name starts with one of these prefixes (a network's or a half's).
+inline bool has_prefix(const std::string& name, const std::vector<std::string>& prefixes) {
+  for (const std::string& p : prefixes)
+    if (name.rfind(p, 0) == 0) return true;
+  return false;
+}
+
 }  // namespace vksd

@@ -93,29 +93,32 @@ Tensor conv2d(Tensor x, Tensor w, Tensor b, Conv2d p, Tensor residual) {
   // Small problems: one compact variant (device_profile.h), the same for every such conv of a
   // kernel size, stride and epilogue, so a small network compiles few, short pipelines.
   const bool compact = flops < prof.compact_conv_below_flops && !prof.conv_tiles[0];
-  int64_t row_blocks = 0;
-  ConvTiles t = conv_tiles(g, Co, 1);
-  // Narrow rows (the UNet's 4x4 level) take a narrower tile instead of computing padding.
-  while (t.tn > 1 && t.tn / 2 >= Wo && !prof.conv_tiles[0]) t.tn /= 2;
-  row_blocks = (Wo + t.tn - 1) / t.tn;
-  const uint32_t tn = t.tn;
-  const int64_t sg_size = prof.subgroup ? prof.subgroup : 8;
-  // Too few pixel blocks to fill a subgroup (the UNet's 4x4 level at batch 1: 4 blocks of one
-  // row): blocks of several rows instead, and the lanes of a subgroup take different output
-  // channels. Measured on llvmpipe at 1280->1280 @4x4: ~2.5x the one-row tiles.
-  uint32_t rb = 1;
-  if (prof.conv_multi_row && N * Ho * row_blocks < sg_size && Ho > 1)
-    rb = (uint32_t)std::min<int64_t>(Ho, std::max<int64_t>(1, 16 / tn));
-  if (rb > 1) {
-    t.px = 1;
-    t.cy = (uint32_t)sg_size;
-    while (t.cy > 1 && (int64_t)t.tm * t.cy / 2 >= Co) t.cy /= 2;
+  ConvTiles t;
+  uint32_t rb = 1;  // output rows per pixel block
+  if (compact) {
+    t = ConvTiles{4, 4, 8, 4};
   } else {
-    t = conv_tiles(g, Co, N * Ho * row_blocks);  // the pixel blocks of all N images form one range
+    t = conv_tiles(g, Co, 1);
+    // Narrow rows (the UNet's 4x4 level) take a narrower tile instead of computing padding.
+    while (t.tn > 1 && t.tn / 2 >= Wo && !prof.conv_tiles[0]) t.tn /= 2;
+    const uint32_t tn = t.tn;
+    const int64_t row_blocks = (Wo + tn - 1) / tn;
+    const int64_t sg_size = prof.subgroup ? prof.subgroup : 8;
+    // Too few pixel blocks to fill a subgroup (the UNet's 4x4 level at batch 1: 4 blocks of one
+    // row): blocks of several rows instead, and the lanes of a subgroup take different output
+    // channels. Measured on llvmpipe at 1280->1280 @4x4: ~2.5x the one-row tiles.
+    if (prof.conv_multi_row && N * Ho * row_blocks < sg_size && Ho > 1)
+      rb = (uint32_t)std::min<int64_t>(Ho, std::max<int64_t>(1, 16 / tn));
+    if (rb > 1) {
+      t.px = 1;
+      t.cy = (uint32_t)sg_size;
+      while (t.cy > 1 && (int64_t)t.tm * t.cy / 2 >= Co) t.cy /= 2;
+    } else {
+      t = conv_tiles(g, Co, N * Ho * row_blocks);  // the pixel blocks of all N images form one range
+    }
+    t.tn = tn;
   }
-  t.tn = tn;
-  if (compact) t = ConvTiles{4, 4, 8, 4}, rb = 1;
-  row_blocks = (Wo + t.tn - 1) / t.tn;
+  const int64_t row_blocks = (Wo + t.tn - 1) / t.tn;
   const int64_t row_groups = (Ho + rb - 1) / rb;
   Tensor y = g.temp(out_shape, x.dtype());
   ConvPush pc{(uint32_t)Ci, (uint32_t)H, (uint32_t)W, (uint32_t)Co, (uint32_t)Ho, (uint32_t)Wo,
