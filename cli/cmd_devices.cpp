@@ -35,9 +35,13 @@ static int cmd_devices(int argc, char** argv) {
     for (size_t h = 0; h < d.heaps.size(); ++h)
       std::printf("    heap %zu: %llu MiB%s\n", h, (unsigned long long)(d.heaps[h].first >> 20),
                   d.heaps[h].second ? " device-local" : "");
-    std::printf("    subgroup %u, shared memory %u KiB, fp16 %s, int8 %s, cooperative matrix %s\n", d.subgroup_size,
+    std::string shapes;  // the fp16 x fp16 -> fp32 tile shapes of the matrix unit
+    for (const vksd::MatrixShape& s : d.matrix_unit.shapes)
+      shapes += (shapes.empty() ? " " : ", ") + std::to_string(s.m) + "x" + std::to_string(s.n) + "x" + std::to_string(s.k);
+    std::printf("    subgroup %u, shared memory %u KiB, fp16 %s, int8 %s, cooperative matrix %s%s\n", d.subgroup_size,
                 d.max_shared_memory >> 10, d.fp16 ? "yes" : "no", d.int8 ? "yes" : "no",
-                d.cooperative_matrix ? "yes" : "no");
+                d.matrix_unit.api == vksd::MatrixUnitApi::None ? "no" : vksd::matrix_unit_name(d.matrix_unit.api),
+                shapes.c_str());
     std::printf("    kernels: %s\n", vksd::DeviceProfile::choose(d).describe().c_str());
   }
   return 0;

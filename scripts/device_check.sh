@@ -11,11 +11,13 @@
 #       (all three git-ignored through .git/info/exclude; about 50 MiB with the SD 1.x vectors).
 #   there (the device tool's `run`, carry [".gl", "build-device"], shared/ travels by itself):
 #     bash scripts/device_check.sh
-#       brings the loader, lists the devices, runs the test suite on the GPU, `vksd bench` at
-#       512² (fp16, batch 1 and 2) and PyTorch-CUDA fp16 on the same UNet and checkpoint.
+#       brings the loader, lists the devices, runs the matrix-unit ops' tests, the test suite
+#       on the GPU, `vksd bench` at 512² (fp16, batch 1 and 2; the UNet also without the
+#       matrix unit) and PyTorch-CUDA fp16 on the same UNet and checkpoint.
 #
-# Results go to $OUT (the device tool's folder), else out/device/: devices.txt, tests.log,
-# bench.txt, bench.json, torch_b1.json, torch_b2.json, summary.txt. Run locally without
+# Results go to $OUT (the device tool's folder), else out/device/: devices.txt,
+# matrix_unit_tests.log, tests.log, bench.txt, bench.json, bench_scalar.json, torch_b1.json,
+# torch_b2.json, summary.txt. Run locally without
 # --prepare it checks the same steps on this machine's driver (lavapipe: slow; use --quick).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -85,6 +87,12 @@ command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,driver_version,m
 "$bin/vksd" devices > "$out/devices.txt" 2>&1
 log "vksd devices: rc $? ($(grep -m1 -i -E 'nvidia|llvmpipe|amd|intel' "$out/devices.txt" || echo 'no device line'))"
 
+# First the ops the matrix unit takes (cooperative matrices, where `vksd devices` above says
+# the driver offers them; the profile picks them by itself), against their double references.
+t0=$(date +%s)
+timeout 120 "$bin/vksd_tests" -tc='linear*,matmul*,conv2d*,matrix unit*,device profile*,shaders*' > "$out/matrix_unit_tests.log" 2>&1
+log "matrix-unit ops: rc $? in $(( $(date +%s) - t0 )) s: $(grep -m1 'kernels:' "$out/devices.txt"); $(tail -2 "$out/matrix_unit_tests.log" | head -1)"
+
 # The test suite on this device, through ctest (one line per test, so a run cut short still
 # says which passed), under the validation layer brought above. Bounded, so that the bench
 # still runs inside one call.
@@ -99,6 +107,10 @@ t0=$(date +%s)
 timeout 420 "$bin/vksd" bench --parts $parts --sizes $sizes --dtypes fp16 --batches $batches --repeats 3 --steps 20 \
   --json > "$out/bench.json" 2> "$out/bench.txt"
 log "bench: rc $? in $(( $(date +%s) - t0 )) s (bench.json)"
+# The same UNet step without the matrix unit (the scalar kernels), for the ratio.
+timeout 120 env VKSD_MATRIX_UNIT=0 "$bin/vksd" bench --parts unet --sizes ${sizes%%,*} --dtypes fp16 --batches 1 \
+  --repeats 3 --json > "$out/bench_scalar.json" 2> "$out/bench_scalar.txt"
+log "bench without the matrix unit: rc $? (bench_scalar.json)"
 
 # PyTorch on the same UNet and checkpoint: CUDA fp16 where there is a GPU, else CPU fp32.
 ckpt=$(ls "$XDG_CACHE_HOME"/vksd/bench/*.safetensors 2>/dev/null | head -1)

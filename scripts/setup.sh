@@ -5,7 +5,7 @@ set -euo pipefail
 
 PKGS=(
   build-essential cmake ninja-build pkg-config
-  libvulkan-dev vulkan-tools mesa-vulkan-drivers vulkan-validationlayers glslc
+  libvulkan-dev vulkan-tools mesa-vulkan-drivers vulkan-validationlayers glslc spirv-tools
   libglfw3-dev libimgui-dev doctest-dev libstb-dev zlib1g-dev libutf8proc-dev
   xvfb libgif-dev libpng-dev libjpeg62-turbo-dev nettle-dev libcpp-httplib-dev nlohmann-json3-dev python3
   clang libclang-rt-dev  # libFuzzer + ASan/UBSan for tests/fuzz (a short run per harness in ctest)

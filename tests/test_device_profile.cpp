@@ -10,6 +10,7 @@
 #include "runtime/error.h"
 #include "runtime/gpu/context.h"
 #include "runtime/gpu/device_profile.h"
+#include "runtime/gpu/kernel.h"
 #include "tests/test_util.h"
 
 using namespace vksd;
@@ -110,4 +111,70 @@ TEST_CASE("device profile: GPU limits and environment overrides") {
   CHECK(DeviceProfile::choose(cpu, env_of({{"VKSD_PIPELINE_THREADS", "3"}})).pipeline_threads == 3);
   CHECK(error_of_choose(cpu, {{"VKSD_PIPELINE_THREADS", "0"}}).find("VKSD_PIPELINE_THREADS") != std::string::npos);
   CHECK(error_of_choose(cpu, {{"VKSD_NORM_NO_RL", "yes"}}).find("VKSD_NORM_NO_RL must be 0 or 1") != std::string::npos);
+}
+
+TEST_CASE("device profile: the matrix unit is used where the driver offers fp16 x fp16 -> fp32 tiles") {
+  DeviceInfo gpu;
+  gpu.type = "discrete GPU";
+  gpu.type_rank = 4;
+  gpu.subgroup_size = gpu.max_subgroup_size = 32;
+  gpu.max_shared_memory = 48 << 10;
+  gpu.fp16 = true;
+  // No matrix unit (lavapipe, older GPUs): the scalar kernels.
+  CHECK(DeviceProfile::choose(gpu, env_of({})).matrix_unit == MatrixUnitApi::None);
+
+  // NVIDIA-like: KHR with several shapes; 16x16x16 is taken, one block per subgroup of 32.
+  gpu.matrix_unit = {MatrixUnitApi::KHR, {{16, 8, 16}, {16, 16, 16}, {16, 8, 8}}};
+  DeviceProfile p = DeviceProfile::choose(gpu, env_of({}));
+  CHECK(p.matrix_unit == MatrixUnitApi::KHR);
+  CHECK(p.matrix_shape == MatrixShape{16, 16, 16});
+  CHECK(p.matrix_workgroup == 128);
+  CHECK(p.matrix_blocks_per_subgroup == 1);
+  CHECK(p.describe() == "gpu, subgroup 32, matmul plain, conv plain, attention plain, norm RL, matrix unit KHR 16x16x16");
+  CHECK(std::string(matrix_unit_kernel(p.matrix_unit)) == "matmul_coop_khr");
+
+  // Without 16x16x16: the smallest offered shape with sides 8..32.
+  gpu.matrix_unit = {MatrixUnitApi::NV, {{32, 8, 16}, {16, 8, 16}, {64, 64, 16}}};
+  p = DeviceProfile::choose(gpu, env_of({}));
+  CHECK(p.matrix_unit == MatrixUnitApi::NV);
+  CHECK(p.matrix_shape == MatrixShape{16, 8, 16});
+  CHECK(std::string(matrix_unit_kernel(p.matrix_unit)) == "matmul_coop");
+  CHECK(choose_matrix_shape({{64, 64, 16}, {4, 4, 4}}) == MatrixShape{});  // none fits
+
+  // A driver that may run the kernel with 64-lane subgroups (AMD) gives a workgroup of 128
+  // only two subgroups: each takes two of the four blocks.
+  gpu.matrix_unit = {MatrixUnitApi::KHR, {{16, 16, 16}}};
+  gpu.subgroup_size = 64;
+  gpu.max_subgroup_size = 64;
+  CHECK(DeviceProfile::choose(gpu, env_of({})).matrix_blocks_per_subgroup == 2);
+  gpu.subgroup_size = 32;  // Intel: reports 32, may run 8..32 — 4 subgroups at least
+  gpu.max_subgroup_size = 32;
+  CHECK(DeviceProfile::choose(gpu, env_of({})).matrix_blocks_per_subgroup == 1);
+
+  // Too little shared memory for the kernel's tiles (12 KiB at 16x16x16): scalar kernels.
+  gpu.max_shared_memory = 8 << 10;
+  CHECK(DeviceProfile::choose(gpu, env_of({})).matrix_unit == MatrixUnitApi::None);
+  gpu.max_shared_memory = 48 << 10;
+
+  // The environment: 0 switches it off, emulated forces the emulated build, anything else is an Error.
+  CHECK(DeviceProfile::choose(gpu, env_of({{"VKSD_MATRIX_UNIT", "0"}})).matrix_unit == MatrixUnitApi::None);
+  CHECK(DeviceProfile::choose(gpu, env_of({{"VKSD_MATRIX_UNIT", "1"}})).matrix_unit == MatrixUnitApi::KHR);
+  const DeviceProfile e = DeviceProfile::choose(gpu, env_of({{"VKSD_MATRIX_UNIT", "emulated"}}));
+  CHECK(e.matrix_unit == MatrixUnitApi::Emulated);
+  CHECK(e.matrix_shape == MatrixShape{8, 8, 8});
+  CHECK(e.matrix_workgroup == 4 * 32);
+  CHECK(error_of_choose(gpu, {{"VKSD_MATRIX_UNIT", "yes"}}).find("VKSD_MATRIX_UNIT must be 0, 1 or emulated") !=
+        std::string::npos);
+  gpu.fp16 = false;
+  CHECK(error_of_choose(gpu, {{"VKSD_MATRIX_UNIT", "emulated"}}).find("shaderFloat16") != std::string::npos);
+
+  // This machine's device: whatever its driver offers, and the kernel it needs is embedded.
+  Context& c = test::ctx();
+  MESSAGE(c.info().name << ": matrix unit " << std::string(matrix_unit_name(c.info().matrix_unit.api)));
+  if (c.info().matrix_unit.api != MatrixUnitApi::None) {
+    CHECK(!c.info().matrix_unit.shapes.empty());
+    CHECK(!find_shader(matrix_unit_kernel(c.info().matrix_unit.api)).empty());
+  }
+  if (c.info().driver.find("llvmpipe") != std::string::npos || c.info().name.find("llvmpipe") != std::string::npos)
+    CHECK(c.profile().matrix_unit == MatrixUnitApi::None);  // lavapipe 22.3 has no cooperative matrices
 }

@@ -89,6 +89,9 @@ double rel_l2_at(const std::vector<float>& got, const std::vector<int64_t>& idx,
 
 // ---- runners -------------------------------------------------------------------------------
 
+// The kernel of the last runner's last dispatch (which variant the op chose).
+std::string last_kernel;
+
 // Runs linear (optionally with bias/residual) and returns rel L2 against the reference over
 // all outputs (full) or a sample.
 double run_linear(DType dt, const LinearCase& lc, bool full, uint64_t seed) {
@@ -98,6 +101,7 @@ double run_linear(DType dt, const LinearCase& lc, bool full, uint64_t seed) {
   Tensor b = lc.bias ? g.input({lc.N}, dt) : Tensor{};
   Tensor r = lc.residual ? g.input({lc.M, lc.N}, dt) : Tensor{};
   Tensor y = lc.residual ? ops::linear(x, w, b, r) : ops::linear(x, w, b);
+  last_kernel = g.dispatches().back().kernel;
   g.keep(y);
   g.compile();
   auto xv = test::round_to(dt, test::randn((size_t)(lc.M * lc.K), seed));
@@ -127,6 +131,7 @@ double run_conv(DType dt, const ConvCase& cc, bool bias, bool residual, bool ful
   Tensor r = residual ? g.input({cc.N, cc.Co, Ho, Wo}, dt) : Tensor{};
   Tensor y = residual ? ops::conv2d(x, w, b, cc.p, r) : ops::conv2d(x, w, b, cc.p);
   REQUIRE(y.shape() == Shape{cc.N, cc.Co, Ho, Wo});
+  last_kernel = g.dispatches().back().kernel;
   g.keep(y);
   g.compile();
   auto xv = test::round_to(dt, test::randn((size_t)x.numel(), seed));
@@ -263,6 +268,122 @@ TEST_CASE("conv2d: odd shapes, every SD variant, bias and residual (f32, f16), t
     }
   }
   });
+}
+
+// ---- the matrix-unit kernel ----------------------------------------------------------------
+
+// matmul_coop.comp's emulated build (plain per-lane loops where a GPU runs matrix
+// instructions) forced on this device, with the compact bounds off so that these small cases
+// take it: the staging of A and B tiles, the im2col gather, the zero-filled edges, the K
+// steps, the blocks per subgroup and the epilogue are the GPU build's, checked against the
+// same double references. Only fp16 operands take the matrix unit. The workgroup has
+// `subgroups` subgroups taking `blocks` of the four blocks each: 4 x 1 as on NVIDIA; 2 x 2 as
+// where the driver runs 64-lane subgroups (AMD); 8 x 1, of which 4 only stage tiles, as where
+// subgroups are narrower than reported (Intel).
+template <class F>
+void on_emulated_matrix_unit(F body, uint32_t subgroups = 4, uint32_t blocks = 1) {
+  Context& ctx = test::ctx();
+  const DeviceProfile chosen = ctx.profile();
+  DeviceProfile p = DeviceProfile::choose(ctx.info(), [](const char* name) -> const char* {
+    return std::string(name) == "VKSD_MATRIX_UNIT" ? "emulated" : nullptr;
+  });
+  p.compact_conv_below_flops = p.compact_matmul_below_flops = 0;
+  p.matrix_workgroup = subgroups * p.subgroup;
+  p.matrix_blocks_per_subgroup = blocks;
+  ctx.set_profile(p);
+  body();
+  ctx.set_profile(chosen);
+}
+
+TEST_CASE("matrix unit (emulated build): linear and conv2d on fp16 match the double reference, every output") {
+  on_emulated_matrix_unit([] {
+    const double tol = test::tol_for(DType::F16);
+    // K = 100: seven K steps of 16 with a partial last one; M, N not multiples of the 32x32 block.
+    for (LinearCase lc : {LinearCase{37, 19, 23, true, false}, LinearCase{37, 20, 23, true, true},
+                          LinearCase{1, 3, 1, false, false}, LinearCase{70, 64, 130, false, true},
+                          LinearCase{33, 100, 65, true, true}}) {
+      CAPTURE(lc.M);
+      CAPTURE(lc.K);
+      CAPTURE(lc.N);
+      CHECK(run_linear(DType::F16, lc, true, 300 + lc.K) < tol);
+      CHECK(last_kernel == "matmul_coop_emulated");
+    }
+    CHECK(run_linear(DType::F32, LinearCase{37, 20, 23, true, true}, true, 1) < test::tol_for(DType::F32));
+    CHECK(last_kernel == "matmul");  // fp32 operands stay on the scalar kernel
+
+    const ops::Conv2d same3 = ops::Conv2d::same(3), down = ops::Conv2d::down(), asym = ops::Conv2d::down_asym();
+    const ops::Conv2d one = ops::Conv2d::same(1);
+    struct V {
+      ConvCase cc;
+      bool bias, resid;
+    };
+    for (V v : {V{{2, 3, 7, 9, 5, 3, same3}, true, true}, V{{2, 3, 7, 9, 5, 3, down}, true, false},
+                V{{1, 3, 7, 9, 5, 3, asym}, false, false}, V{{1, 4, 8, 8, 11, 3, asym}, true, true},
+                V{{2, 3, 7, 9, 5, 1, one}, true, true}, V{{1, 17, 5, 3, 19, 3, same3}, false, false},
+                V{{2, 40, 9, 11, 37, 3, same3}, true, true},
+                // unequal paddings: rows and columns gathered from their own offsets
+                V{{1, 5, 6, 7, 9, 3, ops::Conv2d{1, 2, 0, 1, 0}}, true, false}}) {
+      CAPTURE(v.cc.Ci);
+      CAPTURE(v.cc.Co);
+      CAPTURE(v.cc.k);
+      CAPTURE(v.cc.p.stride);
+      CHECK(run_conv(DType::F16, v.cc, v.bias, v.resid, true, 400 + v.cc.Ci) < tol);
+      CHECK(last_kernel == "matmul_coop_emulated");
+    }
+  });
+}
+
+TEST_CASE("matrix unit (emulated build): two blocks per subgroup, and subgroups without a block") {
+  for (auto [subgroups, blocks] : {std::pair{2u, 2u}, std::pair{8u, 1u}}) {
+    CAPTURE(subgroups);
+    on_emulated_matrix_unit([] {
+      CHECK(run_linear(DType::F16, LinearCase{70, 40, 75, true, true}, true, 5) < test::tol_for(DType::F16));
+      CHECK(last_kernel == "matmul_coop_emulated");
+      CHECK(run_conv(DType::F16, ConvCase{2, 6, 9, 10, 35, 3, ops::Conv2d::same(3)}, true, true, true, 6) <
+            test::tol_for(DType::F16));
+      CHECK(last_kernel == "matmul_coop_emulated");
+    }, subgroups, blocks);
+  }
+}
+
+TEST_CASE("matrix unit (emulated build): batched matmul, with and without trans_b, broadcast B") {
+  auto& c = test::ctx();
+  on_emulated_matrix_unit([&] {
+    for (bool trans_b : {true, false})
+      for (auto [B, Bb, M, K, N] : {std::array<int64_t, 5>{3, 3, 37, 19, 23}, std::array<int64_t, 5>{2, 1, 33, 40, 28},
+                                    std::array<int64_t, 5>{2, 2, 9, 77, 40}}) {
+        CAPTURE(trans_b);
+        CAPTURE(M);
+        CAPTURE(K);
+        CAPTURE(N);
+        Graph g(c);
+        Tensor a = g.input({B, M, K}, DType::F16);
+        Tensor b = g.input(trans_b ? Shape{Bb, N, K} : Shape{Bb, K, N}, DType::F16);
+        Tensor y = ops::matmul(a, b, trans_b);
+        CHECK(g.dispatches().back().kernel == "matmul_coop_emulated");
+        g.keep(y);
+        g.compile();
+        auto av = test::round_to(DType::F16, test::randn((size_t)a.numel(), 17));
+        auto bv = test::round_to(DType::F16, test::randn((size_t)b.numel(), 18));
+        g.upload(a, av);
+        g.upload(b, bv);
+        g.run();
+        auto yv = g.download(y);
+        std::vector<double> ref((size_t)(B * M * N));
+        for (int64_t bb = 0; bb < B; ++bb) {
+          const int64_t sb = Bb == 1 ? 0 : bb;
+          for (int64_t m = 0; m < M; ++m)
+            for (int64_t n = 0; n < N; ++n) {
+              double s = 0;
+              for (int64_t k = 0; k < K; ++k)
+                s += (double)av[(bb * M + m) * K + k] * bv[trans_b ? (sb * N + n) * K + k : (sb * K + k) * N + n];
+              ref[(bb * M + m) * N + n] = s;
+            }
+        }
+        CHECK(test::rel_l2(yv, ref) < test::tol_for(DType::F16));
+      }
+  });
+  CHECK(c.validation_messages() == 0);
 }
 
 TEST_CASE("conv2d and linear: bad shapes are errors that name the problem") {

@@ -74,22 +74,16 @@ static const char* vendor_name(uint32_t id) {
   }
 }
 
-static bool has_extension(VkPhysicalDevice pd, const char* name) {
-  uint32_t n = 0;
-  vkEnumerateDeviceExtensionProperties(pd, nullptr, &n, nullptr);
-  std::vector<VkExtensionProperties> exts(n);
-  vkEnumerateDeviceExtensionProperties(pd, nullptr, &n, exts.data());
-  for (auto& e : exts)
-    if (std::strcmp(e.extensionName, name) == 0) return true;
-  return false;
-}
-
-static DeviceInfo describe(VkPhysicalDevice pd, uint32_t index) {
+static DeviceInfo describe(VkInstance instance, VkPhysicalDevice pd, uint32_t index) {
   DeviceInfo d;
   d.index = index;
+  VkPhysicalDeviceProperties base;
+  vkGetPhysicalDeviceProperties(pd, &base);
   VkPhysicalDeviceSubgroupProperties sub{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SUBGROUP_PROPERTIES};
   VkPhysicalDeviceDriverProperties drv{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_DRIVER_PROPERTIES};
+  VkPhysicalDeviceSubgroupSizeControlProperties ssc{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SUBGROUP_SIZE_CONTROL_PROPERTIES};
   sub.pNext = &drv;
+  if (base.apiVersion >= VK_API_VERSION_1_3) drv.pNext = &ssc;  // core in 1.3
   VkPhysicalDeviceProperties2 p2{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2};
   p2.pNext = &sub;
   vkGetPhysicalDeviceProperties2(pd, &p2);
@@ -114,6 +108,7 @@ static DeviceInfo describe(VkPhysicalDevice pd, uint32_t index) {
   d.max_workgroup_invocations = l.maxComputeWorkGroupInvocations;
   for (int i = 0; i < 3; ++i) d.max_workgroup_count[i] = l.maxComputeWorkGroupCount[i];
   d.subgroup_size = sub.subgroupSize;
+  d.max_subgroup_size = std::max(sub.subgroupSize, ssc.maxSubgroupSize);
   d.timestamps = l.timestampComputeAndGraphics;
   d.timestamp_period_ns = l.timestampPeriod;
 
@@ -139,7 +134,7 @@ static DeviceInfo describe(VkPhysicalDevice pd, uint32_t index) {
   };
   d.fp16 = f16.shaderFloat16 && texel_ok(VK_FORMAT_R16_SFLOAT) && texel_ok(VK_FORMAT_R16G16B16A16_SFLOAT);
   d.int8 = f16.shaderInt8;
-  d.cooperative_matrix = has_extension(pd, "VK_KHR_cooperative_matrix");
+  d.matrix_unit = query_matrix_unit(instance, pd);
 
   VkPhysicalDeviceMemoryProperties mp;
   vkGetPhysicalDeviceMemoryProperties(pd, &mp);
@@ -195,7 +190,7 @@ std::vector<DeviceInfo> Context::list_devices() {
   std::vector<VkPhysicalDevice> pds(n);
   vkEnumeratePhysicalDevices(inst, &n, pds.data());
   std::vector<DeviceInfo> out;
-  for (uint32_t i = 0; i < n; ++i) out.push_back(describe(pds[i], i));
+  for (uint32_t i = 0; i < n; ++i) out.push_back(describe(inst, pds[i], i));
   vkDestroyInstance(inst, nullptr);
   return out;
 }
@@ -219,7 +214,7 @@ Context::Context(const ContextOptions& opts) : opts_(opts) {
   std::vector<VkPhysicalDevice> pds(n);
   vkEnumeratePhysicalDevices(instance_, &n, pds.data());
   std::vector<DeviceInfo> infos;
-  for (uint32_t i = 0; i < n; ++i) infos.push_back(describe(pds[i], i));
+  for (uint32_t i = 0; i < n; ++i) infos.push_back(describe(instance_, pds[i], i));
 
   int chosen = -1;
   if (!opts_.device.empty()) {
@@ -286,6 +281,8 @@ Context::Context(const ContextOptions& opts) : opts_(opts) {
   dci.pQueueCreateInfos = &qci;
   // The viewer presents from the same device.
   if (!opts_.instance_extensions.empty()) exts.push_back(VK_KHR_SWAPCHAIN_EXTENSION_NAME);
+  // The matrix unit, where the driver offers it (the profile may still choose not to use it).
+  MatrixUnitEnable matrix_unit(info_.matrix_unit.api, &f16.pNext, exts);
   dci.enabledExtensionCount = (uint32_t)exts.size();
   dci.ppEnabledExtensionNames = exts.data();
   vk_check(vkCreateDevice(physical_, &dci, nullptr, &device_), "vkCreateDevice");

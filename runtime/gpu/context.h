@@ -11,6 +11,7 @@
 #include <vulkan/vulkan.h>
 
 #include "runtime/gpu/device_profile.h"
+#include "runtime/gpu/matrix_unit.h"
 #include "runtime/gpu/dtype.h"
 
 namespace vksd {
@@ -47,7 +48,8 @@ struct DeviceInfo {
   uint32_t subgroup_size = 0;
   bool fp16 = false;               // shaderFloat16 + fp16 texel formats usable for load/store
   bool int8 = false;               // shaderInt8
-  bool cooperative_matrix = false; // VK_KHR_cooperative_matrix present
+  uint32_t max_subgroup_size = 0;  // where the driver may vary it (subgroup size control), else subgroup_size
+  MatrixUnitInfo matrix_unit;      // cooperative-matrix support usable by vksd's kernel
   bool timestamps = false;
   double timestamp_period_ns = 1.0;
   std::vector<std::pair<uint64_t, bool>> heaps;  // size, device-local

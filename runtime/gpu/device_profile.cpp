@@ -1,5 +1,6 @@
 #include "runtime/gpu/device_profile.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 
@@ -26,6 +27,39 @@ bool flag_from_env(const DeviceProfile::Env& getenv, const char* name) {
   if (!e || !*e || std::string(e) == "0") return false;
   if (std::string(e) == "1") return true;
   fail(std::string(name) + " must be 0 or 1 (got '" + e + "')");
+}
+
+// The matrix-unit kernel's shared memory: A and B tiles in fp16, one fp32 tile per block.
+uint32_t matrix_shared_bytes(MatrixShape t) {
+  const uint32_t bm = 4 * t.m, bn = 4 * t.n, bk = 2 * t.k;
+  return (bm * bk + bk * bn) * 2 + 4 * t.m * t.n * 4;
+}
+
+void choose_matrix_unit(DeviceProfile& p, const DeviceInfo& info, const DeviceProfile::Env& getenv) {
+  const char* e = getenv("VKSD_MATRIX_UNIT");
+  const std::string mode = e ? e : "";
+  if (!mode.empty() && mode != "0" && mode != "1" && mode != "emulated")
+    fail("VKSD_MATRIX_UNIT must be 0, 1 or emulated (got '" + mode + "')");
+  if (mode == "0") return;
+  if (mode == "emulated") {
+    // Lane l of a subgroup holds elements l, l + subgroup, ... of each 8x8 tile.
+    if (!info.fp16) fail("VKSD_MATRIX_UNIT=emulated needs a device with shaderFloat16");
+    if (p.subgroup > 64) fail("VKSD_MATRIX_UNIT=emulated needs a subgroup size <= 64");
+    p.matrix_unit = MatrixUnitApi::Emulated;
+    p.matrix_shape = {8, 8, 8};
+    p.matrix_workgroup = 4 * p.subgroup;  // one block per subgroup
+    p.matrix_blocks_per_subgroup = 1;
+    return;
+  }
+  if (info.matrix_unit.api == MatrixUnitApi::None) return;
+  const MatrixShape t = choose_matrix_shape(info.matrix_unit.shapes);
+  if (!t.m || matrix_shared_bytes(t) > info.max_shared_memory) return;
+  p.matrix_unit = info.matrix_unit.api;
+  p.matrix_shape = t;
+  p.matrix_workgroup = 128;
+  // A driver that may run the kernel with subgroups of up to S lanes gives 128 / S of them.
+  const uint32_t fewest = std::max<uint32_t>(1, 128 / std::max<uint32_t>(1, info.max_subgroup_size));
+  p.matrix_blocks_per_subgroup = (4 + fewest - 1) / fewest;
 }
 
 }  // namespace
@@ -56,6 +90,7 @@ DeviceProfile DeviceProfile::choose(const DeviceInfo& info, const Env& getenv) {
     if (std::sscanf(e, "%u%c", &p.pipeline_threads, &tail) != 1 || p.pipeline_threads == 0)
       fail(std::string("VKSD_PIPELINE_THREADS must be a positive integer (got '") + e + "')");
   }
+  choose_matrix_unit(p, info, getenv);
   return p;
 }
 
@@ -78,6 +113,9 @@ std::string DeviceProfile::describe() const {
   if (conv_tiles[0]) s += tiles(conv_tiles);
   s += attention_shared_kv ? ", attention SG" : ", attention plain";
   s += norm_subgroup_rows ? ", norm RL" : ", norm plain";
+  if (matrix_unit != MatrixUnitApi::None)
+    s += std::string(", matrix unit ") + matrix_unit_name(matrix_unit) + " " + std::to_string(matrix_shape.m) + "x" +
+         std::to_string(matrix_shape.n) + "x" + std::to_string(matrix_shape.k);
   return s;
 }
 

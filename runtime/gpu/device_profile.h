@@ -11,12 +11,16 @@
 //   VKSD_COMPACT_MFLOPS=X         convolutions and matmuls below X MFLOP take the compact variant
 //                                 (both bounds; 0 = none)
 //   VKSD_PIPELINE_THREADS=N       threads creating pipelines (1 = one after another)
+//   VKSD_MATRIX_UNIT=0|emulated   0: never the matrix unit; emulated: its kernel with plain loops
+//                                 (any device with fp16; for testing and comparison)
 // A malformed value is an Error naming the variable (never silently ignored).
 #pragma once
 #include <array>
 #include <cstdint>
 #include <functional>
 #include <string>
+
+#include "runtime/gpu/matrix_unit.h"
 
 namespace vksd {
 
@@ -48,13 +52,20 @@ struct DeviceProfile {
   // Register tiles forced by VKSD_GEMM_TILES / VKSD_CONV_TILES, or all zero (chosen per op).
   std::array<uint32_t, 4> gemm_tiles{}, conv_tiles{};
   uint32_t pipeline_threads = 0;  // VKSD_PIPELINE_THREADS, 0 = one per core
+  // The matrix unit (matrix_unit.h): GEMMs and convolutions whose operands are stored in fp16
+  // run on shaders/matmul_coop.comp where the driver offers cooperative matrices.
+  MatrixUnitApi matrix_unit = MatrixUnitApi::None;
+  MatrixShape matrix_shape;              // the tile the kernel is specialised for
+  uint32_t matrix_workgroup = 0;         // invocations per workgroup (4 subgroup blocks)
+  uint32_t matrix_blocks_per_subgroup = 1;  // 4 / the fewest subgroups a workgroup may have
 
   // `getenv` is the environment to read overrides from (tests pass their own).
   using Env = std::function<const char*(const char*)>;
   static DeviceProfile choose(const DeviceInfo& info, const Env& getenv);
   static DeviceProfile choose(const DeviceInfo& info);  // the process environment
 
-  // One line for `vksd devices`: "cpu, subgroup 8, matmul SG, conv SG+RB, attention SG, norm RL".
+  // One line for `vksd devices`: "cpu, subgroup 8, matmul SG, conv SG+RB, attention SG, norm RL"
+  // (and ", matrix unit KHR 16x16x16" where one is used).
   std::string describe() const;
 };
 

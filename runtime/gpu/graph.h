@@ -133,6 +133,7 @@ class Graph {
   VkDeviceSize peak_bytes() const { return peak_; }
   VkDeviceSize scratch_bytes() const { return scratch_bytes_; }  // of that, in the scratch arena
   size_t dispatch_count() const { return nodes_.size(); }
+  const std::vector<Dispatch>& dispatches() const { return nodes_; }  // in order (tests, profiles)
   double flops() const;  // sum of the dispatches' Dispatch::flops (floating-point ops per run)
   size_t barrier_count() const { return barriers_; }
   std::vector<DispatchTiming> timings() const;              // last run, when compiled with profile

@@ -35,6 +35,11 @@ ConvTiles conv_tiles(Graph& g, int64_t Co, int64_t pixel_blocks) {
   return t;
 }
 
+// "conv3x3", "conv3x3s2": the dispatch's name in profiles.
+std::string conv_label(int64_t kh, int64_t kw, int stride) {
+  return "conv" + std::to_string(kh) + "x" + std::to_string(kw) + (stride > 1 ? "s" + std::to_string(stride) : "");
+}
+
 }  // namespace
 
 Tensor conv2d(Tensor x, Tensor w, Tensor b, Conv2d p, Tensor residual) {
@@ -93,6 +98,27 @@ Tensor conv2d(Tensor x, Tensor w, Tensor b, Conv2d p, Tensor residual) {
   // Small problems: one compact variant (device_profile.h), the same for every such conv of a
   // kernel size, stride and epilogue, so a small network compiles few, short pipelines.
   const bool compact = flops < prof.compact_conv_below_flops && !prof.conv_tiles[0];
+  if (!compact && detail::matrix_unit_takes(g, x, w, Ci * kh * kw, flops, true)) {
+    // The implicit GEMM on the matrix unit: y[n] = w [Co, Ci*kh*kw] · im2col(x[n]).
+    detail::GemmDesc d;
+    d.a = g.view(w, {Co, Ci * kh * kw});
+    d.b = x;
+    d.bias = b;
+    d.residual = residual;
+    d.batch = N;
+    d.M = Co;
+    d.N = Ho * Wo;
+    d.K = Ci * kh * kw;
+    d.a_row = d.K;
+    d.b_batch = Ci * H * W;
+    d.bias_along = b.valid() ? detail::GemmDesc::BiasAlong::M : detail::GemmDesc::BiasAlong::None;
+    d.out_shape = out_shape;
+    d.label = conv_label(kh, kw, p.stride);
+    d.out_dtype_of = x;
+    const detail::CoopConv cc{(uint32_t)H, (uint32_t)W, (uint32_t)Wo, (uint32_t)kh, (uint32_t)kw, (uint32_t)p.stride,
+                              p.pad_top, p.pad_left};
+    return detail::gemm_on_matrix_unit(d, &cc);
+  }
   ConvTiles t;
   uint32_t rb = 1;  // output rows per pixel block
   if (compact) {
@@ -133,7 +159,7 @@ Tensor conv2d(Tensor x, Tensor w, Tensor b, Conv2d p, Tensor residual) {
   if (wvec && prof.conv_shared_weights && t.px % prof.subgroup == 0) sg = prof.subgroup;
   Dispatch d;
   d.kernel = "conv2d";
-  d.label = "conv" + std::to_string(kh) + "x" + std::to_string(kw) + (p.stride > 1 ? "s" + std::to_string(p.stride) : "");
+  d.label = conv_label(kh, kw, p.stride);
   d.spec = {t.px, t.cy, t.tm, t.tn, (uint32_t)kh, (uint32_t)kw, (uint32_t)p.stride, b.valid() ? 1u : 0u,
             residual.valid() ? 1u : 0u, wvec ? 1u : 0u, xvec ? 1u : 0u, (uint32_t)p.pad_left, sg, rb};
   d.args = {in(x), in(w), in(b.valid() ? b : w), in(residual.valid() ? residual : x), out(y),

@@ -48,11 +48,12 @@ Tensor gemm(const GemmDesc& d) {
   // The K loop runs K/4 iterations per invocation: stay far below lavapipe's 65,535 budget.
   if (d.K >= 4 * 60000)
     fail(std::string(d.label) + ": K=" + std::to_string(d.K) + " is too long for one invocation's loop budget");
+  const double flops = 2.0 * (double)d.batch * (double)d.M * (double)d.N * (double)d.K;
+  if (matrix_unit_takes(g, d.a, d.b, d.K, flops, false)) return gemm_on_matrix_unit(d);
   Tensor c = g.temp({d.batch, d.M, d.N}, (d.out_dtype_of.valid() ? d.out_dtype_of : d.a).dtype());
   // 4-lane views when every row and batch start is a multiple of 4 texels.
   bool vec = d.K % 4 == 0 && d.a_row % 4 == 0 && d.a_batch % 4 == 0 && d.b_row % 4 == 0 && d.b_batch % 4 == 0 &&
              (d.trans_b || d.N % 4 == 0) && d.a.numel() % 4 == 0 && d.b.numel() % 4 == 0;
-  const double flops = 2.0 * (double)d.batch * (double)d.M * (double)d.N * (double)d.K;
   const DeviceProfile& prof = g.profile();
   // Small problems: one compact tile (device_profile.h), the same for every such matmul with
   // the same layout and epilogue, so a small network compiles few, short pipelines.
