@@ -30,26 +30,7 @@
 #extension GL_KHR_shader_subgroup_basic : require
 #include "common.glsl"
 
-// The matrix unit's types and instructions, by extension (MM, NN, KK are defined below).
-#if defined(COOPMAT_KHR)
-#extension GL_KHR_cooperative_matrix : require
-#extension GL_KHR_memory_scope_semantics : require
-#define MAT_A coopmat<float16_t, gl_ScopeSubgroup, MM, KK, gl_MatrixUseA>
-#define MAT_B coopmat<float16_t, gl_ScopeSubgroup, KK, NN, gl_MatrixUseB>
-#define MAT_C coopmat<float, gl_ScopeSubgroup, MM, NN, gl_MatrixUseAccumulator>
-#define MAT_LOAD(m, arr, offset, stride) coopMatLoad(m, arr, offset, stride, gl_CooperativeMatrixLayoutRowMajor)
-#define MAT_STORE(m, arr, offset, stride) coopMatStore(m, arr, offset, stride, gl_CooperativeMatrixLayoutRowMajor)
-#define MAT_MULADD(a, b, c) coopMatMulAdd(a, b, c)
-#elif !defined(COOPMAT_EMULATED)
-#extension GL_NV_cooperative_matrix : require
-#extension GL_KHR_memory_scope_semantics : require
-#define MAT_A fcoopmatNV<16, gl_ScopeSubgroup, MM, KK>
-#define MAT_B fcoopmatNV<16, gl_ScopeSubgroup, KK, NN>
-#define MAT_C fcoopmatNV<32, gl_ScopeSubgroup, MM, NN>
-#define MAT_LOAD(m, arr, offset, stride) coopMatLoadNV(m, arr, offset, stride, false)
-#define MAT_STORE(m, arr, offset, stride) coopMatStoreNV(m, arr, offset, stride, false)
-#define MAT_MULADD(a, b, c) coopMatMulAddNV(a, b, c)
-#endif
+#include "coopmat.glsl"
 
 layout(local_size_x_id = 0) in;                 // WG invocations (the host: 128, or 4 subgroups)
 layout(constant_id = 1) const uint MM = 16;     // matrix-unit tile: rows of A and C
@@ -126,15 +107,15 @@ void main() {
   // Lane l owns elements l, l + LANES, ... of each tile, row-major (as MAT_STORE would lay it).
   const uint EL = MM * NN / LANES;
   float acc[BPS][TI][TJ][EL];
-  [[unroll]] for (uint s = 0; s < BPS; ++s)
-    [[unroll]] for (uint i = 0; i < TI; ++i)
-      [[unroll]] for (uint j = 0; j < TJ; ++j)
-        [[unroll]] for (uint q = 0; q < EL; ++q) acc[s][i][j][q] = 0.0;
+  UNROLL for (uint s = 0; s < BPS; ++s)
+    UNROLL for (uint i = 0; i < TI; ++i)
+      UNROLL for (uint j = 0; j < TJ; ++j)
+        UNROLL for (uint q = 0; q < EL; ++q) acc[s][i][j][q] = 0.0;
 #else
   MAT_C acc[BPS][TI][TJ];
-  [[unroll]] for (uint s = 0; s < BPS; ++s)
-    [[unroll]] for (uint i = 0; i < TI; ++i)
-      [[unroll]] for (uint j = 0; j < TJ; ++j) acc[s][i][j] = MAT_C(0.0);
+  UNROLL for (uint s = 0; s < BPS; ++s)
+    UNROLL for (uint i = 0; i < TI; ++i)
+      UNROLL for (uint j = 0; j < TJ; ++j) acc[s][i][j] = MAT_C(0.0);
 #endif
 
   for (uint k0 = 0; k0 < p.K; k0 += BK) {
@@ -150,15 +131,15 @@ void main() {
       for (uint e = tid; e < BK * BN; e += WG) sB[e] = b_at(b, k0 + e / BN, bn0 + e % BN);
     }
     barrier();
-    [[unroll]] for (uint s = 0; s < BPS; ++s) {
+    UNROLL for (uint s = 0; s < BPS; ++s) {
       const uint blk = gl_SubgroupID + s * gl_NumSubgroups;  // uniform in the subgroup
       if (blk >= 4) break;
       const uint rm = (blk / 2) * TI * MM, rn = (blk % 2) * TJ * NN;  // block origin in the tile
-      [[unroll]] for (uint kk = 0; kk < BK; kk += KK) {
+      UNROLL for (uint kk = 0; kk < BK; kk += KK) {
 #if defined(COOPMAT_EMULATED)
-        [[unroll]] for (uint i = 0; i < TI; ++i)
-          [[unroll]] for (uint j = 0; j < TJ; ++j)
-            [[unroll]] for (uint q = 0; q < EL; ++q) {
+        UNROLL for (uint i = 0; i < TI; ++i)
+          UNROLL for (uint j = 0; j < TJ; ++j)
+            UNROLL for (uint q = 0; q < EL; ++q) {
               uint e = gl_SubgroupInvocationID + q * LANES;
               uint r = rm + i * MM + e / NN, c = rn + j * NN + e % NN;
               float sum = 0.0;
@@ -168,10 +149,10 @@ void main() {
 #else
         MAT_A ma[TI];
         MAT_B mb[TJ];
-        [[unroll]] for (uint i = 0; i < TI; ++i) MAT_LOAD(ma[i], sA, (rm + i * MM) * BK + kk, BK);
-        [[unroll]] for (uint j = 0; j < TJ; ++j) MAT_LOAD(mb[j], sB, kk * BN + rn + j * NN, BN);
-        [[unroll]] for (uint i = 0; i < TI; ++i)
-          [[unroll]] for (uint j = 0; j < TJ; ++j) acc[s][i][j] = MAT_MULADD(ma[i], mb[j], acc[s][i][j]);
+        UNROLL for (uint i = 0; i < TI; ++i) MAT_LOAD(ma[i], sA, (rm + i * MM) * BK + kk, BK);
+        UNROLL for (uint j = 0; j < TJ; ++j) MAT_LOAD(mb[j], sB, kk * BN + rn + j * NN, BN);
+        UNROLL for (uint i = 0; i < TI; ++i)
+          UNROLL for (uint j = 0; j < TJ; ++j) acc[s][i][j] = MAT_MULADD(ma[i], mb[j], acc[s][i][j]);
 #endif
       }
     }
@@ -179,14 +160,14 @@ void main() {
   }
 
   // Epilogue: each block's tiles go out through its sC slot.
-  [[unroll]] for (uint s = 0; s < BPS; ++s) {
+  UNROLL for (uint s = 0; s < BPS; ++s) {
     const uint blk = gl_SubgroupID + s * gl_NumSubgroups;
     if (blk >= 4) break;
     const uint rm = (blk / 2) * TI * MM, rn = (blk % 2) * TJ * NN;
-    [[unroll]] for (uint i = 0; i < TI; ++i)
-      [[unroll]] for (uint j = 0; j < TJ; ++j) {
+    UNROLL for (uint i = 0; i < TI; ++i)
+      UNROLL for (uint j = 0; j < TJ; ++j) {
 #if defined(COOPMAT_EMULATED)
-        [[unroll]] for (uint q = 0; q < EL; ++q) sC[blk * MM * NN + gl_SubgroupInvocationID + q * LANES] = acc[s][i][j][q];
+        UNROLL for (uint q = 0; q < EL; ++q) sC[blk * MM * NN + gl_SubgroupInvocationID + q * LANES] = acc[s][i][j][q];
 #else
         MAT_STORE(acc[s][i][j], sC, blk * MM * NN, NN);
 #endif

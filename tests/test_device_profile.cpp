@@ -131,14 +131,15 @@ TEST_CASE("device profile: the matrix unit is used where the driver offers fp16 
   CHECK(p.matrix_workgroup == 128);
   CHECK(p.matrix_blocks_per_subgroup == 1);
   CHECK(p.describe() == "gpu, subgroup 32, matmul plain, conv plain, attention plain, norm RL, matrix unit KHR 16x16x16");
-  CHECK(std::string(matrix_unit_kernel(p.matrix_unit)) == "matmul_coop_khr");
+  CHECK(matrix_unit_kernel("matmul_coop", p.matrix_unit) == "matmul_coop_khr");
+  CHECK(matrix_unit_kernel("attention_coop", p.matrix_unit) == "attention_coop_khr");
 
   // Without 16x16x16: the smallest offered shape with sides 8..32.
   gpu.matrix_unit = {MatrixUnitApi::NV, {{32, 8, 16}, {16, 8, 16}, {64, 64, 16}}};
   p = DeviceProfile::choose(gpu, env_of({}));
   CHECK(p.matrix_unit == MatrixUnitApi::NV);
   CHECK(p.matrix_shape == MatrixShape{16, 8, 16});
-  CHECK(std::string(matrix_unit_kernel(p.matrix_unit)) == "matmul_coop");
+  CHECK(matrix_unit_kernel("matmul_coop", p.matrix_unit) == "matmul_coop");
   CHECK(choose_matrix_shape({{64, 64, 16}, {4, 4, 4}}) == MatrixShape{});  // none fits
 
   // A driver that may run the kernel with 64-lane subgroups (AMD) gives a workgroup of 128
@@ -173,7 +174,7 @@ TEST_CASE("device profile: the matrix unit is used where the driver offers fp16 
   MESSAGE(c.info().name << ": matrix unit " << std::string(matrix_unit_name(c.info().matrix_unit.api)));
   if (c.info().matrix_unit.api != MatrixUnitApi::None) {
     CHECK(!c.info().matrix_unit.shapes.empty());
-    CHECK(!find_shader(matrix_unit_kernel(c.info().matrix_unit.api)).empty());
+    CHECK(!find_shader(matrix_unit_kernel("matmul_coop", c.info().matrix_unit.api)).empty());
   }
   if (c.info().driver.find("llvmpipe") != std::string::npos || c.info().name.find("llvmpipe") != std::string::npos)
     CHECK(c.profile().matrix_unit == MatrixUnitApi::None);  // lavapipe 22.3 has no cooperative matrices

@@ -272,31 +272,12 @@ TEST_CASE("conv2d: odd shapes, every SD variant, bias and residual (f32, f16), t
 
 // ---- the matrix-unit kernel ----------------------------------------------------------------
 
-// matmul_coop.comp's emulated build (plain per-lane loops where a GPU runs matrix
-// instructions) forced on this device, with the compact bounds off so that these small cases
-// take it: the staging of A and B tiles, the im2col gather, the zero-filled edges, the K
-// steps, the blocks per subgroup and the epilogue are the GPU build's, checked against the
-// same double references. Only fp16 operands take the matrix unit. The workgroup has
-// `subgroups` subgroups taking `blocks` of the four blocks each: 4 x 1 as on NVIDIA; 2 x 2 as
-// where the driver runs 64-lane subgroups (AMD); 8 x 1, of which 4 only stage tiles, as where
-// subgroups are narrower than reported (Intel).
-template <class F>
-void on_emulated_matrix_unit(F body, uint32_t subgroups = 4, uint32_t blocks = 1) {
-  Context& ctx = test::ctx();
-  const DeviceProfile chosen = ctx.profile();
-  DeviceProfile p = DeviceProfile::choose(ctx.info(), [](const char* name) -> const char* {
-    return std::string(name) == "VKSD_MATRIX_UNIT" ? "emulated" : nullptr;
-  });
-  p.compact_conv_below_flops = p.compact_matmul_below_flops = 0;
-  p.matrix_workgroup = subgroups * p.subgroup;
-  p.matrix_blocks_per_subgroup = blocks;
-  ctx.set_profile(p);
-  body();
-  ctx.set_profile(chosen);
-}
-
+// The matrix-unit kernel, matmul_coop.comp, in its emulated build (test::with_emulated_matrix_unit):
+// the staging of A and B tiles, the im2col gather, the zero-filled edges, the K steps, the
+// blocks per subgroup and the epilogue are the GPU build's, checked against the same double
+// references. Only fp16 operands take the matrix unit.
 TEST_CASE("matrix unit (emulated build): linear and conv2d on fp16 match the double reference, every output") {
-  on_emulated_matrix_unit([] {
+  test::with_emulated_matrix_unit([] {
     const double tol = test::tol_for(DType::F16);
     // K = 100: seven K steps of 16 with a partial last one; M, N not multiples of the 32x32 block.
     for (LinearCase lc : {LinearCase{37, 19, 23, true, false}, LinearCase{37, 20, 23, true, true},
@@ -336,7 +317,7 @@ TEST_CASE("matrix unit (emulated build): linear and conv2d on fp16 match the dou
 TEST_CASE("matrix unit (emulated build): two blocks per subgroup, and subgroups without a block") {
   for (auto [subgroups, blocks] : {std::pair{2u, 2u}, std::pair{8u, 1u}}) {
     CAPTURE(subgroups);
-    on_emulated_matrix_unit([] {
+    test::with_emulated_matrix_unit([] {
       CHECK(run_linear(DType::F16, LinearCase{70, 40, 75, true, true}, true, 5) < test::tol_for(DType::F16));
       CHECK(last_kernel == "matmul_coop_emulated");
       CHECK(run_conv(DType::F16, ConvCase{2, 6, 9, 10, 35, 3, ops::Conv2d::same(3)}, true, true, true, 6) <
@@ -348,7 +329,7 @@ TEST_CASE("matrix unit (emulated build): two blocks per subgroup, and subgroups 
 
 TEST_CASE("matrix unit (emulated build): batched matmul, with and without trans_b, broadcast B") {
   auto& c = test::ctx();
-  on_emulated_matrix_unit([&] {
+  test::with_emulated_matrix_unit([&] {
     for (bool trans_b : {true, false})
       for (auto [B, Bb, M, K, N] : {std::array<int64_t, 5>{3, 3, 37, 19, 23}, std::array<int64_t, 5>{2, 1, 33, 40, 28},
                                     std::array<int64_t, 5>{2, 2, 9, 77, 40}}) {

@@ -53,6 +53,9 @@ void attention_row_ref(const std::vector<float>& q, const std::vector<float>& k,
   }
 }
 
+// The kernel the last check_attention's graph dispatched.
+std::string attention_kernel;
+
 // Runs the op once and returns the relative L2 error over the checked rows; also the
 // kernel's time of a second (warm) run in ms when `ms` is given.
 double check_attention(const AttnCase& c, double* ms = nullptr) {
@@ -65,6 +68,7 @@ double check_attention(const AttnCase& c, double* ms = nullptr) {
   Tensor q = g.input({c.batch, c.lq, w}, c.dt), k = g.input({c.batch, c.lk, w}, c.dt),
          v = g.input({c.batch, c.lk, w}, c.dt);
   Tensor o = ops::attention(q, k, v, (int)c.heads, c.causal);
+  attention_kernel = g.dispatches().back().kernel;
   g.keep(o);
   g.compile(ms != nullptr);
   g.upload(q, qv);
@@ -116,6 +120,39 @@ TEST_CASE("attention: odd shapes (Lq 37, Lk 53, D 24, 3 heads), batch 2, f32 and
     CHECK(check_attention({1, 9, 9, 2, 32, true, dt, 0}) < test::tol_for(dt));     // causal
     // query tiles per head not a multiple of the subgroup (padded per head), 5 heads, batch 3
     CHECK(check_attention({3, 21, 67, 5, 8, false, dt, 0}) < test::tol_for(dt));
+  }
+  CHECK(test::ctx().validation_messages() == 0);
+}
+
+// attention_coop.comp in its emulated build (test::with_emulated_matrix_unit): the staging of
+// queries, keys (transposed) and values, the zero padding of the head dim, the masks, the
+// online softmax and the per-row rescale of the output tiles are the GPU build's.
+TEST_CASE("attention on the matrix unit (emulated build): odd shapes, causal, SD's head dims, every row") {
+  test::with_emulated_matrix_unit([] {
+    // Head dims 24 (padded to 32), 16 over five key blocks and a tail, 40 (SD 1.x's first
+    // level, padded to 48), 160 (its widest), 64 causal (CLIP's text encoder).
+    for (AttnCase c : {AttnCase{2, 37, 53, 3, 24, false, DType::F16, 0}, AttnCase{1, 5, 130, 2, 16, false, DType::F16, 0},
+                       AttnCase{3, 21, 67, 5, 40, false, DType::F16, 0}, AttnCase{1, 19, 41, 1, 160, false, DType::F16, 0},
+                       AttnCase{1, 77, 77, 2, 64, true, DType::F16, 0}}) {
+      CAPTURE(c.lq);
+      CAPTURE(c.lk);
+      CAPTURE(c.d);
+      CAPTURE(c.causal);
+      CHECK(check_attention(c) < test::tol_for(DType::F16));
+      CHECK(attention_kernel == "attention_coop_emulated");
+    }
+    // The VAE's 512-wide head and fp32 operands stay on attention.comp.
+    CHECK(check_attention({1, 19, 41, 1, 512, false, DType::F16, 0}) < test::tol_for(DType::F16));
+    CHECK(attention_kernel == "attention");
+    CHECK(check_attention({1, 19, 41, 2, 40, false, DType::F32, 0}) < test::tol_for(DType::F32));
+    CHECK(attention_kernel == "attention");
+  });
+  for (auto [subgroups, blocks] : {std::pair{2u, 2u}, std::pair{8u, 1u}}) {
+    CAPTURE(subgroups);
+    test::with_emulated_matrix_unit([] {
+      CHECK(check_attention({2, 45, 45, 2, 24, true, DType::F16, 0}) < test::tol_for(DType::F16));
+      CHECK(attention_kernel == "attention_coop_emulated");
+    }, subgroups, blocks);
   }
   CHECK(test::ctx().validation_messages() == 0);
 }

@@ -183,4 +183,23 @@ std::unique_ptr<SdPipeline> demo_pipeline() {
   return std::make_unique<SdPipeline>(ctx(), o);
 }
 
+void with_emulated_matrix_unit(const std::function<void()>& body, uint32_t subgroups, uint32_t blocks) {
+  Context& c = ctx();
+  const DeviceProfile chosen = c.profile();
+  DeviceProfile p = DeviceProfile::choose(c.info(), [](const char* name) -> const char* {
+    return std::string(name) == "VKSD_MATRIX_UNIT" ? "emulated" : nullptr;
+  });
+  p.compact_conv_below_flops = p.compact_matmul_below_flops = 0;
+  p.matrix_workgroup = subgroups * p.subgroup;
+  p.matrix_blocks_per_subgroup = blocks;
+  c.set_profile(p);
+  try {
+    body();
+  } catch (...) {
+    c.set_profile(chosen);
+    throw;
+  }
+  c.set_profile(chosen);
+}
+
 }  // namespace vksd::test

@@ -2,6 +2,7 @@
 #pragma once
 #include <cmath>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <random>
 #include <string>
@@ -80,5 +81,13 @@ std::string error_of(F&& f) {
   }
   return "";
 }
+
+// Runs `body` with the shared Context's profile switched to the matrix-unit kernels' emulated
+// build (VKSD_MATRIX_UNIT=emulated: the same kernels with plain loops for the matrix
+// instructions) and the compact bounds off, so that small test shapes take them; the profile
+// is restored afterwards. The workgroup has `subgroups` subgroups taking `blocks` of the four
+// blocks each: 4 x 1 as on NVIDIA; 2 x 2 as where the driver runs 64-lane subgroups (AMD);
+// 8 x 1, of which 4 only stage tiles, as where subgroups are narrower than reported (Intel).
+void with_emulated_matrix_unit(const std::function<void()>& body, uint32_t subgroups = 4, uint32_t blocks = 1);
 
 }  // namespace vksd::test

@@ -72,11 +72,11 @@ const char* matrix_unit_name(MatrixUnitApi api) {
   }
 }
 
-const char* matrix_unit_kernel(MatrixUnitApi api) {
+std::string matrix_unit_kernel(const std::string& base, MatrixUnitApi api) {
   switch (api) {
-    case MatrixUnitApi::Emulated: return "matmul_coop_emulated";
-    case MatrixUnitApi::NV: return "matmul_coop";
-    case MatrixUnitApi::KHR: return "matmul_coop_khr";
+    case MatrixUnitApi::Emulated: return base + "_emulated";
+    case MatrixUnitApi::NV: return base;
+    case MatrixUnitApi::KHR: return base + "_khr";
     default: return "";
   }
 }
@@ -91,7 +91,7 @@ MatrixUnitInfo query_matrix_unit(VkInstance instance, VkPhysicalDevice pd) {
   f2.pNext = &f16;
   vkGetPhysicalDeviceFeatures2(pd, &f2);
   if (!mm.vulkanMemoryModel || !f16.shaderFloat16) return info;
-  if (has_extension(pd, "VK_KHR_cooperative_matrix") && !find_shader(matrix_unit_kernel(MatrixUnitApi::KHR)).empty()) {
+  if (has_extension(pd, "VK_KHR_cooperative_matrix") && !find_shader(matrix_unit_kernel("matmul_coop", MatrixUnitApi::KHR)).empty()) {
     info.shapes = khr_shapes(instance, pd);
     if (!info.shapes.empty()) info.api = MatrixUnitApi::KHR;
   }

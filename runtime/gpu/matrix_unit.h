@@ -16,7 +16,9 @@ namespace vksd {
 // instructions, so that everything around them is tested where no matrix unit exists.
 enum class MatrixUnitApi : uint8_t { None, Emulated, NV, KHR };
 const char* matrix_unit_name(MatrixUnitApi api);  // "none", "emulated", "NV", "KHR"
-const char* matrix_unit_kernel(MatrixUnitApi api);  // the shader: matmul_coop, _khr, _emulated
+// The build of a matrix-unit kernel for `api`: "matmul_coop" -> matmul_coop (NV),
+// matmul_coop_khr, matmul_coop_emulated; "" for None.
+std::string matrix_unit_kernel(const std::string& base, MatrixUnitApi api);
 
 // One tile shape C[M, N] += A[M, K] · B[K, N].
 struct MatrixShape {

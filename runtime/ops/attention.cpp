@@ -1,10 +1,12 @@
-// Multi-head attention: one dispatch of the flash-style kernel (shaders/attention.comp).
+// Multi-head attention: one dispatch of the flash-style kernel (shaders/attention.comp), or of
+// its matrix-unit form (attention_coop.comp) where the device has one.
 #include <algorithm>
 #include <cmath>
 
 #include "runtime/gpu/context.h"
 #include "runtime/error.h"
 #include "runtime/ops.h"
+#include "runtime/ops/matrix_unit_ops.h"
 
 namespace vksd::ops {
 
@@ -67,6 +69,7 @@ Tensor attention(Tensor q, Tensor k, Tensor v, int heads, bool causal, float sca
   if (causal && lq != lk) fail("attention: a causal mask needs Lq == Lk");
   if (scale == 0.f) scale = (float)(1.0 / std::sqrt((double)d));
 
+  if (Tensor o = detail::attention_on_matrix_unit(q, k, v, heads, causal, scale); o.valid()) return o;
   const DeviceInfo& dev = g.device_info();
   const DeviceProfile& prof = g.profile();
   AttentionTiles t = choose_tiles(dev, prof, d / 4);

@@ -8,6 +8,7 @@
 #include "runtime/error.h"
 #include "runtime/ops.h"
 #include "runtime/ops/gemm.h"
+#include "runtime/ops/matrix_unit_ops.h"
 
 namespace vksd::ops {
 namespace {

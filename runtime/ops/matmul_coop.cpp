@@ -2,7 +2,7 @@
 // gemm() and conv2d() when the profile has one (device_profile.h, matrix_unit.h).
 #include "runtime/error.h"
 #include "runtime/gpu/context.h"
-#include "runtime/ops/gemm.h"
+#include "runtime/ops/matrix_unit_ops.h"
 
 namespace vksd::ops::detail {
 namespace {
@@ -20,9 +20,9 @@ bool matrix_unit_takes(const Graph& g, const Tensor& a, const Tensor& b, int64_t
   if (prof.matrix_unit == MatrixUnitApi::None) return false;
   if (a.dtype() != DType::F16 || b.dtype() != DType::F16) return false;
   if (flops < (conv ? prof.compact_conv_below_flops : prof.compact_matmul_below_flops)) return false;
-  // The emulated build loops per lane over whole tiles: on lavapipe (65,535 loop iterations per
-  // invocation) it stays well inside the budget up to K = 1024.
-  if (prof.matrix_unit == MatrixUnitApi::Emulated && K > 1024) return false;
+  // The emulated build loops per lane over whole tiles, about 1,100 iterations per K step of
+  // 16: on lavapipe (65,535 loop iterations per invocation) it stays inside up to K = 512.
+  if (prof.matrix_unit == MatrixUnitApi::Emulated && K > 512) return false;
   return true;
 }
 
@@ -36,7 +36,7 @@ Tensor gemm_on_matrix_unit(const GemmDesc& d, const CoopConv* conv) {
   if (conv) p.H = conv->H, p.W = conv->W, p.Wo = conv->Wo, p.pad_top = conv->pad_top, p.pad_left = conv->pad_left;
   const uint32_t bias_mode = d.bias_along == GemmDesc::BiasAlong::N ? 1 : d.bias_along == GemmDesc::BiasAlong::M ? 2 : 0;
   Dispatch ds;
-  ds.kernel = matrix_unit_kernel(prof.matrix_unit);
+  ds.kernel = matrix_unit_kernel("matmul_coop", prof.matrix_unit);
   ds.label = d.label;
   ds.spec = {prof.matrix_workgroup, t.m, t.n, t.k, d.trans_b ? 1u : 0u, bias_mode, d.residual.valid() ? 1u : 0u,
              conv ? 1u : 0u, conv ? conv->kh : 1u, conv ? conv->kw : 1u, conv ? conv->stride : 1u,
