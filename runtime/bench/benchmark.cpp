@@ -29,6 +29,7 @@
 #include "runtime/nn/unet.h"
 #include "runtime/nn/vae.h"
 #include "runtime/ops.h"
+#include "runtime/ops/matrix_unit_check.h"
 #include "runtime/text/tokenizer.h"
 
 namespace fs = std::filesystem;
@@ -236,6 +237,8 @@ BenchReport run_benchmark(Context& ctx, const BenchOptions& o, const Progress& p
       fail("bench: unknown part '" + p + "' (unet, text, vae, generate, matmul, torch)");
   if (o.repeats < 0) fail("bench: repeats must be >= 0");
   const double context_ready = process_uptime_s();
+  // Numbers from a matrix unit that computes wrong results would mean nothing.
+  if (std::string notice = ops::check_matrix_unit(ctx).notice; !notice.empty()) say("note: " + notice);
 
   BenchReport rep;
   rep.date = utc_now();

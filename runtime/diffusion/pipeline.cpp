@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <set>
+#include <utility>
 
 #include "runtime/model/checkpoint.h"
 #include "runtime/gpu/context.h"
@@ -22,6 +23,7 @@
 #include "runtime/nn/vae.h"
 #include "runtime/gpu/scratch_arena.h"
 #include "runtime/nn/vae_tiled.h"
+#include "runtime/ops/matrix_unit_check.h"
 #include "runtime/text/lora_tags.h"
 #include "runtime/text/prompt.h"
 #include "runtime/diffusion/rng.h"
@@ -58,6 +60,8 @@ SdPipeline::SdPipeline(Context& ctx, const PipelineOptions& opts)
           : find_vocabulary(opts.model_path, opts.vocab_path, config_vocab)));
   schedule_ = std::make_unique<NoiseSchedule>(ckpt_->config().schedule, ckpt_->alphas_cumprod());
   dtype_ = opts.fp32 ? DType::F32 : ctx.compute_dtype();
+  // Before any network is built on it (a no-op without a matrix unit, and once per Context).
+  matrix_unit_notice_ = ops::check_matrix_unit(ctx).notice;
 }
 
 SdPipeline::~SdPipeline() = default;
@@ -285,6 +289,7 @@ void SdPipeline::check_params(const GenerateParams& p) const {
 
 GenerateResult SdPipeline::generate(const GenerateParams& p, Observer* obs) {
   check_params(p);
+  if (!matrix_unit_notice_.empty() && obs) obs->on_notice(std::exchange(matrix_unit_notice_, ""));
   fit_memory_budget(p, obs);
   const auto t_start = Clock::now();
   set_loras(resolve_loras(p));

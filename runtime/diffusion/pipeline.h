@@ -322,6 +322,7 @@ class SdPipeline {
   // The networks run one after another: their intermediates share one arena, the size of the
   // largest network's (NetOptions::scratch).
   std::shared_ptr<ScratchArena> scratch_;
+  std::string matrix_unit_notice_;  // ops::check_matrix_unit's, told at the first generate()
   std::unique_ptr<Checkpoint> ckpt_;
   std::unique_ptr<Tokenizer> tok_;
   std::unique_ptr<NoiseSchedule> schedule_;

@@ -58,6 +58,9 @@ struct DeviceProfile {
   MatrixShape matrix_shape;              // the tile the kernel is specialised for
   uint32_t matrix_workgroup = 0;         // invocations per workgroup (4 subgroup blocks)
   uint32_t matrix_blocks_per_subgroup = 1;  // 4 / the fewest subgroups a workgroup may have
+  // Set once ops::check_matrix_unit (runtime/ops/matrix_unit_check.h) has compared the matrix
+  // unit's results with the scalar kernels' on this device: it runs once per Context.
+  bool matrix_unit_checked = false;
 
   // `getenv` is the environment to read overrides from (tests pass their own).
   using Env = std::function<const char*(const char*)>;

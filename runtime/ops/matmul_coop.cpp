@@ -2,6 +2,7 @@
 // gemm() and conv2d() when the profile has one (device_profile.h, matrix_unit.h).
 #include "runtime/error.h"
 #include "runtime/gpu/context.h"
+#include "runtime/gpu/fault_inject.h"
 #include "runtime/ops/matrix_unit_ops.h"
 
 namespace vksd::ops::detail {
@@ -33,6 +34,7 @@ Tensor gemm_on_matrix_unit(const GemmDesc& d, const CoopConv* conv) {
   Tensor c = g.temp({d.batch, d.M, d.N}, (d.out_dtype_of.valid() ? d.out_dtype_of : d.a).dtype());
   CoopPush p{(uint32_t)d.M, (uint32_t)d.N, (uint32_t)d.K, (uint32_t)d.a_batch, (uint32_t)d.a_row,
              (uint32_t)d.b_batch, (uint32_t)d.b_row, 0, 0, 0, 0, 0};
+  if (injected_matrix_unit_fault()) p.K -= 1;  // VKSD_TEST_FAULT=matrix_unit: a broken product
   if (conv) p.H = conv->H, p.W = conv->W, p.Wo = conv->Wo, p.pad_top = conv->pad_top, p.pad_left = conv->pad_left;
   const uint32_t bias_mode = d.bias_along == GemmDesc::BiasAlong::N ? 1 : d.bias_along == GemmDesc::BiasAlong::M ? 2 : 0;
   Dispatch ds;
