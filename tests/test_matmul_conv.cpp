@@ -150,6 +150,43 @@ double run_conv(DType dt, const ConvCase& cc, bool bias, bool residual, bool ful
   return rel_l2_at(yv, idx, ref);
 }
 
+// a [B, M, K] · b [Bb, K, N] (or bᵀ, b [Bb, N, K]) in double; Bb = 1 broadcasts b.
+std::vector<double> batched_matmul_ref(const std::vector<float>& av, const std::vector<float>& bv, int64_t B, int64_t Bb,
+                                       int64_t M, int64_t N, int64_t K, bool trans_b) {
+  std::vector<double> ref((size_t)(B * M * N));
+  for (int64_t bb = 0; bb < B; ++bb) {
+    const int64_t sb = Bb == 1 ? 0 : bb;
+    for (int64_t m = 0; m < M; ++m)
+      for (int64_t n = 0; n < N; ++n) {
+        double s = 0;
+        for (int64_t k = 0; k < K; ++k)
+          s += (double)av[(size_t)((bb * M + m) * K + k)] *
+               bv[(size_t)(trans_b ? (sb * N + n) * K + k : (sb * K + k) * N + n)];
+        ref[(size_t)((bb * M + m) * N + n)] = s;
+      }
+  }
+  return ref;
+}
+
+// A convolution of the odd-shape lists below, with or without bias and residual.
+struct ConvVariant {
+  ConvCase cc;
+  bool bias, resid;
+};
+
+// Every output of one variant against the double reference; `kernel`: the one it must take.
+void check_conv(DType dt, const ConvVariant& v, uint64_t seed, const char* kernel = nullptr) {
+  CAPTURE(dtype_name(dt));
+  CAPTURE(v.cc.Ci);
+  CAPTURE(v.cc.Co);
+  CAPTURE(v.cc.k);
+  CAPTURE(v.cc.p.stride);
+  CAPTURE(v.cc.p.pad_top);
+  CAPTURE(v.resid);
+  CHECK(run_conv(dt, v.cc, v.bias, v.resid, true, seed) < test::tol_for(dt));
+  if (kernel) CHECK(last_kernel == kernel);
+}
+
 }  // namespace
 
 // ---- small odd shapes: every output checked ------------------------------------------------
@@ -222,16 +259,7 @@ TEST_CASE("matmul: batched, with and without trans_b, odd shapes (f32, f16), tun
         g.upload(b, bv);
         g.run();
         auto yv = g.download(y);
-        std::vector<double> ref((size_t)(B * M * N));
-        for (int64_t bb = 0; bb < B; ++bb)
-          for (int64_t m = 0; m < M; ++m)
-            for (int64_t n = 0; n < N; ++n) {
-              double s = 0;
-              for (int64_t k = 0; k < K; ++k)
-                s += (double)av[(bb * M + m) * K + k] * bv[trans_b ? (bb * N + n) * K + k : (bb * K + k) * N + n];
-              ref[(bb * M + m) * N + n] = s;
-            }
-        CHECK(test::rel_l2(yv, ref) < test::tol_for(dt));
+        CHECK(test::rel_l2(yv, batched_matmul_ref(av, bv, B, B, M, N, K, trans_b)) < test::tol_for(dt));
       }
   });
   CHECK(c.validation_messages() == 0);
@@ -242,12 +270,8 @@ TEST_CASE("conv2d: odd shapes, every SD variant, bias and residual (f32, f16), t
   const ops::Conv2d one = ops::Conv2d::same(1);
   tuned_and_compact([&] {
   for (DType dt : {DType::F32, DType::F16}) {
-    double tol = test::tol_for(dt);
-    struct V {
-      ConvCase cc;
-      bool bias, resid;
-    };
-    for (V v : {V{{2, 3, 7, 9, 5, 3, same3}, true, false}, V{{2, 3, 7, 9, 5, 3, same3}, true, true},
+    using V = ConvVariant;
+    for (const V& v : {V{{2, 3, 7, 9, 5, 3, same3}, true, false}, V{{2, 3, 7, 9, 5, 3, same3}, true, true},
                 V{{2, 3, 7, 9, 5, 3, down}, true, false}, V{{1, 3, 7, 9, 5, 3, asym}, false, false},
                 V{{1, 4, 8, 8, 11, 3, asym}, true, true}, V{{2, 3, 7, 9, 5, 1, one}, true, true},
                 V{{2, 8, 6, 6, 9, 1, one}, true, false}, V{{1, 17, 5, 3, 19, 3, same3}, false, false},
@@ -257,14 +281,7 @@ TEST_CASE("conv2d: odd shapes, every SD variant, bias and residual (f32, f16), t
                 // fewer pixel blocks than a subgroup: multi-row blocks (RB), partial row groups
                 V{{1, 8, 5, 4, 7, 3, same3}, true, true}, V{{1, 3, 3, 2, 5, 3, same3}, true, false},
                 V{{1, 12, 6, 4, 21, 3, down}, false, true}}) {
-      CAPTURE(dtype_name(dt));
-      CAPTURE(v.cc.Ci);
-      CAPTURE(v.cc.Co);
-      CAPTURE(v.cc.k);
-      CAPTURE(v.cc.p.stride);
-      CAPTURE(v.cc.p.pad_top);
-      CAPTURE(v.resid);
-      CHECK(run_conv(dt, v.cc, v.bias, v.resid, true, 200 + v.cc.Ci) < tol);
+      check_conv(dt, v, 200 + v.cc.Ci);
     }
   }
   });
@@ -294,22 +311,14 @@ TEST_CASE("matrix unit (emulated build): linear and conv2d on fp16 match the dou
 
     const ops::Conv2d same3 = ops::Conv2d::same(3), down = ops::Conv2d::down(), asym = ops::Conv2d::down_asym();
     const ops::Conv2d one = ops::Conv2d::same(1);
-    struct V {
-      ConvCase cc;
-      bool bias, resid;
-    };
-    for (V v : {V{{2, 3, 7, 9, 5, 3, same3}, true, true}, V{{2, 3, 7, 9, 5, 3, down}, true, false},
+    using V = ConvVariant;
+    for (const V& v : {V{{2, 3, 7, 9, 5, 3, same3}, true, true}, V{{2, 3, 7, 9, 5, 3, down}, true, false},
                 V{{1, 3, 7, 9, 5, 3, asym}, false, false}, V{{1, 4, 8, 8, 11, 3, asym}, true, true},
                 V{{2, 3, 7, 9, 5, 1, one}, true, true}, V{{1, 17, 5, 3, 19, 3, same3}, false, false},
                 V{{2, 40, 9, 11, 37, 3, same3}, true, true},
                 // unequal paddings: rows and columns gathered from their own offsets
                 V{{1, 5, 6, 7, 9, 3, ops::Conv2d{1, 2, 0, 1, 0}}, true, false}}) {
-      CAPTURE(v.cc.Ci);
-      CAPTURE(v.cc.Co);
-      CAPTURE(v.cc.k);
-      CAPTURE(v.cc.p.stride);
-      CHECK(run_conv(DType::F16, v.cc, v.bias, v.resid, true, 400 + v.cc.Ci) < tol);
-      CHECK(last_kernel == "matmul_coop_emulated");
+      check_conv(DType::F16, v, 400 + v.cc.Ci, "matmul_coop_emulated");
     }
   });
 }
@@ -350,18 +359,7 @@ TEST_CASE("matrix unit (emulated build): batched matmul, with and without trans_
         g.upload(b, bv);
         g.run();
         auto yv = g.download(y);
-        std::vector<double> ref((size_t)(B * M * N));
-        for (int64_t bb = 0; bb < B; ++bb) {
-          const int64_t sb = Bb == 1 ? 0 : bb;
-          for (int64_t m = 0; m < M; ++m)
-            for (int64_t n = 0; n < N; ++n) {
-              double s = 0;
-              for (int64_t k = 0; k < K; ++k)
-                s += (double)av[(bb * M + m) * K + k] * bv[trans_b ? (sb * N + n) * K + k : (sb * K + k) * N + n];
-              ref[(bb * M + m) * N + n] = s;
-            }
-        }
-        CHECK(test::rel_l2(yv, ref) < test::tol_for(DType::F16));
+        CHECK(test::rel_l2(yv, batched_matmul_ref(av, bv, B, Bb, M, N, K, trans_b)) < test::tol_for(DType::F16));
       }
   });
   CHECK(c.validation_messages() == 0);

@@ -41,6 +41,31 @@ std::string conv_label(int64_t kh, int64_t kw, int stride) {
   return "conv" + std::to_string(kh) + "x" + std::to_string(kw) + (stride > 1 ? "s" + std::to_string(stride) : "");
 }
 
+// The convolution as the GEMM y[n] = w [Co, K] · B(x[n]) [K, pixels], K = Ci*kh*kw: B is x
+// itself for a 1x1 stride-1 unpadded conv, its im2col (gathered by the kernel) otherwise.
+detail::GemmDesc conv_as_gemm(Tensor x, Tensor w, Tensor b, Tensor residual, int64_t pixels, const Shape& out_shape,
+                              std::string label) {
+  detail::GemmDesc d;
+  d.K = w.numel() / w.dim(0);
+  d.a = x.g->view(w, {w.dim(0), d.K});
+  d.b = x;
+  d.bias = b;
+  d.residual = residual;
+  d.batch = x.dim(0);
+  d.M = w.dim(0);
+  d.N = pixels;
+  d.a_batch = 0;  // one weight for every image
+  d.a_row = d.K;
+  d.b_batch = x.numel() / x.dim(0);
+  d.b_row = pixels;
+  d.trans_b = false;
+  d.bias_along = b.valid() ? detail::GemmDesc::BiasAlong::M : detail::GemmDesc::BiasAlong::None;
+  d.out_shape = out_shape;
+  d.label = std::move(label);
+  d.out_dtype_of = x;  // fp16 weights must not round fp32 activations
+  return d;
+}
+
 }  // namespace
 
 Tensor conv2d(Tensor x, Tensor w, Tensor b, Conv2d p, Tensor residual) {
@@ -68,28 +93,8 @@ Tensor conv2d(Tensor x, Tensor w, Tensor b, Conv2d p, Tensor residual) {
     fail("conv2d: residual " + shape_str(residual.shape()) + " does not match output " + shape_str(out_shape));
   Graph& g = *x.g;
 
-  if (kh == 1 && kw == 1 && p.stride == 1 && Hp == H && Wp == W) {
-    // y[n] = w [Co, Ci] · x[n] [Ci, H*W]: the GEMM with a broadcast A and B in [K, N] layout.
-    detail::GemmDesc d;
-    d.a = g.view(w, {Co, Ci});
-    d.b = x;
-    d.bias = b;
-    d.residual = residual;
-    d.batch = N;
-    d.M = Co;
-    d.N = H * W;
-    d.K = Ci;
-    d.a_batch = 0;
-    d.a_row = Ci;
-    d.b_batch = Ci * H * W;
-    d.b_row = H * W;
-    d.trans_b = false;
-    d.bias_along = b.valid() ? detail::GemmDesc::BiasAlong::M : detail::GemmDesc::BiasAlong::None;
-    d.out_shape = out_shape;
-    d.label = "conv1x1";
-    d.out_dtype_of = x;  // fp16 weights must not round fp32 activations
-    return detail::gemm(d);
-  }
+  if (kh == 1 && kw == 1 && p.stride == 1 && Hp == H && Wp == W)
+    return detail::gemm(conv_as_gemm(x, w, b, residual, H * W, out_shape, "conv1x1"));
 
   // One invocation loops over Ci (the window loops are unrolled): keep it within lavapipe's
   // 65,535-iteration budget.
@@ -100,22 +105,8 @@ Tensor conv2d(Tensor x, Tensor w, Tensor b, Conv2d p, Tensor residual) {
   // kernel size, stride and epilogue, so a small network compiles few, short pipelines.
   const bool compact = flops < prof.compact_conv_below_flops && !prof.conv_tiles[0];
   if (!compact && detail::matrix_unit_takes(g, x, w, Ci * kh * kw, flops, true)) {
-    // The implicit GEMM on the matrix unit: y[n] = w [Co, Ci*kh*kw] · im2col(x[n]).
-    detail::GemmDesc d;
-    d.a = g.view(w, {Co, Ci * kh * kw});
-    d.b = x;
-    d.bias = b;
-    d.residual = residual;
-    d.batch = N;
-    d.M = Co;
-    d.N = Ho * Wo;
-    d.K = Ci * kh * kw;
-    d.a_row = d.K;
-    d.b_batch = Ci * H * W;
-    d.bias_along = b.valid() ? detail::GemmDesc::BiasAlong::M : detail::GemmDesc::BiasAlong::None;
-    d.out_shape = out_shape;
-    d.label = conv_label(kh, kw, p.stride);
-    d.out_dtype_of = x;
+    // The implicit GEMM on the matrix unit.
+    const detail::GemmDesc d = conv_as_gemm(x, w, b, residual, Ho * Wo, out_shape, conv_label(kh, kw, p.stride));
     const detail::CoopConv cc{(uint32_t)H, (uint32_t)W, (uint32_t)Wo, (uint32_t)kh, (uint32_t)kw, (uint32_t)p.stride,
                               p.pad_top, p.pad_left};
     return detail::gemm_on_matrix_unit(d, &cc);
