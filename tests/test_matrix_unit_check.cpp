@@ -20,7 +20,7 @@
 using namespace vksd;
 namespace fs = std::filesystem;
 
-TEST_CASE("matrix unit check: nothing to check without one; on the emulated build every probe runs on it and agrees, once per Context") {
+TEST_CASE("matrix unit check: nothing to check without one, and on the emulated build every probe runs on it and agrees, once per Context") {
   Context& ctx = test::ctx();
   auto passes = [&](MatrixUnitApi api) {
     const ops::MatrixUnitCheck r = ops::check_matrix_unit(ctx);
