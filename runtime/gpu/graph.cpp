@@ -46,10 +46,13 @@ const DeviceInfo& Graph::device_info() const {
 }
 
 const DeviceProfile& Graph::profile() const {
+  if (profile_) return *profile_;
   if (ctx_) return ctx_->profile();
   static const DeviceProfile neutral = DeviceProfile::choose(device_info(), [](const char*) -> const char* { return nullptr; });
   return neutral;
 }
+
+void Graph::use_profile(const DeviceProfile& p) { profile_ = std::make_unique<DeviceProfile>(p); }
 
 Graph::~Graph() {
   if (!ctx_) return;

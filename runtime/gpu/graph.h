@@ -97,6 +97,9 @@ class Graph {
   // The kernel variants ops choose (device_profile.h): the Context's, or the neutral device's
   // on a shapes-only graph (no environment overrides).
   const DeviceProfile& profile() const;
+  // Ops added from here on choose their variants for `p` instead of the Context's profile
+  // (ops::check_matrix_unit runs the same ops under two profiles without touching the Context's).
+  void use_profile(const DeviceProfile& p);
 
   // An input the host writes before run(); alive for the whole graph.
   Tensor input(const Shape& shape, DType dtype, const std::string& name = "");
@@ -182,6 +185,7 @@ class Graph {
   VkFence fence_ = VK_NULL_HANDLE;
   VkQueryPool queries_ = VK_NULL_HANDLE;
   std::string scope_;
+  std::unique_ptr<DeviceProfile> profile_;  // use_profile's, else the Context's
 };
 
 }  // namespace vksd
