@@ -84,8 +84,8 @@ export XDG_CACHE_HOME=${XDG_CACHE_HOME:-/tmp/vksd-cache}
 
 log "vksd device check, $(date -u '+%Y-%m-%d %H:%M UTC'), $(uname -m), binaries from $bin"
 command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee -a "$out/summary.txt"
-"$bin/vksd" devices > "$out/devices.txt" 2>&1
-log "vksd devices: rc $? ($(grep -m1 -i -E 'nvidia|llvmpipe|amd|intel' "$out/devices.txt" || echo 'no device line'))"
+"$bin/vksd" devices --check > "$out/devices.txt" 2>&1
+log "vksd devices --check: rc $? ($(grep -m1 -i -E 'nvidia|llvmpipe|amd|intel' "$out/devices.txt" || echo 'no device line'); $(grep -m1 'matrix unit check' "$out/devices.txt" || echo 'no check line'))"
 
 # First the ops the matrix unit takes (cooperative matrices, where `vksd devices` above says
 # the driver offers them; the profile picks them by itself), against their double references.

@@ -92,3 +92,22 @@ TEST_CASE("matrix unit check: a matrix unit that computes wrong products is drop
   CHECK(!scalar.png.empty());
   CHECK(broken.png == scalar.png);
 }
+
+TEST_CASE("vksd devices --check: runs the check per device, says what it found, exits 1 where a matrix unit disagrees") {
+  REQUIRE_MESSAGE(!test::vksd_binary().empty(), "the vksd binary was not built");
+  const auto plain = test::run_vksd("devices --check", "VKSD_VALIDATION=1");
+  INFO(plain.out);
+  CHECK(plain.code == 0);
+  CHECK((has(plain.out, "matrix unit check: no matrix unit in use") || has(plain.out, ": agrees")));
+  const auto good = test::run_vksd("devices --check", "VKSD_VALIDATION=1 VKSD_MATRIX_UNIT=emulated");
+  INFO(good.out);
+  CHECK(good.code == 0);
+  CHECK(has(good.out, "matrix unit check (relative L2 vs the scalar kernels): linear "));
+  CHECK(has(good.out, "causal attention (head dim 64) "));
+  CHECK(has(good.out, ": agrees"));
+  const auto broken = test::run_vksd("devices --check", "VKSD_VALIDATION=1 VKSD_MATRIX_UNIT=emulated VKSD_TEST_FAULT=matrix_unit");
+  INFO(broken.out);
+  CHECK(broken.code == 1);
+  CHECK(has(broken.out, ": FAILED, the scalar kernels are used"));
+  CHECK(!has(plain.out + good.out + broken.out, "[vulkan validation]"));
+}
