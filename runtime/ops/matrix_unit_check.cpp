@@ -29,15 +29,17 @@ struct Probe {
   std::function<Tensor(Graph&, std::vector<std::pair<Tensor, std::vector<float>>>&)> build;
 };
 
-// Runs `probe` with the kernels `profile` chooses; `on_unit` says whether any of its dispatches
-// used a matrix-unit kernel.
-std::vector<float> run_probe(Context& ctx, const DeviceProfile& profile, const Probe& probe, bool& on_unit) {
+// Runs `probe` with the kernels `profile` chooses; `on_unit`, where given, says whether any of
+// its dispatches used a matrix-unit kernel.
+std::vector<float> run_probe(Context& ctx, const DeviceProfile& profile, const Probe& probe, bool* on_unit = nullptr) {
   Graph g(ctx);
   g.use_profile(profile);
   std::vector<std::pair<Tensor, std::vector<float>>> inputs;
   Tensor out = probe.build(g, inputs);
-  on_unit = false;
-  for (const Dispatch& d : g.dispatches()) on_unit = on_unit || d.kernel.find("_coop") != std::string::npos;
+  if (on_unit) {
+    *on_unit = false;
+    for (const Dispatch& d : g.dispatches()) *on_unit = *on_unit || d.kernel.find("_coop") != std::string::npos;
+  }
   g.keep(out);
   g.compile();
   for (auto& [t, data] : inputs) g.upload(t, data);
@@ -90,10 +92,9 @@ MatrixUnitCheck check_matrix_unit(Context& ctx) {
   std::string failure;
   for (const Probe& probe : probes) {
     MatrixUnitProbe r{probe.name};
-    bool on_scalar = false;
-    std::vector<float> got = run_probe(ctx, unit, probe, r.on_unit);
+    std::vector<float> got = run_probe(ctx, unit, probe, &r.on_unit);
     if (r.on_unit) {
-      r.error = rel_l2(got, run_probe(ctx, scalar, probe, on_scalar));
+      r.error = rel_l2(got, run_probe(ctx, scalar, probe));
       if (!(r.error <= 1e-2) && failure.empty()) {
         char buf[64];
         std::snprintf(buf, sizeof buf, "%.3g", r.error);
